@@ -1,0 +1,7 @@
+//! The bootstorm replica daemon as a library, so integration tests and the load tester can
+//! drive the same code the `bootstorm` binary runs.
+//!
+//! Owns: the CLI, the demo journal printout, openraft glue and durable storage (`raft`).
+//! Must never: put a boot read through Raft; acknowledge a write before it is durable.
+
+pub mod raft;

@@ -1,0 +1,1 @@
+//! Raft glue: type config and durable storage (log, vote, snapshots, state machine).
