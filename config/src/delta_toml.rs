@@ -74,7 +74,9 @@ struct RemoveTable {
 /// Parses an octal mode string ("0644", "755", "0o600").
 pub fn parse_mode(mode: &str) -> Option<u32> {
     let digits = mode.strip_prefix("0o").unwrap_or(mode);
-    if digits.is_empty() || digits.len() > 5 {
+    // Digits only: `from_str_radix` alone would also take a sign ("+644").
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
         return None;
     }
     let value = u32::from_str_radix(digits, 8).ok()?;

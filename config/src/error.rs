@@ -6,7 +6,11 @@ use crate::{EntryType, Scope, Seq};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Rejected {
     #[error("parent seq {given} is not the newest entry of {scope} (newest is {newest}); re-read the journal and retry")]
-    WrongParent { scope: Scope, given: Seq, newest: Seq },
+    WrongParent {
+        scope: Scope,
+        given: Seq,
+        newest: Seq,
+    },
     #[error("unknown vcluster {0:?}: create it first with a policy")]
     UnknownVCluster(String),
     #[error("unknown node {0:?}: register it first (UpdateNodeState)")]
@@ -27,11 +31,15 @@ pub enum Rejected {
         len_bytes: usize,
         max_bytes: usize,
     },
-    #[error("delta names {count} items, more than the limit of {max}; split it into several commits")]
+    #[error(
+        "delta names {count} items, more than the limit of {max}; split it into several commits"
+    )]
     TooManyItems { count: usize, max: usize },
     #[error("entry delta is {size_bytes} bytes, more than the limit of {max_bytes}")]
     EntryTooLarge { size_bytes: usize, max_bytes: usize },
-    #[error("config of {scope} would grow to {size_bytes} bytes, more than the limit of {max_bytes}")]
+    #[error(
+        "config of {scope} would grow to {size_bytes} bytes, more than the limit of {max_bytes}"
+    )]
     ScopeConfigTooLarge {
         scope: Scope,
         size_bytes: usize,
@@ -50,7 +58,11 @@ pub enum Rejected {
     #[error("rollback target seq {seq} does not exist")]
     RollbackTargetMissing { seq: Seq },
     #[error("rollback target seq {seq} belongs to {actual}, not {scope}")]
-    RollbackTargetOutOfScope { seq: Seq, scope: Scope, actual: Scope },
+    RollbackTargetOutOfScope {
+        seq: Seq,
+        scope: Scope,
+        actual: Scope,
+    },
     #[error("rollback entries carry no delta: the state to restore is computed from the journal")]
     RollbackWithDelta,
     #[error("overlay for seq {seq} is older than the stored one (seq {stored})")]

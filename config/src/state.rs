@@ -192,10 +192,11 @@ impl JournalState {
         }
     }
 
-    /// Checks the size limit a scope's folded config must respect after a change.
-    fn check_scope_size(&self, scope: &Scope, folded: &StateDelta) -> Result<(), Rejected> {
+    /// Checks the size limit a scope's folded config must respect after a change;
+    /// `folded_size_bytes` is the `size_bytes` the scope's fold would have.
+    fn check_scope_size(&self, scope: &Scope, folded_size_bytes: usize) -> Result<(), Rejected> {
         let size_bytes = match scope {
-            Scope::Node(_) => folded.size_bytes(),
+            Scope::Node(_) => folded_size_bytes,
             // An overlay layers global under one vCluster: bound the largest such pair.
             Scope::Global => {
                 let largest_vcluster = self
@@ -207,10 +208,10 @@ impl JournalState {
                     })
                     .max()
                     .unwrap_or(0);
-                folded.size_bytes() + largest_vcluster
+                folded_size_bytes + largest_vcluster
             }
             Scope::VCluster(_) => {
-                folded.size_bytes() + self.scope_config(&Scope::Global).size_bytes()
+                folded_size_bytes + self.scope_config(&Scope::Global).size_bytes()
             }
         };
         let max_bytes = match scope {
@@ -284,55 +285,69 @@ impl JournalState {
                 }
                 new.delta = self.scope_config_at(&new.scope, target);
             }
-            EntryType::EmergencyStart => {
-                if new.emergency_reason.as_deref().is_none_or(str::is_empty) {
-                    return Err(Rejected::EmergencyWithoutReason);
-                }
+            EntryType::EmergencyStart
+                if new.emergency_reason.as_deref().is_none_or(str::is_empty) =>
+            {
+                return Err(Rejected::EmergencyWithoutReason);
             }
-            EntryType::EmergencyEnd => {
-                if !self.emergencies.contains_key(&new.scope) {
-                    return Err(Rejected::NoActiveEmergency(new.scope.clone()));
-                }
+            EntryType::EmergencyEnd if !self.emergencies.contains_key(&new.scope) => {
+                return Err(Rejected::NoActiveEmergency(new.scope.clone()));
             }
             _ => {}
         }
-        validate::delta(&new.delta)?;
-        let size_bytes = new.delta.size_bytes();
-        if entry_type != EntryType::Rollback && size_bytes > ENTRY_DELTA_SIZE_MAX_BYTES {
-            return Err(Rejected::EntryTooLarge {
-                size_bytes,
-                max_bytes: ENTRY_DELTA_SIZE_MAX_BYTES,
-            });
+        // A rollback's delta is the scope's reconstructed fold, built from deltas that each
+        // passed these checks; the fold may name more items or bytes than one delta may (it is
+        // bounded by the scope limits below instead), so it must not be refused here.
+        if entry_type != EntryType::Rollback {
+            validate::delta(&new.delta)?;
+            let size_bytes = new.delta.size_bytes();
+            if size_bytes > ENTRY_DELTA_SIZE_MAX_BYTES {
+                return Err(Rejected::EntryTooLarge {
+                    size_bytes,
+                    max_bytes: ENTRY_DELTA_SIZE_MAX_BYTES,
+                });
+            }
         }
         let changes_config = entry_type == EntryType::Rollback
             || (entry_type.changes_config() && !new.delta.is_empty());
-        let folded = if changes_config {
-            let folded = if entry_type == EntryType::Rollback {
-                new.delta.clone()
-            } else {
-                let mut folded = self.scope_config(&new.scope).clone();
-                merge(&mut folded, &new.delta);
-                folded
-            };
-            self.check_scope_size(&new.scope, &folded)?;
-            Some(folded)
-        } else {
+        // The fold's new size is computed without building the new fold: cloning a scope's
+        // whole config on every commit made apply O(scope config) instead of O(delta).
+        let folded_size_bytes = if !changes_config {
             None
+        } else if entry_type == EntryType::Rollback {
+            Some(new.delta.size_bytes())
+        } else {
+            Some(merged_size_bytes(self.scope_config(&new.scope), &new.delta))
         };
+        if let Some(size_bytes) = folded_size_bytes {
+            self.check_scope_size(&new.scope, size_bytes)?;
+        }
 
         // --- writes ---
         let scope = new.scope.clone();
+        if let Some(size_bytes) = folded_size_bytes {
+            let folded = self.scope_configs.entry(scope.clone()).or_default();
+            if entry_type == EntryType::Rollback {
+                *folded = new.delta.clone();
+            } else {
+                merge(folded, &new.delta);
+            }
+            debug_assert_eq!(
+                folded.size_bytes(),
+                size_bytes,
+                "merged_size_bytes is exact"
+            );
+        }
         let seq = self.push_entry(ConfigEntry::from_new(self.last_seq + 1, new));
         let mut applied = Applied {
             seq: Some(seq),
             ..Applied::default()
         };
-        if let Some(folded) = folded {
+        if folded_size_bytes.is_some() {
             self.scope_entries
                 .entry(scope.clone())
                 .or_default()
                 .push(seq);
-            self.scope_configs.insert(scope.clone(), folded);
             self.mark_config_changed(&scope, seq, &mut applied);
         }
         let node_status = match entry_type {
@@ -496,7 +511,9 @@ impl JournalState {
             .filter_map(|seq| {
                 let entry = &self.entries[seq];
                 let ttl_s = entry.ttl_s?;
-                let expires_at_ms = entry.timestamp_ms.saturating_add(ttl_s.saturating_mul(1000));
+                let expires_at_ms = entry
+                    .timestamp_ms
+                    .saturating_add(ttl_s.saturating_mul(1000));
                 (expires_at_ms <= now_ms).then(|| (*seq, entry.scope.clone()))
             })
             .collect();
@@ -504,7 +521,9 @@ impl JournalState {
             return Err(Rejected::NothingExpired { now_ms });
         }
         let mut applied = Applied::default();
-        let mut scopes = BTreeSet::new();
+        // Scope → seq of its last AutoConverge in this batch: the seq at which its config
+        // changed (not the batch's last seq, which may belong to another scope).
+        let mut scopes: BTreeMap<Scope, Seq> = BTreeMap::new();
         let mut due = due;
         due.sort();
         for (expired_seq, scope) in due {
@@ -519,11 +538,10 @@ impl JournalState {
             entry.target_seq = Some(expired_seq);
             let seq = self.push_entry(entry);
             applied.seq = Some(seq);
-            scopes.insert(scope);
+            scopes.insert(scope, seq);
         }
-        let seq = self.last_seq;
-        for scope in scopes {
-            let folded = self.scope_config_at(&scope, seq);
+        for (scope, seq) in scopes {
+            let folded = self.scope_config_at(&scope, self.last_seq);
             self.scope_configs.insert(scope.clone(), folded);
             self.mark_config_changed(&scope, seq, &mut applied);
         }
@@ -582,6 +600,47 @@ fn system_entry(
         emergency_reason: None,
         target_seq: None,
     }
+}
+
+/// The `size_bytes` of `folded` after `merge(folded, delta)`, without building the merge.
+/// Follows `merge` step by step (files, then removals, then settings), so it is exact for any
+/// delta, even one that writes and removes the same path.
+fn merged_size_bytes(folded: &StateDelta, delta: &StateDelta) -> usize {
+    let file_weight = |path: &str, file: &crate::FileSpec| {
+        path.len() + file.content.len() + file.owner.as_ref().map_or(0, String::len)
+    };
+    let mut added = 0;
+    let mut dropped = 0;
+    for (path, file) in &delta.files {
+        if folded.removes.contains(path) {
+            dropped += path.len();
+        }
+        if let Some(old) = folded.files.get(path) {
+            dropped += file_weight(path, old);
+        }
+        added += file_weight(path, file);
+    }
+    for path in &delta.removes {
+        if let Some(written) = delta.files.get(path) {
+            // Written by this delta (so no longer in `removes`), then removed again.
+            dropped += file_weight(path, written);
+            added += path.len();
+        } else {
+            if let Some(old) = folded.files.get(path) {
+                dropped += file_weight(path, old);
+            }
+            if !folded.removes.contains(path) {
+                added += path.len();
+            }
+        }
+    }
+    for (key, value) in &delta.settings {
+        if let Some(old) = folded.settings.get(key) {
+            dropped += key.len() + old.len();
+        }
+        added += key.len() + value.len();
+    }
+    folded.size_bytes() + added - dropped
 }
 
 /// Layers `delta` onto `folded`: written files replace, removals delete (and are remembered so
