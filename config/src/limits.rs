@@ -20,7 +20,8 @@ pub const VCLUSTER_CONFIG_SIZE_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// Longest file path in a delta, in bytes (Linux PATH_MAX).
 pub const PATH_LEN_MAX_BYTES: usize = 4096;
 
-/// Longest identifier (vCluster, node id, author, setting key, owner), in bytes.
+/// Longest identifier (vCluster, node id, setting key, owner), in bytes. Authors are
+/// certificate identities and may be longer: they are bounded by `TEXT_LEN_MAX_BYTES`.
 pub const NAME_LEN_MAX_BYTES: usize = 128;
 
 /// Longest setting value, emergency reason or free text, in bytes.
