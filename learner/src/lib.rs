@@ -4,4 +4,5 @@
 //! Owns: the CLI, the demo journal printout, openraft glue and durable storage (`raft`).
 //! Must never: put a boot read through Raft; acknowledge a write before it is durable.
 
+pub mod net;
 pub mod raft;
