@@ -105,7 +105,7 @@ async fn expect_refused(
     config: quinn::ClientConfig,
     addr: SocketAddr,
 ) -> QuicError {
-    match timeout(
+    let err = match timeout(
         WAIT,
         quic::connect(endpoint, plane, config, addr, "localhost"),
     )
@@ -119,7 +119,10 @@ async fn expect_refused(
                 .expect("the server accepted a connection it should have refused");
             quic::explain_connection_error(plane, addr, closed)
         }
-    }
+    };
+    // What an operator would read; shown with --nocapture.
+    println!("refused as expected: {err}");
+    err
 }
 
 #[tokio::test]
@@ -299,7 +302,7 @@ async fn node_cert_is_refused_on_admin_and_raft_planes() {
         let msg = err.to_string();
         assert!(msg.contains("certificate was refused"), "{plane}: {msg}");
         assert!(
-            msg.contains("node certificate (node-0001) is not accepted"),
+            msg.contains("the node certificate \"node-0001\" is not accepted"),
             "{plane}: {msg}"
         );
         assert!(next_handshake(&mut accepted).await.is_err());
@@ -361,7 +364,7 @@ async fn boot_client_identity_is_optional_and_bound_to_the_node_cert() {
     let err = expect_refused(&endpoint, Plane::Boot, wrong_role, addr).await;
     assert!(
         err.to_string()
-            .contains("admin certificate (admin) is not accepted on the boot plane"),
+            .contains("the admin certificate \"admin\" is not accepted on the boot plane"),
         "{err}"
     );
 }

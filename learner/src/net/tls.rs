@@ -505,7 +505,7 @@ impl ClientCertVerifier for RoleCheckingVerifier {
         if !allowed.contains(&id.role) {
             let allowed: Vec<String> = allowed.iter().map(Role::to_string).collect();
             return Err(refuse(format!(
-                "a {} certificate ({}) is not accepted on the {} plane, which accepts {}",
+                "the {} certificate {:?} is not accepted on the {} plane (it accepts {} certificates)",
                 id.role,
                 id.name,
                 self.plane,
