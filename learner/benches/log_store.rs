@@ -1,0 +1,3 @@
+//! Append + fsync latency of the raft log store (placeholder until the store lands).
+
+fn main() {}
