@@ -1,0 +1,232 @@
+//! Command-line interface: argument parsing and the commands that exist today.
+//!
+//! Every command prints a readable report by default and one JSON object with `--json`, so
+//! scripts never parse prose. Errors go to stderr with the chain of causes; the exit code is
+//! 0 on success, 1 on a failure the message explains, 2 on bad usage (clap).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use config::demo::{self, DemoSpec};
+use config::StateDelta;
+
+/// bootstorm: serve node configuration to a site-wide boot storm from Raft-replicated learners.
+#[derive(Parser, Debug)]
+#[command(name = "bootstorm", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build the demo journal and its overlays and report them (sizes, hashes, build times).
+    ///
+    /// This is the local-development entry point; it grows into a complete local cluster as the
+    /// replica daemon lands (see ARCHITECTURE.md, "Not built yet").
+    Dev {
+        /// Number of demo nodes (node-0001 …; odd → compute, even → gpu).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        nodes: u32,
+        /// Print one JSON object instead of the readable report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a delta file (the TOML an admin commits) and print what it contains.
+    CheckDelta {
+        /// Path of the delta file.
+        file: PathBuf,
+        /// Print one JSON object instead of the readable report.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Entry point used by the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Dev { nodes, json } => dev(nodes, json),
+        Command::CheckDelta { file, json } => check_delta(&file, json),
+    }
+}
+
+#[derive(Serialize)]
+struct OverlayReport {
+    vcluster: String,
+    seq: u64,
+    hash: String,
+    raw_bytes: u64,
+    compressed_bytes: usize,
+    files: usize,
+    build_ms: f64,
+}
+
+#[derive(Serialize)]
+struct NodeDeltaReport {
+    node: String,
+    vcluster: String,
+    seq: u64,
+    hash: String,
+    bytes: usize,
+    build_us: f64,
+}
+
+#[derive(Serialize)]
+struct DevReport {
+    nodes: u32,
+    entries: u64,
+    last_seq: u64,
+    apply_ms: f64,
+    overlays: Vec<OverlayReport>,
+    sample_deltas: Vec<NodeDeltaReport>,
+}
+
+fn dev(nodes: u32, json: bool) -> Result<()> {
+    let spec = DemoSpec {
+        nodes,
+        ..DemoSpec::default()
+    };
+    let started = Instant::now();
+    let state = demo::demo_state(&spec);
+    let apply_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    let mut overlays = Vec::new();
+    for vcluster in demo::DEMO_VCLUSTERS {
+        let started = Instant::now();
+        let built = overlay::build_overlay(&state, vcluster)
+            .with_context(|| format!("building the overlay of vcluster {vcluster}"))?;
+        let build_ms = started.elapsed().as_secs_f64() * 1e3;
+        overlays.push(OverlayReport {
+            vcluster: vcluster.to_owned(),
+            seq: built.seq,
+            hash: hex::encode(built.hash),
+            raw_bytes: built.raw_len,
+            compressed_bytes: built.compressed.len(),
+            files: state.vcluster_config(vcluster).files.len(),
+            build_ms,
+        });
+    }
+    // One plain node and one with a committed manual change (every 100th node has one).
+    let sample_nodes = [demo::node_name(2.min(nodes)), demo::node_name(1)];
+    let mut sample_deltas = Vec::new();
+    for node in sample_nodes {
+        let started = Instant::now();
+        let built = overlay::build_node_delta(&state, &node)
+            .with_context(|| format!("building the delta of node {node}"))?;
+        let build_us = started.elapsed().as_secs_f64() * 1e6;
+        sample_deltas.push(NodeDeltaReport {
+            node: built.node,
+            vcluster: built.vcluster,
+            seq: built.seq,
+            hash: hex::encode(built.hash),
+            bytes: built.bytes.len(),
+            build_us,
+        });
+    }
+    let report = DevReport {
+        nodes,
+        entries: state.entries.len() as u64,
+        last_seq: state.last_seq,
+        apply_ms,
+        overlays,
+        sample_deltas,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "demo journal: {} nodes, {} entries (last seq {}), applied in {:.1} ms",
+        report.nodes, report.entries, report.last_seq, report.apply_ms
+    );
+    println!("\nphase 1 — base overlays (canonical → blake3 → zstd):");
+    for o in &report.overlays {
+        println!(
+            "  {:<8} seq {:<5} {:>3} files  {:>8} B raw  {:>7} B zstd  built in {:>6.2} ms  blake3 {}…",
+            o.vcluster, o.seq, o.files, o.raw_bytes, o.compressed_bytes, o.build_ms, &o.hash[..16]
+        );
+    }
+    println!("\nphase 2 — node deltas:");
+    for d in &report.sample_deltas {
+        println!(
+            "  {:<10} ({:<7}) seq {:<5} {:>5} B  built in {:>6.1} µs  blake3 {}…",
+            d.node,
+            d.vcluster,
+            d.seq,
+            d.bytes,
+            d.build_us,
+            &d.hash[..16]
+        );
+    }
+    println!(
+        "\nThe replica daemon (Raft core, QUIC planes, a running local cluster) is the next step;\nsee ARCHITECTURE.md. `bootstorm check-delta FILE` validates a delta file you would commit."
+    );
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct DeltaSummary {
+    files: Vec<(String, String, usize)>,
+    removes: Vec<String>,
+    settings: std::collections::BTreeMap<String, String>,
+    size_bytes: usize,
+}
+
+fn check_delta(file: &PathBuf, json: bool) -> Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading delta file {}", file.display()))?;
+    let delta = StateDelta::from_toml(&text)
+        .with_context(|| format!("delta file {} is not valid", file.display()))?;
+    let summary = DeltaSummary {
+        files: delta
+            .files
+            .iter()
+            .map(|(path, spec)| {
+                (
+                    path.clone(),
+                    format!("{:04o}", spec.mode),
+                    spec.content.len(),
+                )
+            })
+            .collect(),
+        removes: delta.removes.iter().cloned().collect(),
+        settings: delta.settings.clone(),
+        size_bytes: delta.size_bytes(),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    println!(
+        "{}: valid delta, {} bytes",
+        file.display(),
+        summary.size_bytes
+    );
+    for (path, mode, len) in &summary.files {
+        println!("  write  {path} (mode {mode}, {len} bytes)");
+    }
+    for path in &summary.removes {
+        println!("  remove {path}");
+    }
+    for (key, value) in &summary.settings {
+        println!("  set    {key} = {value}");
+    }
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! The replica's configuration file (`bootstorm serve --config FILE`) and the client cluster
+//! file (`--cluster FILE`): parsing, defaults and validation.
+//!
+//! Invariants: unknown keys are errors (a typo never silently falls back to a default); every
+//! value is validated on load, and every error names the key and the file; relative paths are
+//! resolved against the file's directory, so a data directory can be moved as a whole.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Whether the replica votes or only replicates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Voter,
+    Learner,
+}
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid config: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{path}: `{key}` {problem}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        problem: String,
+    },
+}
+
+/// Listen addresses, one per plane. Each plane has its own port and ALPN.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Raft plane (QUIC, mutual TLS with the cluster CA).
+    pub raft: SocketAddr,
+    /// Admin plane (QUIC, mutual TLS; the client cert names the commit author).
+    pub admin: SocketAddr,
+    /// Boot plane (QUIC, server-authenticated; client certs optional).
+    pub boot: SocketAddr,
+    /// Prometheus `/metrics` over plain HTTP; omit to disable.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
+}
+
+/// PEM files of this replica's identity and the cluster CA.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A member of the initial voter set, used once to initialize a fresh cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    pub node_id: u64,
+    pub name: String,
+    pub raft: SocketAddr,
+    pub admin: SocketAddr,
+    pub boot: SocketAddr,
+}
+
+/// Raft timing and log policy. Defaults follow seed 002 (sub-second failover) and 004
+/// (snapshot every 10,000 entries).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTuning {
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Take a snapshot after this many entries since the last one.
+    pub snapshot_every_entries: u64,
+    /// Keep this many applied entries in the log after a snapshot, for slow followers.
+    pub max_in_snapshot_log_to_keep: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning {
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            snapshot_every_entries: 10_000,
+            max_in_snapshot_log_to_keep: 1_000,
+        }
+    }
+}
+
+/// A replica's configuration file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaConf {
+    /// Raft node id, unique in the cluster, > 0.
+    pub node_id: u64,
+    /// Human name, e.g. `voter-1`, `rack12-learner-a`.
+    pub name: String,
+    pub role: Role,
+    /// Where the log, snapshots and state live.
+    pub data_dir: PathBuf,
+    pub listen: Listen,
+    pub tls: Tls,
+    /// The initial voters. A voter listed here initializes the cluster on first start; a
+    /// learner contacts them to be added.
+    #[serde(default)]
+    pub peers: Vec<Peer>,
+    #[serde(default)]
+    pub raft: RaftTuning,
+}
+
+impl ReplicaConf {
+    /// Reads, parses and validates a replica config; relative paths resolve against its dir.
+    pub fn load(path: &Path) -> Result<ReplicaConf, ConfError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut conf: ReplicaConf = toml::from_str(&text).map_err(|source| ConfError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        conf.data_dir = base.join(&conf.data_dir);
+        conf.tls.ca = base.join(&conf.tls.ca);
+        conf.tls.cert = base.join(&conf.tls.cert);
+        conf.tls.key = base.join(&conf.tls.key);
+        conf.validate(path)?;
+        Ok(conf)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfError> {
+        let invalid = |key: &'static str, problem: String| ConfError::Invalid {
+            path: path.to_owned(),
+            key,
+            problem,
+        };
+        if self.node_id == 0 {
+            return Err(invalid("node_id", "must be > 0".into()));
+        }
+        if let Err(reason) = config::validate::name(&self.name) {
+            return Err(invalid("name", reason.into()));
+        }
+        let ports = [self.listen.raft, self.listen.admin, self.listen.boot];
+        for (i, a) in ports.iter().enumerate() {
+            if a.port() != 0 && ports[i + 1..].contains(a) {
+                return Err(invalid(
+                    "listen",
+                    format!("{a} is used by two planes; each needs its own port"),
+                ));
+            }
+        }
+        let raft = &self.raft;
+        if raft.heartbeat_interval_ms == 0 {
+            return Err(invalid("raft.heartbeat_interval_ms", "must be > 0".into()));
+        }
+        if raft.election_timeout_min_ms <= raft.heartbeat_interval_ms {
+            return Err(invalid(
+                "raft.election_timeout_min_ms",
+                "must be greater than raft.heartbeat_interval_ms".into(),
+            ));
+        }
+        if raft.election_timeout_max_ms <= raft.election_timeout_min_ms {
+            return Err(invalid(
+                "raft.election_timeout_max_ms",
+                "must be greater than raft.election_timeout_min_ms".into(),
+            ));
+        }
+        if raft.snapshot_every_entries == 0 {
+            return Err(invalid("raft.snapshot_every_entries", "must be > 0".into()));
+        }
+        let mut ids: Vec<u64> = self.peers.iter().map(|p| p.node_id).collect();
+        ids.sort_unstable();
+        if ids.windows(2).any(|w| w[0] == w[1]) {
+            return Err(invalid("peers", "two peers share a node_id".into()));
+        }
+        Ok(())
+    }
+}
+
+/// One replica as clients see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterReplica {
+    pub name: String,
+    pub role: Role,
+    pub boot: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// The client file: where the replicas are and which credentials to use. Written by
+/// `bootstorm dev` as `DIR/cluster.toml`; read by every client command via `--cluster FILE`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFile {
+    /// CA that signed the replicas' certificates.
+    pub ca: PathBuf,
+    /// Admin client certificate and key (their CN is the commit author).
+    pub admin_cert: PathBuf,
+    pub admin_key: PathBuf,
+    /// Replicas in preference order (rack-local first).
+    #[serde(rename = "replica")]
+    pub replicas: Vec<ClusterReplica>,
+}
+
+impl ClusterFile {
+    /// Reads and validates a cluster file; relative paths resolve against its directory.
+    pub fn load(path: &Path) -> Result<ClusterFile, ConfError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut file: ClusterFile = toml::from_str(&text).map_err(|source| ConfError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        file.ca = base.join(&file.ca);
+        file.admin_cert = base.join(&file.admin_cert);
+        file.admin_key = base.join(&file.admin_key);
+        if file.replicas.is_empty() {
+            return Err(ConfError::Invalid {
+                path: path.to_owned(),
+                key: "replica",
+                problem: "lists no replica; add at least one [[replica]] table".into(),
+            });
+        }
+        Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+node_id = 1
+name = "voter-1"
+role = "voter"
+data_dir = "voter-1"
+
+[listen]
+raft = "127.0.0.1:7001"
+admin = "127.0.0.1:7002"
+boot = "127.0.0.1:7003"
+
+[tls]
+ca = "certs/ca.pem"
+cert = "certs/voter-1.pem"
+key = "certs/voter-1.key"
+
+[[peers]]
+node_id = 1
+name = "voter-1"
+raft = "127.0.0.1:7001"
+admin = "127.0.0.1:7002"
+boot = "127.0.0.1:7003"
+"#;
+
+    fn load_text(text: &str) -> Result<ReplicaConf, ConfError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("replica.toml");
+        std::fs::write(&path, text).unwrap();
+        ReplicaConf::load(&path)
+    }
+
+    #[test]
+    fn good_config_loads_with_defaults_and_resolved_paths() {
+        let conf = load_text(GOOD).unwrap();
+        assert_eq!(conf.role, Role::Voter);
+        assert_eq!(conf.raft, RaftTuning::default());
+        assert!(conf.tls.ca.is_absolute());
+        assert!(conf.data_dir.ends_with("voter-1"));
+    }
+
+    #[test]
+    fn a_typo_is_an_error_naming_the_key_and_line() {
+        let text = GOOD.replace("role = \"voter\"", "roel = \"voter\"");
+        let message = load_text(&text).unwrap_err().to_string();
+        assert!(message.contains("roel"), "{message}");
+        assert!(message.contains("line 4"), "{message}");
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_the_key() {
+        let cases = [
+            ("node_id = 1", "node_id = 0", "node_id"),
+            ("name = \"voter-1\"", "name = \"voter 1\"", "name"),
+            (
+                "boot = \"127.0.0.1:7003\"\n\n",
+                "boot = \"127.0.0.1:7002\"\n\n",
+                "listen",
+            ),
+        ];
+        for (from, to, key) in cases {
+            let text = GOOD.replacen(from, to, 1);
+            let message = load_text(&text).unwrap_err().to_string();
+            assert!(message.contains(key), "{key}: {message}");
+        }
+        let text = format!("{GOOD}\n[raft]\nheartbeat_interval_ms = 500\n");
+        let message = load_text(&text).unwrap_err().to_string();
+        assert!(message.contains("election_timeout_min_ms"), "{message}");
+    }
+}
