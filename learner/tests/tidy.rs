@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read a source directory") {
         let path = entry.expect("read a directory entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if path.is_dir() {
             if !matches!(name, "target" | ".git" | "corpus" | "artifacts") {
                 rust_files(&path, out);
