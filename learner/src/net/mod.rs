@@ -20,15 +20,8 @@ pub use certs::{
 pub use quic::{QuicError, ServerLimits, SocketConfig, TransportLimits};
 pub use tls::{peer_identity, Identity, PeerIdentity, TlsError, TlsFiles, TlsMaterial};
 
-// ALPN ids of the planes. They mirror `proto::alpn` (ALPN_BOOT/RAFT/ADMIN), which was still
-// uncommitted work of the proto owner when this layer landed; replace these with re-exports of
-// `proto::alpn` once it is in the tree, so there is one definition.
-/// ALPN of the boot plane.
-pub const ALPN_BOOT: &[u8] = b"bootstorm-boot/1";
-/// ALPN of the raft plane.
-pub const ALPN_RAFT: &[u8] = b"bootstorm-raft/1";
-/// ALPN of the admin plane.
-pub const ALPN_ADMIN: &[u8] = b"bootstorm-admin/1";
+// ALPN ids of the planes: one definition, in the wire protocol crate.
+pub use proto::alpn::{ALPN_ADMIN, ALPN_BOOT, ALPN_RAFT};
 
 /// One of the daemon's QUIC planes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
