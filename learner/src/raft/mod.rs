@@ -135,7 +135,12 @@ pub fn open(data_dir: &Path, options: StorageOptions) -> Result<RaftStorage, Sto
     let state_machine = StateMachineStore::new(state, snapshots);
     let committed = log.read_committed_sync()?;
     if let Some(committed) = committed {
-        let start = snapshot_index.map_or(0, |i| i + 1);
+        // Without a snapshot (and so without a purge, checked above) history starts at the
+        // log's first entry: 0 when openraft initialized this node, 1 in some tests.
+        let start = match snapshot_index {
+            Some(index) => index + 1,
+            None => log.first_index().unwrap_or(0),
+        };
         if committed.index >= start {
             let entries = log.read_entries(start..=committed.index)?;
             let complete = entries.len() as u64 == committed.index - start + 1
