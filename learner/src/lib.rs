@@ -4,6 +4,7 @@
 //! Owns: the CLI, the demo journal printout, openraft glue and durable storage (`raft`).
 //! Must never: put a boot read through Raft; acknowledge a write before it is durable.
 
+pub mod admin;
 pub mod cli;
 pub mod conf;
 pub mod net;

@@ -1,0 +1,51 @@
+//! Every limit and timeout of the admin plane (server, client, join loop), with units in the
+//! names and the relations between them checked at compile time at the bottom.
+
+/// Admin connections served at once per replica. Admins are a handful of people and scripts,
+/// plus learners joining; beyond this a new connection is refused (closed with a reason)
+/// rather than queued, so a misbehaving script cannot exhaust the replica.
+pub const ADMIN_CONNECTIONS_CONCURRENT_MAX: usize = 64;
+
+/// Longest the server waits for a whole request frame (up to a 2 MiB commit) once a stream
+/// is open. A stalled client holds a stream for this long at most.
+pub const ADMIN_REQUEST_READ_TIMEOUT_MS: u64 = 10_000;
+
+/// Longest the server spends writing one answer (up to a 32 MiB log page).
+pub const ADMIN_RESPONSE_WRITE_TIMEOUT_MS: u64 = 30_000;
+
+/// Longest the server waits for Raft to commit and apply a write before answering `Timeout`
+/// (the outcome is then unknown: the client must check the journal before retrying).
+pub const ADMIN_WRITE_TIMEOUT_MS: u64 = 15_000;
+
+/// Longest a Status answer waits for the raft core to report its committed index.
+pub const STATUS_RAFT_QUERY_TIMEOUT_MS: u64 = 2_000;
+
+/// Longest the client waits for one answer on one replica: above the server's write timeout
+/// plus a large response's transfer time, so a slow commit answers `Timeout` rather than
+/// looking like an unreachable replica.
+pub const CLIENT_REQUEST_TIMEOUT_MS: u64 = 60_000;
+
+/// Longest the client waits for one QUIC handshake before trying the next replica.
+pub const CLIENT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+
+/// `NotLeader` redirects the client follows before giving up (an election in progress can
+/// bounce a request once or twice; more means a confused cluster).
+pub const CLIENT_LEADER_HOPS_MAX: usize = 4;
+
+/// Longest one client request may take in total, across replicas and redirects.
+pub const CLIENT_TOTAL_TIMEOUT_MS: u64 = 120_000;
+
+/// Longest `status_all` waits for one replica's Status before reporting it unreachable.
+pub const CLIENT_STATUS_TIMEOUT_MS: u64 = 5_000;
+
+/// First and largest pause between join attempts of a learner (doubling, jittered).
+pub const JOIN_BACKOFF_INITIAL_MS: u64 = 200;
+pub const JOIN_BACKOFF_MAX_MS: u64 = 5_000;
+
+const _: () = assert!(ADMIN_CONNECTIONS_CONCURRENT_MAX > 0);
+const _: () =
+    assert!(CLIENT_REQUEST_TIMEOUT_MS > ADMIN_WRITE_TIMEOUT_MS + ADMIN_RESPONSE_WRITE_TIMEOUT_MS);
+const _: () = assert!(CLIENT_TOTAL_TIMEOUT_MS >= CLIENT_REQUEST_TIMEOUT_MS);
+const _: () = assert!(CLIENT_LEADER_HOPS_MAX >= 1);
+const _: () =
+    assert!(JOIN_BACKOFF_INITIAL_MS > 0 && JOIN_BACKOFF_INITIAL_MS <= JOIN_BACKOFF_MAX_MS);

@@ -1,0 +1,43 @@
+//! The admin plane: the QUIC server every replica runs for operators and joining replicas
+//! (`server`), the client library the CLI uses (`client`), and a learner's join loop (`join`).
+//!
+//! Owns: who may do what on the admin plane, how admin requests become journal commands and
+//! membership changes, and how a client finds the leader.
+//!
+//! Invariants:
+//! - the author of a commit is the admin certificate's identity, never the request's claim:
+//!   the server overwrites every author field from the verified client certificate's CN;
+//! - the timestamp of an entry is the leader's clock reading (the state machine has none);
+//! - replica certificates may only join (AddLearner) and read Status; everything else needs an
+//!   admin certificate;
+//! - writes are never forwarded between replicas: a follower answers `NotLeader` with the
+//!   leader's admin address and the client follows it (bounded hops);
+//! - Status and Log are answered from the local state machine and never enter Raft.
+
+pub mod client;
+pub mod join;
+pub mod limits;
+pub mod server;
+
+use crate::conf::{self, ReplicaConf};
+use crate::raft::{ReplicaReader, TypeConfig};
+
+pub use client::{AdminClient, ClientError};
+pub use join::join_as_learner;
+pub use server::serve;
+
+/// What the admin server needs from the running replica. Built once by `bootstorm serve`.
+pub struct AdminContext {
+    /// Proposes commands and membership changes (only succeeds on the leader).
+    pub raft: openraft::Raft<TypeConfig>,
+    /// The applied state: Status and Log are answered from it, locally.
+    pub reader: ReplicaReader,
+    /// This replica's raft node id (the `replica` of a status report).
+    pub node_id: u64,
+    /// This replica's name, for status and logs.
+    pub name: String,
+    /// The configured role (the membership config is the authority; this is the intent).
+    pub role: conf::Role,
+    /// The whole replica config (addresses, for NotLeader answers about ourselves).
+    pub conf: ReplicaConf,
+}
