@@ -562,3 +562,51 @@ async fn a_damaged_snapshot_from_the_leader_is_refused() {
     assert!(snapshot_files(follower_dir.path()).is_empty());
     assert_eq!(follower.reader.read().last_applied, None);
 }
+
+#[test]
+fn a_damaged_length_field_in_the_middle_is_not_mistaken_for_a_torn_tail() {
+    let dir = TempDir::new().unwrap();
+    {
+        let storage = open(dir.path());
+        append_durable(&storage.log, demo_entries(20));
+    }
+    let segment = segments(dir.path()).pop().unwrap();
+    // The first record's length field claims far more than any record may hold.
+    let file = OpenOptions::new().write(true).open(&segment).unwrap();
+    file.write_all_at(&u32::MAX.to_le_bytes(), 16).unwrap();
+    drop(file);
+    let err = match raft::open(dir.path(), StorageOptions::default()) {
+        Ok(_) => panic!("a damaged length in the middle must not open"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(&err, StoreError::CorruptRecord { path, .. } if *path == segment),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_garbled_last_record_is_a_torn_write() {
+    let dir = TempDir::new().unwrap();
+    let entries = demo_entries(5);
+    {
+        let storage = open(dir.path());
+        append_durable(&storage.log, entries.clone());
+    }
+    // The last record is complete in length but its payload pages did not all land.
+    let segment = segments(dir.path()).pop().unwrap();
+    let len = fs::metadata(&segment).unwrap().len();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    let mut tail = [0u8; 3];
+    file.read_exact_at(&mut tail, len - 3).unwrap();
+    file.write_all_at(&tail.map(|b| !b), len - 3).unwrap();
+    drop(file);
+    let storage = open(dir.path());
+    assert!(storage.recovery.log.torn_tail.is_some());
+    let read = storage.log.read_entries(..).unwrap();
+    assert_eq!(read.len(), entries.len() - 1);
+}

@@ -923,15 +923,17 @@ fn recover(log_dir: &Path) -> Result<(Log, LogRecovery), StoreError> {
     Ok((log, report))
 }
 
-/// Whether the (bad) record at `offset` claims to end exactly at the end of the file, i.e.
-/// nothing follows it: the last record of an unfinished batch.
+/// Whether the (bad) record at `offset` claims, with a plausible length, to end exactly at the
+/// end of the file, i.e. nothing follows it: the last record of an unfinished batch. A length
+/// beyond the record limit is damage, not a torn write (a torn write keeps its header intact
+/// or loses it entirely).
 fn is_last_record(bytes: &[u8], offset: usize) -> bool {
     let rest = &bytes[offset..];
     if rest.len() < 4 {
         return true;
     }
     let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-    RECORD_HEADER_BYTES + len >= rest.len()
+    len <= RECORD_SIZE_MAX_BYTES && RECORD_HEADER_BYTES + len == rest.len()
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
