@@ -1,0 +1,546 @@
+//! `bootstorm dev`: a complete local cluster on this machine — generated certificates, one OS
+//! process per replica (so one can be killed and restarted by hand), the demo journal committed
+//! through Raft — and a client file (`DIR/cluster.toml`) every client command can use.
+//!
+//! Invariants: every process it starts is ended by PID when it stops (SIGTERM, then SIGKILL
+//! after `REPLICA_STOP_TIMEOUT_MS`); it never sleeps where a readiness signal exists (replicas
+//! print a JSON `ready` line; cluster readiness is polled through the admin plane with a
+//! deadline); running it again on the same DIR restarts the same cluster with its data.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use futures_util::StreamExt as _;
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::conf::{ClusterFile, ClusterReplica, Listen, Peer, RaftTuning, ReplicaConf, Role, Tls};
+use crate::net::certs::{self, CertKeyPaths};
+
+/// How long a replica may take from spawn to its `ready` line.
+pub const REPLICA_READY_TIMEOUT_MS: u64 = 30_000;
+/// How long a stopping replica may take after SIGTERM before it is killed.
+pub const REPLICA_STOP_TIMEOUT_MS: u64 = 10_000;
+/// Ports per replica: raft, admin, boot, metrics at base + 10 * index + 1..=4.
+pub const PORTS_PER_REPLICA_STRIDE: u16 = 10;
+/// The admin identity `dev` issues; its CN is the author of demo commits.
+pub const DEV_ADMIN_NAME: &str = "admin";
+
+/// What `bootstorm dev` was asked for.
+#[derive(Clone, Debug)]
+pub struct DevOptions {
+    pub data_dir: PathBuf,
+    pub voters: u16,
+    pub learners: u16,
+    pub base_port: u16,
+    pub nodes: u32,
+    pub json: bool,
+}
+
+/// One replica of the dev cluster as planned: its config and where it was written.
+#[derive(Clone, Debug)]
+pub struct PlannedReplica {
+    pub conf: ReplicaConf,
+    pub config_path: PathBuf,
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+/// Plans the cluster: names, ports, certificates, per-replica config files and the client file.
+/// Idempotent: the same options on the same DIR produce the same files and reuse the CA.
+pub fn plan(options: &DevOptions) -> Result<(Vec<PlannedReplica>, PathBuf)> {
+    if options.voters == 0 || options.voters.is_multiple_of(2) {
+        bail!("--voters must be odd (1, 3, 5): a Raft quorum of an even size tolerates no more failures than one less");
+    }
+    let dir = &options.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))?;
+    let names: Vec<(String, Role)> = (1..=options.voters)
+        .map(|i| (format!("voter-{i}"), Role::Voter))
+        .chain((1..=options.learners).map(|i| (format!("learner-{i}"), Role::Learner)))
+        .collect();
+    let name_refs: Vec<&str> = names.iter().map(|(name, _)| name.as_str()).collect();
+    let certs_dir = dir.join("certs");
+    let cert_files = certs::ensure_cluster_certs(&certs_dir, &name_refs, &[DEV_ADMIN_NAME])
+        .context("generating the dev cluster's certificates")?;
+
+    let listen_of = |index: usize| -> Result<Listen> {
+        let base = options
+            .base_port
+            .checked_add(PORTS_PER_REPLICA_STRIDE * index as u16)
+            .context("--base-port too high for this many replicas")?;
+        Ok(Listen {
+            raft: addr(base + 1),
+            admin: addr(base + 2),
+            boot: addr(base + 3),
+            metrics: Some(addr(base + 4)),
+        })
+    };
+    let mut peers = Vec::new();
+    for (index, (name, role)) in names.iter().enumerate() {
+        if *role == Role::Voter {
+            let listen = listen_of(index)?;
+            peers.push(Peer {
+                node_id: index as u64 + 1,
+                name: name.clone(),
+                raft: listen.raft,
+                admin: listen.admin,
+                boot: listen.boot,
+            });
+        }
+    }
+    let relative = |path: &Path| -> PathBuf {
+        path.strip_prefix(&dir)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut planned = Vec::new();
+    let mut cluster_replicas = Vec::new();
+    for (index, (name, role)) in names.iter().enumerate() {
+        let listen = listen_of(index)?;
+        let pair: &CertKeyPaths = &cert_files.replicas[name];
+        let conf = ReplicaConf {
+            node_id: index as u64 + 1,
+            name: name.clone(),
+            role: *role,
+            data_dir: PathBuf::from(name),
+            listen: listen.clone(),
+            tls: Tls {
+                ca: relative(&cert_files.ca_cert),
+                cert: relative(&pair.cert),
+                key: relative(&pair.key),
+            },
+            peers: peers.clone(),
+            raft: RaftTuning::default(),
+        };
+        let config_path = dir.join(format!("{name}.toml"));
+        let text = toml::to_string_pretty(&conf).context("serializing a replica config")?;
+        write_if_changed(&config_path, &format!("# bootstorm replica config written by `bootstorm dev`; start by hand with\n#   bootstorm serve --config {}\n{text}", config_path.display()))?;
+        cluster_replicas.push(ClusterReplica {
+            name: name.clone(),
+            role: *role,
+            boot: listen.boot,
+            admin: listen.admin,
+        });
+        planned.push(PlannedReplica {
+            conf: ReplicaConf::load(&config_path)?,
+            config_path,
+        });
+    }
+    let admin_pair = &cert_files.admins[DEV_ADMIN_NAME];
+    // Clients prefer learners for reads (they are the rack-local replicas), voters after.
+    cluster_replicas.sort_by_key(|replica| replica.role == Role::Voter);
+    let cluster = ClusterFile {
+        ca: relative(&cert_files.ca_cert),
+        admin_cert: relative(&admin_pair.cert),
+        admin_key: relative(&admin_pair.key),
+        replicas: cluster_replicas,
+    };
+    let cluster_path = dir.join("cluster.toml");
+    let text = toml::to_string_pretty(&cluster).context("serializing the cluster file")?;
+    write_if_changed(
+        &cluster_path,
+        &format!(
+            "# bootstorm client file written by `bootstorm dev`: pass it as --cluster\n{text}"
+        ),
+    )?;
+    Ok((planned, cluster_path))
+}
+
+fn write_if_changed(path: &Path, text: &str) -> Result<()> {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
+        return Ok(());
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// A replica process `dev` started.
+struct RunningReplica {
+    name: String,
+    config_path: PathBuf,
+    child: Child,
+    pid: u32,
+}
+
+/// Spawns `bootstorm serve --config FILE --json` and waits for its `ready` line. The replica's
+/// stderr (its log) goes to `DIR/<name>.log`; stdout after the ready line is drained there too.
+async fn spawn_replica(replica: &PlannedReplica, dir: &Path) -> Result<RunningReplica> {
+    let exe = std::env::current_exe().context("finding the bootstorm binary")?;
+    let name = replica.conf.name.clone();
+    let log_path = dir.join(format!("{name}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let mut child = Command::new(exe)
+        .arg("serve")
+        .arg("--config")
+        .arg(&replica.config_path)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting replica {name}"))?;
+    let pid = child.id().context("replica exited at once")?;
+    let stdout = child.stdout.take().context("replica stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let wait_ready = async {
+        while let Some(line) = lines.next_line().await? {
+            let ready = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .is_some_and(|value| value["event"] == "ready");
+            if ready {
+                return Ok::<bool, std::io::Error>(true);
+            }
+        }
+        Ok(false)
+    };
+    match tokio::time::timeout(Duration::from_millis(REPLICA_READY_TIMEOUT_MS), wait_ready).await {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) | Ok(Err(_)) => {
+            let status = child.wait().await.ok();
+            bail!(
+                "replica {name} exited before it was ready ({}); see {}",
+                status.map_or("unknown status".into(), |s| s.to_string()),
+                log_path.display()
+            );
+        }
+        Err(_) => {
+            bail!(
+                "replica {name} did not report ready within {REPLICA_READY_TIMEOUT_MS} ms; see {}",
+                log_path.display()
+            );
+        }
+    }
+    // Keep draining stdout so the replica never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(RunningReplica {
+        name,
+        config_path: replica.config_path.clone(),
+        child,
+        pid,
+    })
+}
+
+/// Sends SIGTERM to every replica still running, waits up to `REPLICA_STOP_TIMEOUT_MS`, then
+/// kills what is left. Only processes this command started, by their PID.
+async fn stop_all(replicas: &mut [RunningReplica]) {
+    for replica in replicas.iter_mut() {
+        if matches!(replica.child.try_wait(), Ok(None)) {
+            // SAFETY: kill(2) with a PID we spawned and have not reaped; no memory is touched.
+            unsafe {
+                libc::kill(replica.pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+    }
+    for replica in replicas.iter_mut() {
+        let stop = tokio::time::timeout(
+            Duration::from_millis(REPLICA_STOP_TIMEOUT_MS),
+            replica.child.wait(),
+        );
+        if stop.await.is_err() {
+            eprintln!(
+                "replica {} (pid {}) did not stop within {REPLICA_STOP_TIMEOUT_MS} ms; killing it",
+                replica.name, replica.pid
+            );
+            let _ = replica.child.kill().await;
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DevReady<'a> {
+    event: &'static str,
+    data_dir: &'a Path,
+    cluster_file: &'a Path,
+    replicas: Vec<DevReplicaLine<'a>>,
+    demo_committed: bool,
+    last_seq: u64,
+}
+
+#[derive(Serialize)]
+struct DevReplicaLine<'a> {
+    name: &'a str,
+    role: Role,
+    pid: u32,
+    raft: SocketAddr,
+    admin: SocketAddr,
+    boot: SocketAddr,
+    metrics: Option<SocketAddr>,
+    config: &'a Path,
+}
+
+/// `bootstorm dev`: plan, start every replica, commit the demo journal if the cluster is new,
+/// report, then run until Ctrl-C and stop every replica.
+pub async fn run(options: DevOptions) -> Result<()> {
+    let (planned, cluster_path) = plan(&options)?;
+    let dir = planned[0]
+        .config_path
+        .parent()
+        .expect("configs live in the data dir")
+        .to_path_buf();
+    let mut running: Vec<RunningReplica> = Vec::new();
+    let result = async {
+        // Voters first: learners join through a voter's admin plane.
+        for replica in planned.iter().filter(|r| r.conf.role == Role::Voter) {
+            running.push(spawn_replica(replica, &dir).await?);
+        }
+        for replica in planned.iter().filter(|r| r.conf.role == Role::Learner) {
+            running.push(spawn_replica(replica, &dir).await?);
+        }
+        let cluster = ClusterFile::load(&cluster_path)?;
+        let client = crate::admin::AdminClient::connect(&cluster)
+            .await
+            .context("connecting to the dev cluster's admin plane")?;
+        let expected_members = planned.len();
+        wait_for_cluster(&client, expected_members, |status| status.leader.is_some())
+            .await
+            .context("waiting for a leader and every replica to join")?;
+        let demo_committed = commit_demo_if_new(&client, options.nodes).await?;
+        let status = wait_for_cluster(&client, expected_members, |status| {
+            let leader_seq = status
+                .replicas
+                .iter()
+                .map(|r| r.applied_seq)
+                .max()
+                .unwrap_or(0);
+            status.replicas.iter().all(|r| {
+                r.reachable
+                    && r.applied_seq == leader_seq
+                    && config::demo::DEMO_VCLUSTERS
+                        .iter()
+                        .all(|vc| r.overlays.iter().any(|o| o.vcluster == *vc))
+            })
+        })
+        .await
+        .context("waiting for every replica to apply the journal and hold the overlays")?;
+        let last_seq = status
+            .replicas
+            .iter()
+            .map(|r| r.applied_seq)
+            .max()
+            .unwrap_or(0);
+        report_ready(
+            &options,
+            &dir,
+            &cluster_path,
+            &planned,
+            &running,
+            demo_committed,
+            last_seq,
+        )?;
+        supervise(&mut running).await
+    }
+    .await;
+    stop_all(&mut running).await;
+    if result.is_ok() && !options.json {
+        println!("all replicas stopped; data kept in {} (run `bootstorm dev` again to restart the same cluster)", dir.display());
+    }
+    result
+}
+
+/// How long `dev` waits for the cluster to converge after starting it.
+pub const CLUSTER_CONVERGE_TIMEOUT_MS: u64 = 60_000;
+/// How often `dev` polls the cluster status while waiting.
+pub const CLUSTER_POLL_INTERVAL_MS: u64 = 100;
+
+async fn wait_for_cluster(
+    client: &crate::admin::AdminClient,
+    expected_members: usize,
+    done: impl Fn(&crate::admin::client::ClusterStatus) -> bool,
+) -> Result<crate::admin::client::ClusterStatus> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(CLUSTER_CONVERGE_TIMEOUT_MS);
+    let mut interval = tokio::time::interval(Duration::from_millis(CLUSTER_POLL_INTERVAL_MS));
+    loop {
+        interval.tick().await;
+        let status = client.status_all().await;
+        let members = status
+            .replicas
+            .iter()
+            .filter(|r| r.node_id.is_some())
+            .count();
+        if members >= expected_members && done(&status) {
+            return Ok(status);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "the cluster did not converge within {CLUSTER_CONVERGE_TIMEOUT_MS} ms; last status:\n{}",
+                serde_json::to_string_pretty(&status).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// Commits the demo journal unless the journal already has entries (a restarted dev cluster).
+async fn commit_demo_if_new(client: &crate::admin::AdminClient, nodes: u32) -> Result<bool> {
+    use proto::{AdminRequest, AdminResponse};
+    let existing = client
+        .request(AdminRequest::Log {
+            scope: None,
+            since: 0,
+            limit: 1,
+        })
+        .await
+        .context("reading the journal")?;
+    if let AdminResponse::Log { entries, .. } = &existing {
+        if !entries.is_empty() {
+            return Ok(false);
+        }
+    }
+    let spec = config::demo::DemoSpec {
+        nodes,
+        ..config::demo::DemoSpec::default()
+    };
+    // Commands go in order within a kind (policies before nodes before commits) but node
+    // registrations are independent, so they are sent concurrently to keep startup short.
+    let commands = config::demo::demo_commands(&spec);
+    let (nodes_cmds, others): (Vec<_>, Vec<_>) = commands
+        .into_iter()
+        .partition(|c| matches!(c, config::JournalCommand::UpdateNodeState { .. }));
+    let (policies, commits): (Vec<_>, Vec<_>) = others
+        .into_iter()
+        .partition(|c| matches!(c, config::JournalCommand::SetPolicy { .. }));
+    let send = |command: config::JournalCommand| async move {
+        let request = match command {
+            config::JournalCommand::AppendEntry(entry) => AdminRequest::Commit { entry },
+            other => AdminRequest::Propose(other),
+        };
+        match client.request(request).await? {
+            AdminResponse::Committed { .. } | AdminResponse::Ok => Ok(()),
+            other => bail!("the cluster refused a demo command: {other:?}"),
+        }
+    };
+    for command in policies {
+        send(command).await?;
+    }
+    let mut in_flight = futures_util::stream::iter(nodes_cmds.into_iter().map(send))
+        .buffer_unordered(DEMO_COMMITS_IN_FLIGHT_MAX);
+    while let Some(result) = in_flight.next().await {
+        result?;
+    }
+    for command in commits {
+        send(command).await?;
+    }
+    Ok(true)
+}
+
+/// Demo node registrations in flight at once while seeding a new dev cluster.
+pub const DEMO_COMMITS_IN_FLIGHT_MAX: usize = 32;
+
+fn report_ready(
+    options: &DevOptions,
+    dir: &Path,
+    cluster_path: &Path,
+    planned: &[PlannedReplica],
+    running: &[RunningReplica],
+    demo_committed: bool,
+    last_seq: u64,
+) -> Result<()> {
+    let replicas: Vec<DevReplicaLine> = planned
+        .iter()
+        .zip(running.iter())
+        .map(|(plan, run)| DevReplicaLine {
+            name: &plan.conf.name,
+            role: plan.conf.role,
+            pid: run.pid,
+            raft: plan.conf.listen.raft,
+            admin: plan.conf.listen.admin,
+            boot: plan.conf.listen.boot,
+            metrics: plan.conf.listen.metrics,
+            config: &plan.config_path,
+        })
+        .collect();
+    let ready = DevReady {
+        event: "ready",
+        data_dir: dir,
+        cluster_file: cluster_path,
+        replicas,
+        demo_committed,
+        last_seq,
+    };
+    if options.json {
+        println!("{}", serde_json::to_string(&ready)?);
+        return Ok(());
+    }
+    println!("bootstorm dev cluster is up in {}", dir.display());
+    println!(
+        "  journal at seq {last_seq}{}",
+        if demo_committed {
+            " (demo journal committed just now)"
+        } else {
+            " (existing data)"
+        }
+    );
+    println!(
+        "\n  {:<10} {:<8} {:>7}  {:<16} {:<16} {:<16} metrics",
+        "replica", "role", "pid", "raft", "admin", "boot"
+    );
+    for r in &ready.replicas {
+        let role = match r.role {
+            Role::Voter => "voter",
+            Role::Learner => "learner",
+        };
+        println!(
+            "  {:<10} {:<8} {:>7}  {:<16} {:<16} {:<16} {}",
+            r.name,
+            role,
+            r.pid,
+            r.raft,
+            r.admin,
+            r.boot,
+            r.metrics
+                .map_or("-".into(), |m| format!("http://{m}/metrics"))
+        );
+    }
+    let cluster = cluster_path.display();
+    println!("\n  client file: {cluster}");
+    println!("  try:  bootstorm status --cluster {cluster}");
+    println!("        bootstorm log --cluster {cluster} --since 1000");
+    println!("        bootstorm commit --cluster {cluster} --scope node:node-0007 --delta my-change.toml");
+    println!(
+        "  a replica killed by hand restarts with: bootstorm serve --config {}/<replica>.toml",
+        dir.display()
+    );
+    println!("\n  Ctrl-C stops every replica (data is kept).");
+    Ok(())
+}
+
+/// Runs until Ctrl-C (or SIGTERM), reporting replicas that exit on their own (e.g. killed by
+/// hand to try failover) without stopping the rest.
+async fn supervise(running: &mut [RunningReplica]) -> Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let mut reported = vec![false; running.len()];
+    let mut poll = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+            _ = poll.tick() => {
+                for (index, replica) in running.iter_mut().enumerate() {
+                    if reported[index] {
+                        continue;
+                    }
+                    if let Ok(Some(status)) = replica.child.try_wait() {
+                        reported[index] = true;
+                        eprintln!(
+                            "replica {} (pid {}) exited ({status}); the others keep running. Restart it with:\n  bootstorm serve --config {}",
+                            replica.name, replica.pid, replica.config_path.display()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
