@@ -2,7 +2,8 @@
 //!
 //! Every command prints a readable report by default and one JSON object with `--json`, so
 //! scripts never parse prose. Errors go to stderr with the chain of causes; the exit code is
-//! 0 on success, 1 on a failure the message explains, 2 on bad usage (clap).
+//! 0 on success, 1 on a failure the message explains, 2 on bad usage (clap), 3 when the
+//! cluster could not be reached (admin commands, see `admin::commands::exit_code`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,9 +16,17 @@ use serde::Serialize;
 use config::demo::{self, DemoSpec};
 use config::StateDelta;
 
+use crate::admin;
+
 /// bootstorm: serve node configuration to a site-wide boot storm from Raft-replicated learners.
 #[derive(Parser, Debug)]
-#[command(name = "bootstorm", version, about, long_about = None)]
+#[command(
+    name = "bootstorm",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 ok; 1 failed or refused (the message says why); 2 usage error; 3 cluster unreachable (no replica answered, or no leader)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -45,6 +54,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Commit a delta file to a scope through the leader; prints the journal seq.
+    Commit(admin::commands::CommitArgs),
+    /// Restore a scope's config as of an earlier seq (appends a rollback entry).
+    Rollback(admin::commands::RollbackArgs),
+    /// Read journal entries (paged), optionally of one scope.
+    Log(admin::commands::LogArgs),
+    /// Every replica's own status: role, applied index and seq, lag, state digest, overlays.
+    Status(admin::commands::StatusArgs),
+    /// Change the raft membership: add a learner, promote it to voter, remove a member.
+    Members(admin::commands::MembersArgs),
+    /// Generate cluster certificates (CA, replicas, admins).
+    Certs(admin::commands::CertsArgs),
+    /// Create a vCluster or replace its policy.
+    Policy(admin::commands::PolicyArgs),
+    /// Register a node into a vCluster.
+    Node(admin::commands::NodeArgs),
 }
 
 /// Entry point used by the binary.
@@ -54,7 +79,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(1)
+            ExitCode::from(admin::commands::exit_code(&error))
         }
     }
 }
@@ -64,6 +89,14 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Dev { nodes, json } => dev(nodes, json),
         Command::CheckDelta { file, json } => check_delta(&file, json),
+        Command::Commit(args) => admin::commands::commit(args),
+        Command::Rollback(args) => admin::commands::rollback(args),
+        Command::Log(args) => admin::commands::log(args),
+        Command::Status(args) => admin::commands::status(args),
+        Command::Members(args) => admin::commands::members(args),
+        Command::Certs(args) => admin::commands::certs(args),
+        Command::Policy(args) => admin::commands::policy(args),
+        Command::Node(args) => admin::commands::node(args),
     }
 }
 

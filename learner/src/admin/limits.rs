@@ -6,6 +6,9 @@
 /// rather than queued, so a misbehaving script cannot exhaust the replica.
 pub const ADMIN_CONNECTIONS_CONCURRENT_MAX: usize = 64;
 
+/// Longest a QUIC handshake on the admin plane may take before the server drops it.
+pub const ADMIN_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+
 /// Longest the server waits for a whole request frame (up to a 2 MiB commit) once a stream
 /// is open. A stalled client holds a stream for this long at most.
 pub const ADMIN_REQUEST_READ_TIMEOUT_MS: u64 = 10_000;
@@ -16,6 +19,10 @@ pub const ADMIN_RESPONSE_WRITE_TIMEOUT_MS: u64 = 30_000;
 /// Longest the server waits for Raft to commit and apply a write before answering `Timeout`
 /// (the outcome is then unknown: the client must check the journal before retrying).
 pub const ADMIN_WRITE_TIMEOUT_MS: u64 = 15_000;
+
+/// Room left in a `Log` answer for the response's own framing (enum tag, `next_since`, the
+/// length prefix of the entry list) when the server fills a page up to the response limit.
+pub const LOG_RESPONSE_SLACK_BYTES: usize = 64 * 1024;
 
 /// Longest a Status answer waits for the raft core to report its committed index.
 pub const STATUS_RAFT_QUERY_TIMEOUT_MS: u64 = 2_000;
@@ -32,14 +39,23 @@ pub const CLIENT_CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// bounce a request once or twice; more means a confused cluster).
 pub const CLIENT_LEADER_HOPS_MAX: usize = 4;
 
+/// Rounds over every replica the client makes while all of them answer "not the leader,
+/// leader unknown" (an election in progress), and the pause between rounds. Elections take
+/// under a second with the default timeouts; three half-second pauses outlast one.
+pub const CLIENT_NO_LEADER_ROUNDS_MAX: usize = 3;
+pub const CLIENT_NO_LEADER_RETRY_MS: u64 = 500;
+
 /// Longest one client request may take in total, across replicas and redirects.
 pub const CLIENT_TOTAL_TIMEOUT_MS: u64 = 120_000;
 
 /// Longest `status_all` waits for one replica's Status before reporting it unreachable.
 pub const CLIENT_STATUS_TIMEOUT_MS: u64 = 5_000;
 
-/// First and largest pause between join attempts of a learner (doubling, jittered).
+/// First pause between join attempts of a learner; it doubles per failed attempt up to
+/// `JOIN_BACKOFF_MAX_MS`, with up to half of it added as jitter so a rack of learners
+/// restarted together does not knock on the leader in lockstep.
 pub const JOIN_BACKOFF_INITIAL_MS: u64 = 200;
+/// Largest pause between join attempts.
 pub const JOIN_BACKOFF_MAX_MS: u64 = 5_000;
 
 const _: () = assert!(ADMIN_CONNECTIONS_CONCURRENT_MAX > 0);
@@ -49,3 +65,4 @@ const _: () = assert!(CLIENT_TOTAL_TIMEOUT_MS >= CLIENT_REQUEST_TIMEOUT_MS);
 const _: () = assert!(CLIENT_LEADER_HOPS_MAX >= 1);
 const _: () =
     assert!(JOIN_BACKOFF_INITIAL_MS > 0 && JOIN_BACKOFF_INITIAL_MS <= JOIN_BACKOFF_MAX_MS);
+const _: () = assert!(LOG_RESPONSE_SLACK_BYTES < proto::limits::ADMIN_RESPONSE_SIZE_MAX_BYTES / 2);

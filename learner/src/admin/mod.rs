@@ -15,6 +15,7 @@
 //! - Status and Log are answered from the local state machine and never enter Raft.
 
 pub mod client;
+pub mod commands;
 pub mod join;
 pub mod limits;
 pub mod server;
