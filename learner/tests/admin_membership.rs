@@ -150,3 +150,45 @@ async fn a_learner_joins_is_promoted_follows_the_leader_and_is_removed() {
     drop(client);
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_the_cluster_refuses_ends_with_its_reason_and_shutdown_ends_the_loop() {
+    let mut cluster = TestCluster::single().await;
+    let mut impostor = cluster.start_node(2, conf::Role::Learner).await;
+    impostor.conf.peers = vec![TestCluster::peer(&cluster.nodes[0])];
+    // Its certificate says replica-2; it claims another name.
+    impostor.conf.name = "replica-9".into();
+    let error = tokio::time::timeout(
+        WAIT,
+        join_as_learner(&impostor.conf, CancellationToken::new()),
+    )
+    .await
+    .expect("join ended in time")
+    .expect_err("refused");
+    let message = format!("{error:#}");
+    println!("{message}");
+    assert!(message.contains("unauthorized"), "{message}");
+    assert!(message.contains("may only add itself"), "{message}");
+
+    // Peers that never answer: the loop retries until shutdown, then returns.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    impostor.conf.name = "replica-2".into();
+    impostor.conf.peers[0].admin = dead;
+    let shutdown = CancellationToken::new();
+    let join = tokio::spawn({
+        let conf = impostor.conf.clone();
+        let shutdown = shutdown.clone();
+        async move { join_as_learner(&conf, shutdown).await }
+    });
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, join)
+        .await
+        .expect("join ended after shutdown")
+        .expect("join task")
+        .expect("shutdown is not an error");
+    cluster.nodes.push(impostor);
+    cluster.stop().await;
+}

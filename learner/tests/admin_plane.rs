@@ -745,3 +745,26 @@ async fn membership_add_learner_remove_and_promote_on_one_node() {
     let _ = WAIT;
     cluster.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_ends_on_shutdown_and_the_replica_is_then_unreachable() {
+    let mut cluster = TestCluster::single().await;
+    let file = cluster.cluster_file("cluster.toml", &[&cluster.nodes[0]]);
+    // A client connected before shutdown.
+    let client = admin_client(&cluster, &file).await;
+    let node = cluster.nodes.pop().expect("node");
+    node.shutdown.cancel();
+    tokio::time::timeout(WAIT, node.server)
+        .await
+        .expect("serve returned after shutdown")
+        .expect("serve did not panic");
+    let error = client
+        .request(AdminRequest::Status)
+        .await
+        .expect_err("server gone");
+    assert!(error.is_unreachable(), "{error}");
+    let error = commands::connect(&file).await.expect_err("server gone");
+    assert_eq!(commands::exit_code(&error), 3, "{error:#}");
+    node.raft.shutdown().await.expect("raft shutdown");
+    cluster.stop().await;
+}

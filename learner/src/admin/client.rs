@@ -479,6 +479,14 @@ impl AdminClient {
     }
 }
 
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("targets", &self.targets)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for AdminClient {
     fn drop(&mut self) {
         // Tell the servers we are gone instead of letting them wait for the idle timeout.

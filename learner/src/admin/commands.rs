@@ -22,10 +22,14 @@ use proto::{AdminRequest, AdminResponse};
 use serde::Serialize;
 
 use super::client::{AdminClient, ClusterStatus};
+
+/// The exit codes of every admin command, shown under its `--help`.
+pub const EXIT_CODES_HELP: &str = "Exit codes: 0 ok; 1 failed or refused (the message says why); 2 usage error; 3 cluster unreachable (no replica answered, or no leader).";
 use crate::conf::ClusterFile;
 
 /// `bootstorm commit`.
 #[derive(Args, Debug, Clone)]
+#[command(after_help = EXIT_CODES_HELP)]
 pub struct CommitArgs {
     /// The cluster file written by `bootstorm dev` (or by hand): replicas, CA, admin cert.
     #[arg(long, value_name = "FILE")]
@@ -59,6 +63,7 @@ pub struct CommitArgs {
 
 /// `bootstorm rollback`.
 #[derive(Args, Debug, Clone)]
+#[command(after_help = EXIT_CODES_HELP)]
 pub struct RollbackArgs {
     #[arg(long, value_name = "FILE")]
     pub cluster: PathBuf,
@@ -77,6 +82,7 @@ pub struct RollbackArgs {
 
 /// `bootstorm log`.
 #[derive(Args, Debug, Clone)]
+#[command(after_help = EXIT_CODES_HELP)]
 pub struct LogArgs {
     #[arg(long, value_name = "FILE")]
     pub cluster: PathBuf,
@@ -95,6 +101,7 @@ pub struct LogArgs {
 
 /// `bootstorm status`.
 #[derive(Args, Debug, Clone)]
+#[command(after_help = EXIT_CODES_HELP)]
 pub struct StatusArgs {
     #[arg(long, value_name = "FILE")]
     pub cluster: PathBuf,
@@ -104,6 +111,7 @@ pub struct StatusArgs {
 
 /// `bootstorm members`.
 #[derive(Args, Debug, Clone)]
+#[command(after_help = EXIT_CODES_HELP)]
 pub struct MembersArgs {
     #[arg(long, value_name = "FILE")]
     pub cluster: PathBuf,
@@ -172,6 +180,7 @@ pub enum CertsAction {
 
 /// `bootstorm policy`.
 #[derive(Args, Debug, Clone)]
+#[command(after_help = EXIT_CODES_HELP)]
 pub struct PolicyArgs {
     #[command(subcommand)]
     pub action: PolicyAction,
@@ -200,6 +209,7 @@ pub enum PolicyAction {
 
 /// `bootstorm node`.
 #[derive(Args, Debug, Clone)]
+#[command(after_help = EXIT_CODES_HELP)]
 pub struct NodeArgs {
     #[command(subcommand)]
     pub action: NodeAction,

@@ -71,6 +71,9 @@ pub async fn serve(endpoint: quinn::Endpoint, ctx: Arc<AdminContext>, shutdown: 
         digest: Mutex::new(None),
     });
     let permits = Arc::new(Semaphore::new(ADMIN_CONNECTIONS_CONCURRENT_MAX));
+    // Connection tasks stop on the caller's shutdown, or when this loop ends on its own (the
+    // endpoint closed): a child token, so ending here never cancels the caller's token.
+    let connections_stop = shutdown.child_token();
     let mut tasks = JoinSet::new();
     loop {
         let incoming = tokio::select! {
@@ -90,7 +93,7 @@ pub async fn serve(endpoint: quinn::Endpoint, ctx: Arc<AdminContext>, shutdown: 
             continue;
         };
         let server = server.clone();
-        let shutdown = shutdown.clone();
+        let stop = connections_stop.clone();
         tasks.spawn(async move {
             let _permit = permit;
             let remote = incoming.remote_address();
@@ -107,11 +110,11 @@ pub async fn serve(endpoint: quinn::Endpoint, ctx: Arc<AdminContext>, shutdown: 
                     return;
                 }
             };
-            server.connection(conn, shutdown).await;
+            server.connection(conn, stop).await;
         });
     }
     endpoint.close(CLOSE_SHUTDOWN.into(), b"replica shutting down");
-    shutdown.cancel();
+    connections_stop.cancel();
     while tasks.join_next().await.is_some() {}
 }
 

@@ -137,7 +137,8 @@ pub struct TestNode {
     pub admin_addr: SocketAddr,
     pub conf: ReplicaConf,
     pub shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
+    /// The admin server task; ends after `shutdown` is cancelled.
+    pub server: tokio::task::JoinHandle<()>,
 }
 
 impl TestNode {
