@@ -54,6 +54,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a replica (voter or learner) from its config file until SIGINT/SIGTERM.
+    ///
+    /// Prints one readiness line on stdout once every plane is bound (`--json`: one JSON
+    /// object with the bound addresses); logs go to stderr (`RUST_LOG`, default `info`).
+    Serve {
+        /// The replica config (TOML: node_id, name, role, data_dir, listen, tls, peers, raft).
+        #[arg(long)]
+        config: PathBuf,
+        /// Print the readiness line as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Commit a delta file to a scope through the leader; prints the journal seq.
     Commit(admin::commands::CommitArgs),
     /// Restore a scope's config as of an earlier seq (appends a rollback entry).
@@ -89,6 +101,14 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Dev { nodes, json } => dev(nodes, json),
         Command::CheckDelta { file, json } => check_delta(&file, json),
+        Command::Serve { config, json } => crate::daemon::main(
+            &config,
+            if json {
+                crate::daemon::ReadyFormat::Json
+            } else {
+                crate::daemon::ReadyFormat::Text
+            },
+        ),
         Command::Commit(args) => admin::commands::commit(args),
         Command::Rollback(args) => admin::commands::rollback(args),
         Command::Log(args) => admin::commands::log(args),

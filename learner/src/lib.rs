@@ -7,6 +7,10 @@
 pub mod admin;
 pub mod cli;
 pub mod conf;
+pub mod daemon;
+pub mod metrics;
 pub mod net;
 pub mod raft;
+pub mod raftnet;
+pub mod replica;
 pub mod rpc;

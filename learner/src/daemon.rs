@@ -1,0 +1,257 @@
+//! `bootstorm serve --config FILE`: the replica daemon. Wires the replica (storage, raft,
+//! raft plane, leader tasks), the admin plane and `/metrics`, announces readiness with one
+//! line on stdout, and shuts everything down in order on SIGINT/SIGTERM.
+//!
+//! Invariants:
+//! - stdout carries exactly one line, the readiness line, printed only after every plane this
+//!   build serves is bound (tests and `bootstorm dev` wait for it instead of sleeping); logs go
+//!   to stderr;
+//! - shutdown order: stop accepting (admin, raft planes), then stop raft (`Replica::shutdown`:
+//!   the log is fsynced on every append, so nothing is left to flush but the endpoints), then
+//!   metrics; the process exits 0 after a signal-initiated shutdown;
+//! - the boot plane is not served yet (a later issue); its configured address is reported and
+//!   published in the membership so agents can be pointed at it once it is.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminContext};
+use crate::conf::{ReplicaConf, Role};
+use crate::metrics;
+use crate::net::{quic, tls, Plane, ServerLimits};
+use crate::replica::{Replica, ReplicaOptions};
+
+/// Longest shutdown waits for the admin plane to stop before dropping it.
+pub const ADMIN_STOP_TIMEOUT_MS: u64 = 5_000;
+
+/// How the readiness line is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadyFormat {
+    /// One human-readable line.
+    Text,
+    /// One JSON object: `{"event":"ready","name","node_id","role","raft","admin","boot","metrics"}`.
+    Json,
+}
+
+/// The addresses a started daemon serves on.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Ready {
+    pub event: &'static str,
+    pub name: String,
+    pub node_id: u64,
+    pub role: Role,
+    /// Bound raft plane.
+    pub raft: SocketAddr,
+    /// Bound admin plane.
+    pub admin: SocketAddr,
+    /// Configured boot plane (not served by this build yet).
+    pub boot: SocketAddr,
+    /// Bound `/metrics` listener, if configured.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Ready {
+    fn line(&self, format: ReadyFormat) -> String {
+        match format {
+            ReadyFormat::Json => serde_json::to_string(self).expect("ready line serializes"),
+            ReadyFormat::Text => format!(
+                "ready: replica {} (node {}, {}) raft {} admin {} boot {} (not served yet) metrics {}",
+                self.name,
+                self.node_id,
+                match self.role {
+                    Role::Voter => "voter",
+                    Role::Learner => "learner",
+                },
+                self.raft,
+                self.admin,
+                self.boot,
+                self.metrics
+                    .map_or("off".to_owned(), |a| format!("http://{a}/metrics")),
+            ),
+        }
+    }
+}
+
+/// Entry point of `bootstorm serve`: logging, config, a multi-threaded runtime, [`serve`].
+pub fn main(config_path: &Path, format: ReadyFormat) -> Result<()> {
+    init_logging();
+    let conf = ReplicaConf::load(config_path)
+        .with_context(|| format!("loading the replica config {}", config_path.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bootstorm")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(conf, format))
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`). Idempotent.
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the replica daemon until SIGINT/SIGTERM, then shuts it down gracefully.
+pub async fn serve(conf: ReplicaConf, format: ReadyFormat) -> Result<()> {
+    let shutdown = CancellationToken::new();
+    spawn_signal_watcher(shutdown.clone())?;
+    serve_until(conf, format, shutdown).await
+}
+
+/// [`serve`] with the stop signal supplied by the caller (tests, `bootstorm dev`).
+pub async fn serve_until(
+    conf: ReplicaConf,
+    format: ReadyFormat,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    // Metrics first: series registered before the recorder exists would be no-ops.
+    let mut metrics_server = None;
+    let mut prometheus = None;
+    if let Some(addr) = conf.listen.metrics {
+        let handle = metrics::prometheus().context("setting up metrics")?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics listener on {addr} (listen.metrics)"))?;
+        let bound = listener
+            .local_addr()
+            .context("reading the metrics address")?;
+        metrics_server = Some((
+            bound,
+            tokio::spawn(metrics::serve_http(
+                listener,
+                handle.clone(),
+                shutdown.clone(),
+            )),
+        ));
+        prometheus = Some(handle);
+    }
+
+    let options = ReplicaOptions {
+        prometheus,
+        ..ReplicaOptions::default()
+    };
+    let replica = Replica::start_with(conf.clone(), options, shutdown.clone())
+        .await
+        .with_context(|| format!("starting replica {} (node {})", conf.name, conf.node_id))?;
+
+    let admin = match start_admin(&conf, &replica, shutdown.clone()) {
+        Ok(admin) => admin,
+        Err(error) => {
+            replica.shutdown().await;
+            return Err(error);
+        }
+    };
+
+    let join = (conf.role == Role::Learner && !replica.is_member()).then(|| {
+        let conf = conf.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            match admin::join_as_learner(&conf, shutdown).await {
+                Ok(()) => tracing::info!("joined the cluster as a learner"),
+                Err(error) => tracing::error!(
+                    error = format!("{error:#}"),
+                    "could not join the cluster as a learner; it serves nothing until an admin \
+                     adds it to the membership or it is restarted"
+                ),
+            }
+        })
+    });
+
+    let ready = Ready {
+        event: "ready",
+        name: conf.name.clone(),
+        node_id: conf.node_id,
+        role: conf.role,
+        raft: replica.raft_addr,
+        admin: admin.addr,
+        boot: conf.listen.boot,
+        metrics: metrics_server.as_ref().map(|(addr, _)| *addr),
+    };
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{}", ready.line(format)).context("writing the ready line")?;
+        stdout.flush().context("writing the ready line")?;
+    }
+    tracing::info!(raft = %ready.raft, admin = %ready.admin, "replica ready");
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: closing the admin and raft planes, then raft");
+    let admin_stop = Duration::from_millis(ADMIN_STOP_TIMEOUT_MS);
+    let mut admin_task = admin.task;
+    if tokio::time::timeout(admin_stop, &mut admin_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the admin plane did not stop in time; dropping it");
+        admin_task.abort();
+    }
+    if let Some(join) = join {
+        join.abort();
+    }
+    replica.shutdown().await;
+    if let Some((_, task)) = metrics_server {
+        let _ = task.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+struct AdminPlane {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start_admin(
+    conf: &ReplicaConf,
+    replica: &Replica,
+    shutdown: CancellationToken,
+) -> Result<AdminPlane> {
+    let addr = conf.listen.admin;
+    let limits = ServerLimits::for_plane(Plane::Admin);
+    let tls = tls::admin_server_tls(&replica.tls.roots, &replica.tls.identity)
+        .context("building the admin plane TLS config")?;
+    let server_config = quic::server_config(Plane::Admin, tls, &limits)
+        .context("building the admin plane QUIC config")?;
+    let endpoint = quic::server_endpoint(addr, server_config, &limits.socket)
+        .with_context(|| format!("binding the admin plane on {addr} (listen.admin)"))?;
+    let bound = endpoint
+        .local_addr()
+        .context("reading the admin plane address")?;
+    let ctx = Arc::new(AdminContext {
+        raft: replica.raft.clone(),
+        reader: replica.reader.clone(),
+        node_id: replica.node_id,
+        name: replica.name.clone(),
+        role: conf.role,
+        conf: conf.clone(),
+    });
+    let task = tokio::spawn(admin::serve(endpoint, ctx, shutdown));
+    Ok(AdminPlane { addr: bound, task })
+}
+
+/// Cancels `shutdown` on the first SIGINT or SIGTERM.
+fn spawn_signal_watcher(shutdown: CancellationToken) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!(signal = name, "stop requested");
+        shutdown.cancel();
+    });
+    Ok(())
+}

@@ -1,0 +1,346 @@
+//! Prometheus metrics of a replica: the process-wide recorder, the per-replica counters and
+//! gauges, a sampler that copies raft and storage progress into gauges, and a minimal plain-HTTP
+//! server answering `GET /metrics` (design decision 2: metrics are plain HTTP, not QUIC).
+//!
+//! Invariants:
+//! - every series carries a `replica` label (the replica's name), so replicas sharing a process
+//!   (tests, `bootstorm dev`) never mix their numbers;
+//! - recording is a relaxed atomic on a pre-registered handle: no lookup, lock or allocation on
+//!   the RPC path;
+//! - the HTTP server is bounded like every plane: concurrent connections, request head size and
+//!   time per request are named limits below; it answers one request per connection and
+//!   closes it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use metrics::{Counter, Gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use openraft::ServerState;
+use proto::raft::RaftRpcKind;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::raft::{LogStore, ReplicaReader, TypeConfig};
+
+/// `/metrics` connections served at once; more are closed at once (a scraper retries).
+pub const METRICS_CONNECTIONS_CONCURRENT_MAX: usize = 16;
+/// Largest HTTP request head read; a scrape is one short GET line and a few headers.
+pub const METRICS_REQUEST_HEAD_SIZE_MAX_BYTES: usize = 8 * 1024;
+/// Longest one `/metrics` exchange (read the request, render, write) may take.
+pub const METRICS_REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// How often storage counters (fsync rounds) are sampled and the recorder's upkeep runs;
+/// raft gauges are updated on every raft metrics change instead.
+pub const METRICS_SAMPLE_INTERVAL_MS: u64 = 1_000;
+
+/// Why metrics could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("another metrics recorder is already installed in this process; bootstorm installs the Prometheus recorder itself")]
+    RecorderTaken,
+}
+
+/// The process-wide Prometheus recorder: installed on first use, shared afterwards.
+pub fn prometheus() -> Result<PrometheusHandle, MetricsError> {
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut slot = HANDLE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(handle) = slot.as_ref() {
+        return Ok(handle.clone());
+    }
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|_| MetricsError::RecorderTaken)?;
+    describe();
+    *slot = Some(handle.clone());
+    Ok(handle)
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        "bootstorm_raft_rpcs_served_total",
+        "raft RPCs this replica answered, by kind"
+    );
+    describe_counter!(
+        "bootstorm_raft_rpcs_refused_total",
+        "raft RPCs this replica could not hand to openraft (bad frame, wrong target, timeout)"
+    );
+    describe_counter!(
+        "bootstorm_raft_rpcs_sent_total",
+        "raft RPCs this replica sent to peers, by kind"
+    );
+    describe_counter!(
+        "bootstorm_raft_rpcs_send_failed_total",
+        "raft RPCs to peers that failed (unreachable, network, refused), by kind"
+    );
+    describe_counter!(
+        "bootstorm_overlay_rebuilds_total",
+        "overlays this replica built and proposed as leader"
+    );
+    describe_counter!(
+        "bootstorm_overlay_rebuild_failures_total",
+        "overlay builds or proposals that failed (not counting benign OverlayOutdated)"
+    );
+    describe_counter!(
+        "bootstorm_ttl_expiries_proposed_total",
+        "ExpireTtl commands this replica proposed as leader"
+    );
+    describe_counter!(
+        "bootstorm_log_fsync_rounds_total",
+        "group-commit fsync rounds of the raft log"
+    );
+    describe_counter!(
+        "bootstorm_log_appends_acked_total",
+        "raft log append requests acknowledged after fsync"
+    );
+    describe_gauge!("bootstorm_raft_term", "current raft term");
+    describe_gauge!(
+        "bootstorm_raft_last_log_index",
+        "index of the last raft log entry"
+    );
+    describe_gauge!(
+        "bootstorm_raft_applied_index",
+        "index of the last applied raft log entry"
+    );
+    describe_gauge!(
+        "bootstorm_raft_snapshot_index",
+        "last log index of the newest snapshot"
+    );
+    describe_gauge!("bootstorm_raft_purged_index", "last purged raft log index");
+    describe_gauge!(
+        "bootstorm_raft_leader_id",
+        "node id of the leader this replica knows, 0 if none"
+    );
+    describe_gauge!(
+        "bootstorm_raft_is_leader",
+        "1 if this replica is the leader"
+    );
+    describe_gauge!(
+        "bootstorm_journal_applied_seq",
+        "last journal seq applied on this replica"
+    );
+}
+
+/// One counter per raft RPC kind.
+#[derive(Clone)]
+pub struct PerKind([Counter; 3]);
+
+impl PerKind {
+    fn new(name: &'static str, replica: &str) -> Self {
+        let kinds = [
+            RaftRpcKind::AppendEntries,
+            RaftRpcKind::Vote,
+            RaftRpcKind::InstallSnapshot,
+        ];
+        PerKind(kinds.map(|kind| {
+            metrics::counter!(name, "replica" => replica.to_owned(), "kind" => kind.as_str())
+        }))
+    }
+
+    /// The counter of `kind`.
+    pub fn of(&self, kind: RaftRpcKind) -> &Counter {
+        &self.0[match kind {
+            RaftRpcKind::AppendEntries => 0,
+            RaftRpcKind::Vote => 1,
+            RaftRpcKind::InstallSnapshot => 2,
+        }]
+    }
+}
+
+/// The series of one replica. Handles are registered once; recording is an atomic add.
+/// Without an installed recorder (no `listen.metrics`) every handle is a no-op.
+#[derive(Clone)]
+pub struct ReplicaMetrics {
+    /// Raft plane server: RPCs answered by openraft.
+    pub rpcs_served: PerKind,
+    /// Raft plane server: RPCs refused before reaching openraft.
+    pub rpcs_refused: PerKind,
+    /// Raft plane client: RPCs sent.
+    pub rpcs_sent: PerKind,
+    /// Raft plane client: RPCs that failed.
+    pub rpcs_send_failed: PerKind,
+    /// Leader overlay task: overlays built and proposed.
+    pub overlay_rebuilds: Counter,
+    /// Leader overlay task: builds or proposals that failed.
+    pub overlay_rebuild_failures: Counter,
+    /// Leader TTL task: ExpireTtl proposals.
+    pub ttl_expiries_proposed: Counter,
+    log_fsync_rounds: Counter,
+    log_appends_acked: Counter,
+    term: Gauge,
+    last_log_index: Gauge,
+    applied_index: Gauge,
+    snapshot_index: Gauge,
+    purged_index: Gauge,
+    leader_id: Gauge,
+    is_leader: Gauge,
+    applied_seq: Gauge,
+}
+
+impl ReplicaMetrics {
+    /// Registers the series of replica `name`.
+    pub fn new(name: &str) -> Arc<Self> {
+        let r = || name.to_owned();
+        Arc::new(ReplicaMetrics {
+            rpcs_served: PerKind::new("bootstorm_raft_rpcs_served_total", name),
+            rpcs_refused: PerKind::new("bootstorm_raft_rpcs_refused_total", name),
+            rpcs_sent: PerKind::new("bootstorm_raft_rpcs_sent_total", name),
+            rpcs_send_failed: PerKind::new("bootstorm_raft_rpcs_send_failed_total", name),
+            overlay_rebuilds: metrics::counter!("bootstorm_overlay_rebuilds_total", "replica" => r()),
+            overlay_rebuild_failures: metrics::counter!(
+                "bootstorm_overlay_rebuild_failures_total", "replica" => r()
+            ),
+            ttl_expiries_proposed: metrics::counter!(
+                "bootstorm_ttl_expiries_proposed_total", "replica" => r()
+            ),
+            log_fsync_rounds: metrics::counter!("bootstorm_log_fsync_rounds_total", "replica" => r()),
+            log_appends_acked: metrics::counter!(
+                "bootstorm_log_appends_acked_total", "replica" => r()
+            ),
+            term: metrics::gauge!("bootstorm_raft_term", "replica" => r()),
+            last_log_index: metrics::gauge!("bootstorm_raft_last_log_index", "replica" => r()),
+            applied_index: metrics::gauge!("bootstorm_raft_applied_index", "replica" => r()),
+            snapshot_index: metrics::gauge!("bootstorm_raft_snapshot_index", "replica" => r()),
+            purged_index: metrics::gauge!("bootstorm_raft_purged_index", "replica" => r()),
+            leader_id: metrics::gauge!("bootstorm_raft_leader_id", "replica" => r()),
+            is_leader: metrics::gauge!("bootstorm_raft_is_leader", "replica" => r()),
+            applied_seq: metrics::gauge!("bootstorm_journal_applied_seq", "replica" => r()),
+        })
+    }
+
+    fn record_raft(&self, m: &openraft::RaftMetrics<u64, crate::raft::ReplicaNode>) {
+        let index = |id: Option<u64>| id.map_or(0.0, |i| i as f64);
+        self.term.set(m.current_term as f64);
+        self.last_log_index.set(index(m.last_log_index));
+        self.applied_index
+            .set(index(m.last_applied.map(|id| id.index)));
+        self.snapshot_index
+            .set(index(m.snapshot.map(|id| id.index)));
+        self.purged_index.set(index(m.purged.map(|id| id.index)));
+        self.leader_id.set(m.current_leader.unwrap_or(0) as f64);
+        self.is_leader
+            .set(f64::from(u8::from(m.state == ServerState::Leader)));
+    }
+}
+
+/// Copies raft metrics (on every change), the applied seq (on every change) and the log's
+/// fsync counters (every [`METRICS_SAMPLE_INTERVAL_MS`]) into `metrics` until `shutdown`.
+pub async fn run_sampler(
+    raft: openraft::Raft<TypeConfig>,
+    reader: ReplicaReader,
+    log: LogStore,
+    metrics: Arc<ReplicaMetrics>,
+    prometheus: Option<PrometheusHandle>,
+    shutdown: CancellationToken,
+) {
+    let mut raft_metrics = raft.metrics();
+    let mut applied_seq = reader.applied_seq();
+    let mut tick = tokio::time::interval(Duration::from_millis(METRICS_SAMPLE_INTERVAL_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        metrics.record_raft(&raft_metrics.borrow_and_update());
+        metrics
+            .applied_seq
+            .set(*applied_seq.borrow_and_update() as f64);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = raft_metrics.changed() => if changed.is_err() { return },
+            changed = applied_seq.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {
+                let stats = log.sync_stats();
+                metrics.log_fsync_rounds.absolute(stats.fsync_rounds);
+                metrics.log_appends_acked.absolute(stats.appends_acked);
+                if let Some(handle) = &prometheus {
+                    handle.run_upkeep();
+                }
+            }
+        }
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown`. Anything else answers 404 (or 400
+/// for a request that is not HTTP).
+pub async fn serve_http(
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    shutdown: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(METRICS_CONNECTIONS_CONCURRENT_MAX));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        while tasks.try_join_next().is_some() {}
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // EMFILE and friends: pause instead of spinning on a failing accept.
+                tracing::warn!(%error, "metrics listener could not accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many /metrics connections; closing this one");
+            continue;
+        };
+        let handle = handle.clone();
+        tasks.spawn(async move {
+            let timeout = Duration::from_millis(METRICS_REQUEST_TIMEOUT_MS);
+            if tokio::time::timeout(timeout, answer(stream, &handle))
+                .await
+                .is_err()
+            {
+                tracing::debug!(%peer, "a /metrics request timed out");
+            }
+            drop(permit);
+        });
+    }
+    tasks.shutdown().await;
+}
+
+async fn answer(mut stream: TcpStream, handle: &PrometheusHandle) {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() >= METRICS_REQUEST_HEAD_SIZE_MAX_BYTES {
+            break;
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let (status, content_type, body) = match (words.next(), words.next()) {
+        (Some("GET"), Some(path)) if path == "/metrics" || path.starts_with("/metrics?") => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            handle.render(),
+        ),
+        (Some(_), Some(_)) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "only GET /metrics is served here\n".to_owned(),
+        ),
+        _ => (
+            "400 Bad Request",
+            "text/plain; charset=utf-8",
+            "expected an HTTP request line\n".to_owned(),
+        ),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}

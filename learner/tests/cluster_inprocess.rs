@@ -1,0 +1,295 @@
+//! Cluster tests with in-process replicas on loopback QUIC: election, replication of a demo
+//! journal with byte-identical state and overlays on every replica, a learner catching up by a
+//! chunked snapshot install, restart on the same data directories, and leader failover.
+//! Every wait is bounded and driven by raft metrics or the applied-index watch.
+
+mod cluster_support;
+
+use std::time::Instant;
+
+use bootstorm::conf::{Listen, Peer, Role};
+use bootstorm::replica::{Replica, ReplicaOptions};
+use cluster_support::*;
+use tokio_util::sync::CancellationToken;
+
+/// Three voters configured with each other as `peers` (the first initializes the cluster on
+/// its own); a port clash with another process is retried with fresh ports.
+async fn start_configured_voters(root: &std::path::Path) -> Vec<Replica> {
+    let names = ["voter-1", "voter-2", "voter-3"];
+    let certs = certs(&root.join("certs"), &names);
+    for attempt in 1..=3 {
+        let ports = free_udp_ports(9);
+        let listen = |i: usize| Listen {
+            raft: loopback(ports[3 * i]),
+            admin: loopback(ports[3 * i + 1]),
+            boot: loopback(ports[3 * i + 2]),
+            metrics: None,
+        };
+        let peers: Vec<Peer> = (0..3)
+            .map(|i| Peer {
+                node_id: i as u64 + 1,
+                name: names[i].to_owned(),
+                raft: listen(i).raft,
+                admin: listen(i).admin,
+                boot: listen(i).boot,
+            })
+            .collect();
+        let mut replicas = Vec::new();
+        let mut clash = None;
+        for (i, name) in names.iter().enumerate() {
+            let conf = replica_conf(
+                &root.join(format!("attempt-{attempt}")),
+                &certs,
+                i as u64 + 1,
+                name,
+                Role::Voter,
+                listen(i),
+                peers.clone(),
+            );
+            match Replica::start(conf, CancellationToken::new()).await {
+                Ok(replica) => replicas.push(replica),
+                Err(error) => {
+                    clash = Some(error.to_string());
+                    break;
+                }
+            }
+        }
+        match clash {
+            None => return replicas,
+            Some(error) => {
+                println!("attempt {attempt}: {error}; retrying with other ports");
+                for replica in replicas {
+                    replica.shutdown().await;
+                }
+            }
+        }
+    }
+    panic!("could not start three voters on free ports");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_voters_replicate_200_commands_with_identical_state_and_overlays() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let replicas = start_configured_voters(dir.path()).await;
+    let leader_id = wait_leader(&replicas.iter().collect::<Vec<_>>(), None).await;
+    println!(
+        "leader {leader_id} elected {} ms after start (cluster initialized from `peers`)",
+        started.elapsed().as_millis()
+    );
+    let leader = by_id(&replicas, leader_id);
+
+    // 198 demo commands (2 policies, 190 nodes, 4 scope commits, 2 node commits) + 2 commits.
+    let commands = commands(190, 2);
+    assert_eq!(commands.len(), 200);
+    let proposing = Instant::now();
+    propose_all(&leader.raft, commands).await;
+    println!(
+        "200 commands committed in {} ms",
+        proposing.elapsed().as_millis()
+    );
+
+    let all: Vec<&Replica> = replicas.iter().collect();
+    let index = wait_converged(&all).await;
+    let hashes = assert_identical(&all);
+    assert_eq!(
+        hashes.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["compute", "gpu"],
+        "every vCluster has an overlay"
+    );
+    assert_eq!(leader.reader.read().journal.last_seq, 200);
+    println!("all 3 replicas at index {index}, identical state, overlays {hashes:?}");
+    // The overlay each replica holds is the one a local build would produce now.
+    for replica in &replicas {
+        let state = replica.reader.read();
+        for (vc, stored) in &state.journal.overlays {
+            let local = overlay::build_overlay(&state.journal, vc).unwrap();
+            assert_eq!(local.hash, stored.hash, "{}: overlay of {vc}", replica.name);
+        }
+    }
+    assert_eq!(replicas[1].leader_node().map(|(id, _)| id), Some(leader_id));
+    for replica in replicas {
+        replica.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_learner_added_after_a_purge_catches_up_by_chunked_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(
+        &dir.path().join("certs"),
+        &["voter-1", "voter-2", "voter-3", "learner-4"],
+    );
+    // Small chunks so the snapshot (two ~100 KB overlays, the journal) crosses in many
+    // InstallSnapshot RPCs.
+    let options = ReplicaOptions {
+        snapshot_chunk_size_bytes: 16 * 1024,
+        ..ReplicaOptions::default()
+    };
+    let voters = start_voters(dir.path(), &certs, 3, options.clone()).await;
+    let leader_id = wait_leader(&voters.iter().collect::<Vec<_>>(), None).await;
+    let leader = by_id(&voters, leader_id);
+    propose_all(&leader.raft, commands(120, 10)).await;
+    let all: Vec<&Replica> = voters.iter().collect();
+    let index = wait_converged(&all).await;
+
+    leader.raft.trigger().snapshot().await.unwrap();
+    let metrics = leader
+        .raft
+        .wait(Some(WAIT))
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= index),
+            "snapshot built",
+        )
+        .await
+        .unwrap();
+    let snapshot_index = metrics.snapshot.unwrap().index;
+    let snapshot_bytes: u64 = std::fs::read_dir(leader.conf.data_dir.join("raft/snapshots"))
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .max()
+        .unwrap();
+    leader
+        .raft
+        .trigger()
+        .purge_log(snapshot_index)
+        .await
+        .unwrap();
+    leader
+        .raft
+        .wait(Some(WAIT))
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index >= snapshot_index),
+            "log purged",
+        )
+        .await
+        .unwrap();
+
+    let learner_conf = replica_conf(
+        dir.path(),
+        &certs,
+        4,
+        "learner-4",
+        Role::Learner,
+        any_ports(),
+        Vec::new(),
+    );
+    let learner = Replica::start_with(learner_conf, options, CancellationToken::new())
+        .await
+        .unwrap();
+    let adding = Instant::now();
+    leader
+        .raft
+        .add_learner(4, node(&learner), true)
+        .await
+        .expect("add learner");
+    let mut everyone: Vec<&Replica> = voters.iter().collect();
+    everyone.push(&learner);
+    wait_converged(&everyone).await;
+    println!(
+        "learner caught up to index {index} in {} ms via a {snapshot_bytes}-byte snapshot \
+         ({} chunks of 16 KiB)",
+        adding.elapsed().as_millis(),
+        snapshot_bytes.div_ceil(16 * 1024)
+    );
+    let installed = learner.raft.metrics().borrow().snapshot;
+    assert!(
+        installed.is_some_and(|s| s.index >= snapshot_index),
+        "the learner installed the leader's snapshot (has {installed:?})"
+    );
+    assert_identical(&everyone);
+    learner.shutdown().await;
+    for voter in voters {
+        voter.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_cluster_has_the_same_state_and_elects_a_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(
+        &dir.path().join("certs"),
+        &["voter-1", "voter-2", "voter-3"],
+    );
+    let voters = start_voters(dir.path(), &certs, 3, ReplicaOptions::default()).await;
+    let leader_id = wait_leader(&voters.iter().collect::<Vec<_>>(), None).await;
+    propose_all(&by_id(&voters, leader_id).raft, commands(40, 5)).await;
+    let all: Vec<&Replica> = voters.iter().collect();
+    let index = wait_converged(&all).await;
+    let before = state_bytes(&voters[0]);
+    let confs: Vec<_> = voters
+        .iter()
+        .map(|r| {
+            let mut conf = r.conf.clone();
+            // The membership names the bound ports: come back on them.
+            conf.listen.raft = r.raft_addr;
+            conf
+        })
+        .collect();
+    for voter in voters {
+        voter.shutdown().await;
+    }
+
+    let restarting = Instant::now();
+    let mut voters = Vec::new();
+    for conf in confs {
+        voters.push(
+            Replica::start(conf, CancellationToken::new())
+                .await
+                .unwrap(),
+        );
+    }
+    let leader_id = wait_leader(&voters.iter().collect::<Vec<_>>(), None).await;
+    println!(
+        "after restart: leader {leader_id} in {} ms",
+        restarting.elapsed().as_millis()
+    );
+    let all: Vec<&Replica> = voters.iter().collect();
+    let after_index = wait_converged(&all).await;
+    assert!(after_index >= index);
+    assert_identical(&all);
+    assert!(
+        state_bytes(&voters[0]) == before,
+        "the journal after restart equals the journal before"
+    );
+    // And the cluster still commits.
+    propose_all(&by_id(&voters, leader_id).raft, global_commits(3, 1)).await;
+    wait_converged(&all).await;
+    assert_identical(&all);
+    for voter in voters {
+        voter.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_the_leader_stops_the_others_elect_a_new_one_and_keep_committing() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(
+        &dir.path().join("certs"),
+        &["voter-1", "voter-2", "voter-3"],
+    );
+    let mut voters = start_voters(dir.path(), &certs, 3, ReplicaOptions::default()).await;
+    let old_leader = wait_leader(&voters.iter().collect::<Vec<_>>(), None).await;
+    propose_all(&by_id(&voters, old_leader).raft, commands(20, 0)).await;
+
+    let position = voters.iter().position(|r| r.node_id == old_leader).unwrap();
+    let stopped = voters.remove(position);
+    let stopping = Instant::now();
+    stopped.shutdown().await;
+    let stop_ms = stopping.elapsed().as_millis();
+    let new_leader = wait_leader(&voters.iter().collect::<Vec<_>>(), Some(old_leader)).await;
+    println!(
+        "leader {old_leader} stopped (its shutdown took {stop_ms} ms); node {new_leader} leads \
+         {} ms after the stop began",
+        stopping.elapsed().as_millis()
+    );
+    let leader = by_id(&voters, new_leader);
+    wait_leading(&leader.raft).await;
+    propose_all(&leader.raft, global_commits(20, 1)).await;
+    let all: Vec<&Replica> = voters.iter().collect();
+    wait_converged(&all).await;
+    assert_identical(&all);
+    for voter in voters {
+        voter.shutdown().await;
+    }
+}
