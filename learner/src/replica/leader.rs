@@ -109,7 +109,8 @@ pub async fn run_overlay_task(
     shutdown: CancellationToken,
 ) {
     let debounce = Duration::from_millis(OVERLAY_REBUILD_DEBOUNCE_MS);
-    // vCluster → seq whose build failed; cleared for a vCluster when its seq moves.
+    // vCluster → seq whose build failed: skipped while its latest seq stays there, retried once
+    // a newer change affects it, forgotten after a successful proposal.
     let mut failed: BTreeMap<String, Seq> = BTreeMap::new();
     'leading: loop {
         if !wait_for_leadership(&raft, &shutdown).await {
