@@ -34,11 +34,35 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Build the demo journal and its overlays and report them (sizes, hashes, build times).
+    /// Start a complete local cluster: generated certificates, voters and learners as separate
+    /// processes, the demo journal committed through Raft; runs until Ctrl-C.
     ///
-    /// This is the local-development entry point; it grows into a complete local cluster as the
-    /// replica daemon lands (see ARCHITECTURE.md, "Not built yet").
+    /// Writes DIR/cluster.toml (the client file for --cluster) and DIR/<replica>.toml (each
+    /// replica's config, so one killed by hand restarts with `bootstorm serve --config`).
+    /// Running it again on the same DIR restarts the same cluster with its data.
     Dev {
+        /// Where certificates, configs, logs and replica data live.
+        #[arg(long = "data", default_value = "bootstorm-dev")]
+        data_dir: PathBuf,
+        /// Number of voters (odd: 1, 3 or 5).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=7))]
+        voters: u16,
+        /// Number of learners (read replicas serving boots).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(0..=16))]
+        learners: u16,
+        /// First port: replica i listens on base+10i+1 (raft), +2 (admin), +3 (boot), +4 (metrics).
+        #[arg(long, default_value_t = 7400)]
+        base_port: u16,
+        /// Number of demo nodes committed into a new cluster (node-0001 …; odd → compute, even → gpu).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        nodes: u32,
+        /// Print one JSON `ready` object instead of the readable report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build the demo journal and its overlays in memory and report them (sizes, hashes, build
+    /// times); no cluster, no network.
+    Demo {
         /// Number of demo nodes (node-0001 …; odd → compute, even → gpu).
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         nodes: u32,
@@ -99,7 +123,28 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Dev { nodes, json } => dev(nodes, json),
+        Command::Dev {
+            data_dir,
+            voters,
+            learners,
+            base_port,
+            nodes,
+            json,
+        } => {
+            let options = crate::dev::DevOptions {
+                data_dir,
+                voters,
+                learners,
+                base_port,
+                nodes,
+                json,
+                exe: std::env::current_exe().context("finding the bootstorm binary")?,
+            };
+            tokio::runtime::Runtime::new()
+                .context("starting the async runtime")?
+                .block_on(crate::dev::run(options))
+        }
+        Command::Demo { nodes, json } => demo(nodes, json),
         Command::CheckDelta { file, json } => check_delta(&file, json),
         Command::Serve { config, json } => crate::daemon::main(
             &config,
@@ -151,7 +196,7 @@ struct DevReport {
     sample_deltas: Vec<NodeDeltaReport>,
 }
 
-fn dev(nodes: u32, json: bool) -> Result<()> {
+fn demo(nodes: u32, json: bool) -> Result<()> {
     let spec = DemoSpec {
         nodes,
         ..DemoSpec::default()
@@ -228,9 +273,7 @@ fn dev(nodes: u32, json: bool) -> Result<()> {
             &d.hash[..16]
         );
     }
-    println!(
-        "\nThe replica daemon (Raft core, QUIC planes, a running local cluster) is the next step;\nsee ARCHITECTURE.md. `bootstorm check-delta FILE` validates a delta file you would commit."
-    );
+    println!("\n`bootstorm dev` runs this journal on a local cluster; `bootstorm check-delta FILE` validates a delta file.");
     Ok(())
 }
 

@@ -39,6 +39,9 @@ pub struct DevOptions {
     pub base_port: u16,
     pub nodes: u32,
     pub json: bool,
+    /// The `bootstorm` binary to run replicas with (`serve --config`): the running binary for
+    /// `bootstorm dev`, `CARGO_BIN_EXE_bootstorm` in tests, the sibling binary for the load tester.
+    pub exe: PathBuf,
 }
 
 /// One replica of the dev cluster as planned: its config and where it was written.
@@ -172,8 +175,7 @@ struct RunningReplica {
 
 /// Spawns `bootstorm serve --config FILE --json` and waits for its `ready` line. The replica's
 /// stderr (its log) goes to `DIR/<name>.log`; stdout after the ready line is drained there too.
-async fn spawn_replica(replica: &PlannedReplica, dir: &Path) -> Result<RunningReplica> {
-    let exe = std::env::current_exe().context("finding the bootstorm binary")?;
+async fn spawn_replica(exe: &Path, replica: &PlannedReplica, dir: &Path) -> Result<RunningReplica> {
     let name = replica.conf.name.clone();
     let log_path = dir.join(format!("{name}.log"));
     let log = std::fs::OpenOptions::new()
@@ -281,71 +283,161 @@ struct DevReplicaLine<'a> {
     config: &'a Path,
 }
 
-/// `bootstorm dev`: plan, start every replica, commit the demo journal if the cluster is new,
-/// report, then run until Ctrl-C and stop every replica.
-pub async fn run(options: DevOptions) -> Result<()> {
-    let (planned, cluster_path) = plan(&options)?;
-    let dir = planned[0]
-        .config_path
-        .parent()
-        .expect("configs live in the data dir")
-        .to_path_buf();
-    let mut running: Vec<RunningReplica> = Vec::new();
-    let result = async {
-        // Voters first: learners join through a voter's admin plane.
-        for replica in planned.iter().filter(|r| r.conf.role == Role::Voter) {
-            running.push(spawn_replica(replica, &dir).await?);
-        }
-        for replica in planned.iter().filter(|r| r.conf.role == Role::Learner) {
-            running.push(spawn_replica(replica, &dir).await?);
-        }
-        let cluster = ClusterFile::load(&cluster_path)?;
-        let client = crate::admin::AdminClient::connect(&cluster)
-            .await
-            .context("connecting to the dev cluster's admin plane")?;
-        let expected_members = planned.len();
-        wait_for_cluster(&client, expected_members, |status| status.leader.is_some())
-            .await
-            .context("waiting for a leader and every replica to join")?;
-        let demo_committed = commit_demo_if_new(&client, options.nodes).await?;
-        let status = wait_for_cluster(&client, expected_members, |status| {
-            let leader_seq = status
+/// A running dev cluster: the processes `dev` started and where everything is. Used by
+/// `bootstorm dev`, the load tester's `--spawn` and the multi-process tests.
+pub struct DevCluster {
+    pub dir: PathBuf,
+    exe: PathBuf,
+    pub cluster_path: PathBuf,
+    pub planned: Vec<PlannedReplica>,
+    running: Vec<RunningReplica>,
+    /// Whether this start committed the demo journal (false: existing data was found).
+    pub demo_committed: bool,
+    /// The journal's last seq once every replica converged.
+    pub last_seq: u64,
+}
+
+impl DevCluster {
+    /// Plans and starts every replica, waits for a leader and every member, commits the demo
+    /// journal if the cluster is new, and waits until every replica applied it and holds the
+    /// demo overlays. On error every process started so far is stopped.
+    pub async fn start(options: &DevOptions) -> Result<DevCluster> {
+        let (planned, cluster_path) = plan(options)?;
+        let dir = cluster_path
+            .parent()
+            .expect("the cluster file lives in the data dir")
+            .to_path_buf();
+        let mut running: Vec<RunningReplica> = Vec::new();
+        let started = async {
+            // Voters first: learners join through a voter's admin plane.
+            for replica in planned.iter().filter(|r| r.conf.role == Role::Voter) {
+                running.push(spawn_replica(&options.exe, replica, &dir).await?);
+            }
+            for replica in planned.iter().filter(|r| r.conf.role == Role::Learner) {
+                running.push(spawn_replica(&options.exe, replica, &dir).await?);
+            }
+            let client = crate::admin::AdminClient::connect(&ClusterFile::load(&cluster_path)?)
+                .await
+                .context("connecting to the dev cluster's admin plane")?;
+            wait_for_cluster(&client, planned.len(), |status| status.leader.is_some())
+                .await
+                .context("waiting for a leader and every replica to join")?;
+            let demo_committed = commit_demo_if_new(&client, options.nodes).await?;
+            let status = wait_for_cluster(&client, planned.len(), converged)
+                .await
+                .context("waiting for every replica to apply the journal and hold the overlays")?;
+            let last_seq = status
                 .replicas
                 .iter()
                 .map(|r| r.applied_seq)
                 .max()
                 .unwrap_or(0);
-            status.replicas.iter().all(|r| {
-                r.reachable
-                    && r.applied_seq == leader_seq
-                    && config::demo::DEMO_VCLUSTERS
-                        .iter()
-                        .all(|vc| r.overlays.iter().any(|o| o.vcluster == *vc))
-            })
-        })
-        .await
-        .context("waiting for every replica to apply the journal and hold the overlays")?;
-        let last_seq = status
-            .replicas
-            .iter()
-            .map(|r| r.applied_seq)
-            .max()
-            .unwrap_or(0);
-        report_ready(
-            &options,
-            &dir,
-            &cluster_path,
-            &planned,
-            &running,
-            demo_committed,
-            last_seq,
-        )?;
-        supervise(&mut running).await
+            Ok::<_, anyhow::Error>((demo_committed, last_seq))
+        }
+        .await;
+        match started {
+            Ok((demo_committed, last_seq)) => Ok(DevCluster {
+                dir,
+                exe: options.exe.clone(),
+                cluster_path,
+                planned,
+                running,
+                demo_committed,
+                last_seq,
+            }),
+            Err(error) => {
+                stop_all(&mut running).await;
+                Err(error.context(log_tails(&dir, &planned)))
+            }
+        }
     }
-    .await;
-    stop_all(&mut running).await;
+
+    /// PID of a replica this cluster started, if it is still running.
+    pub fn pid(&mut self, name: &str) -> Option<u32> {
+        let replica = self.running.iter_mut().find(|r| r.name == name)?;
+        matches!(replica.child.try_wait(), Ok(None)).then_some(replica.pid)
+    }
+
+    /// Kills a replica with SIGKILL (a crash, for failover tests) and reaps it.
+    pub async fn kill(&mut self, name: &str) -> Result<()> {
+        let replica = self
+            .running
+            .iter_mut()
+            .find(|r| r.name == name)
+            .with_context(|| format!("no replica named {name}"))?;
+        replica.child.kill().await.context("killing the replica")?;
+        Ok(())
+    }
+
+    /// Starts a replica again (after `kill`) on its config and data, waiting for its ready line.
+    pub async fn restart(&mut self, name: &str) -> Result<()> {
+        let plan = self
+            .planned
+            .iter()
+            .find(|p| p.conf.name == name)
+            .with_context(|| format!("no replica named {name}"))?
+            .clone();
+        let replica = spawn_replica(&self.exe, &plan, &self.dir).await?;
+        self.running.retain(|r| r.name != name);
+        self.running.push(replica);
+        Ok(())
+    }
+
+    /// Stops every replica (SIGTERM, then SIGKILL after `REPLICA_STOP_TIMEOUT_MS`).
+    pub async fn stop(mut self) {
+        stop_all(&mut self.running).await;
+    }
+}
+
+/// Lines of each replica's log shown when the cluster fails to start.
+pub const LOG_TAIL_LINES: usize = 6;
+
+/// The last lines of every replica's log, for an error message: a failed start names the
+/// replica that misbehaved without making the user open five files.
+fn log_tails(dir: &Path, planned: &[PlannedReplica]) -> String {
+    let mut out = String::from("the cluster did not start; the end of each replica's log:");
+    for replica in planned {
+        let path = dir.join(format!("{}.log", replica.conf.name));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        out.push_str(&format!("\n--- {}", path.display()));
+        for line in &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..] {
+            out.push_str("\n  ");
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// Every replica reachable, at the same applied seq, holding every demo overlay.
+fn converged(status: &crate::admin::client::ClusterStatus) -> bool {
+    let newest_seq = status
+        .replicas
+        .iter()
+        .map(|r| r.applied_seq)
+        .max()
+        .unwrap_or(0);
+    status.replicas.iter().all(|r| {
+        r.reachable
+            && r.applied_seq == newest_seq
+            && config::demo::DEMO_VCLUSTERS
+                .iter()
+                .all(|vc| r.overlays.iter().any(|o| o.vcluster == *vc))
+    })
+}
+
+/// `bootstorm dev`: start the cluster, report, run until Ctrl-C, stop every replica.
+pub async fn run(options: DevOptions) -> Result<()> {
+    let mut cluster = DevCluster::start(&options).await?;
+    report_ready(&options, &cluster)?;
+    let result = supervise(&mut cluster.running).await;
+    let dir = cluster.dir.clone();
+    cluster.stop().await;
     if result.is_ok() && !options.json {
-        println!("all replicas stopped; data kept in {} (run `bootstorm dev` again to restart the same cluster)", dir.display());
+        println!(
+            "all replicas stopped; data kept in {} (run `bootstorm dev` again to restart the same cluster)",
+            dir.display()
+        );
     }
     result
 }
@@ -438,18 +530,16 @@ async fn commit_demo_if_new(client: &crate::admin::AdminClient, nodes: u32) -> R
 /// Demo node registrations in flight at once while seeding a new dev cluster.
 pub const DEMO_COMMITS_IN_FLIGHT_MAX: usize = 32;
 
-fn report_ready(
-    options: &DevOptions,
-    dir: &Path,
-    cluster_path: &Path,
-    planned: &[PlannedReplica],
-    running: &[RunningReplica],
-    demo_committed: bool,
-    last_seq: u64,
-) -> Result<()> {
-    let replicas: Vec<DevReplicaLine> = planned
+fn report_ready(options: &DevOptions, cluster: &DevCluster) -> Result<()> {
+    let (dir, cluster_path) = (&cluster.dir, &cluster.cluster_path);
+    let (demo_committed, last_seq) = (cluster.demo_committed, cluster.last_seq);
+    let replicas: Vec<DevReplicaLine> = cluster
+        .planned
         .iter()
-        .zip(running.iter())
+        .filter_map(|plan| {
+            let run = cluster.running.iter().find(|r| r.name == plan.conf.name)?;
+            Some((plan, run))
+        })
         .map(|(plan, run)| DevReplicaLine {
             name: &plan.conf.name,
             role: plan.conf.role,

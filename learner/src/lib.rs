@@ -8,6 +8,7 @@ pub mod admin;
 pub mod cli;
 pub mod conf;
 pub mod daemon;
+pub mod dev;
 pub mod metrics;
 pub mod net;
 pub mod raft;

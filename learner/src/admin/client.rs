@@ -226,6 +226,14 @@ impl AdminClient {
                         attempts,
                     });
                 };
+                if matches!(
+                    outcome,
+                    Err(Failure::Unreachable(_) | Failure::AfterSend(_))
+                ) {
+                    // The replica we thought led may be dead: do not start the next request
+                    // there, or every later write pays its connect timeout again.
+                    self.forget_leader(&target);
+                }
                 match outcome {
                     Err(Failure::Refused(detail)) => {
                         return Err(ClientError::Refused {
@@ -279,6 +287,13 @@ impl AdminClient {
             Err(ClientError::NoLeader { attempts })
         } else {
             Err(ClientError::Unreachable { attempts })
+        }
+    }
+
+    fn forget_leader(&self, target: &Target) {
+        let mut leader = self.leader.lock().expect("leader lock");
+        if leader.as_ref().is_some_and(|l| l.addr == target.addr) {
+            *leader = None;
         }
     }
 

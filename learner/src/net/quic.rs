@@ -85,10 +85,14 @@ pub const ADMIN_STREAM_RECEIVE_WINDOW_BYTES: u32 = 1 << 20;
 pub const ADMIN_CONNECTION_RECEIVE_WINDOW_BYTES: u32 = 4 << 20;
 /// Admin: send window per connection (status and audit-log replies).
 pub const ADMIN_SEND_WINDOW_BYTES: u64 = 4 << 20;
-/// Admin: keep-alive, so a CLI waiting on a slow commit (quorum fsync) is not timed out.
-pub const ADMIN_KEEP_ALIVE_MS: u64 = 5_000;
-/// Admin: idle timeout.
-pub const ADMIN_IDLE_TIMEOUT_MS: u64 = 30_000;
+/// Admin: keep-alive, so a CLI waiting on a slow commit (quorum fsync) is not timed out: a
+/// live peer always answers keep-alives, however long the commit takes.
+pub const ADMIN_KEEP_ALIVE_MS: u64 = 1_000;
+/// Admin: idle timeout. Short, because it is how a client learns that the replica it was
+/// talking to died (kill -9, power loss): after this long without even a keep-alive answer the
+/// request ends as "outcome unknown" and the client can fail over. With 30 s here a commit in
+/// flight at a leader crash took 35 s to fail over (measured in tests/dev_cluster.rs).
+pub const ADMIN_IDLE_TIMEOUT_MS: u64 = 3_000;
 /// Admin: pending incoming connections.
 pub const ADMIN_INCOMING_MAX: usize = 64;
 

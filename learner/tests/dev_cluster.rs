@@ -1,0 +1,230 @@
+//! The whole product as a user runs it: `bootstorm dev`'s cluster (3 voters + 2 learners, each
+//! its own OS process, real QUIC and fsync'd files on loopback), driven through the admin
+//! plane. Checks replication to learners (equal state digests), failover after `kill -9` of
+//! the leader during a stream of commits (every acknowledged commit survives; outcomes that
+//! were unknown are either wholly present or absent), and a full restart from disk.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bootstorm::admin::client::ClusterStatus;
+use bootstorm::admin::AdminClient;
+use bootstorm::conf::ClusterFile;
+use bootstorm::dev::{DevCluster, DevOptions, PORTS_PER_REPLICA_STRIDE};
+use bytes::Bytes;
+use config::{FileSpec, NewEntry, Scope, StateDelta};
+use proto::{AdminRequest, AdminResponse};
+
+/// Bound on every wait in this file: a broken cluster fails the test instead of hanging it.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Finds a base port where every port the cluster needs is free right now.
+fn free_base_port(replicas: u16) -> u16 {
+    let seed = std::process::id() as u16;
+    for attempt in 0..200u16 {
+        let base = 20_000 + ((seed.wrapping_mul(7).wrapping_add(attempt * 97)) % 400) * 100;
+        let all_free = (0..replicas).all(|index| {
+            (1..=4).all(|offset| {
+                let port = base + index * PORTS_PER_REPLICA_STRIDE + offset;
+                UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+                    && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+            })
+        });
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no free port range found for the test cluster");
+}
+
+fn options(dir: PathBuf, voters: u16, learners: u16) -> DevOptions {
+    DevOptions {
+        data_dir: dir,
+        voters,
+        learners,
+        base_port: free_base_port(voters + learners),
+        nodes: 40,
+        json: true,
+        exe: PathBuf::from(env!("CARGO_BIN_EXE_bootstorm")),
+    }
+}
+
+async fn wait_status(
+    client: &AdminClient,
+    what: &str,
+    done: impl Fn(&ClusterStatus) -> bool,
+) -> ClusterStatus {
+    let deadline = Instant::now() + WAIT_TIMEOUT;
+    loop {
+        let status = client.status_all().await;
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last status: {}",
+            serde_json::to_string_pretty(&status).unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every reachable replica reports the same applied seq and state digest.
+fn all_equal(status: &ClusterStatus, replicas: usize) -> bool {
+    let reachable: Vec<_> = status.replicas.iter().filter(|r| r.reachable).collect();
+    reachable.len() == replicas
+        && reachable
+            .windows(2)
+            .all(|w| w[0].applied_seq == w[1].applied_seq && w[0].state_digest == w[1].state_digest)
+}
+
+fn node_commit(node: &str, index: u64) -> AdminRequest {
+    let mut delta = StateDelta::default();
+    delta.files.insert(
+        format!("/etc/bootstorm-test/commit-{index}"),
+        FileSpec {
+            mode: 0o644,
+            owner: None,
+            content: Bytes::from(format!("commit {index}\n")),
+        },
+    );
+    delta.settings.insert("test.last".into(), index.to_string());
+    AdminRequest::Commit {
+        entry: NewEntry::commit(Scope::Node(node.into()), "claimed-author", 0, delta),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_cluster_replicates_fails_over_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = options(dir.path().join("cluster"), 3, 2);
+    let mut cluster = DevCluster::start(&options)
+        .await
+        .expect("dev cluster starts");
+    assert!(
+        cluster.demo_committed,
+        "a new cluster gets the demo journal"
+    );
+    let client = AdminClient::connect(&ClusterFile::load(&cluster.cluster_path).unwrap())
+        .await
+        .unwrap();
+
+    // Replication: learners hold exactly the voters' state.
+    let status = wait_status(&client, "equal digests on 5 replicas", |s| all_equal(s, 5)).await;
+    let learners = status
+        .replicas
+        .iter()
+        .filter(|r| r.role == "learner")
+        .count();
+    assert_eq!(learners, 2, "{status:#?}");
+
+    // A stream of commits; kill -9 the leader in the middle of it.
+    let leader = status.leader.clone().expect("a leader");
+    let mut acknowledged = BTreeSet::new();
+    let mut unknown = BTreeSet::new();
+    let mut killed_at = None;
+    let mut first_ack_after_kill = None;
+    for index in 0..60u64 {
+        if index == 20 {
+            cluster.kill(&leader).await.unwrap();
+            killed_at = Some(Instant::now());
+        }
+        match client.request(node_commit("node-0003", index)).await {
+            Ok(AdminResponse::Committed { seq: Some(_), .. }) => {
+                acknowledged.insert(index);
+                if let (Some(at), None) = (killed_at, first_ack_after_kill) {
+                    first_ack_after_kill = Some(Instant::elapsed(&at));
+                }
+            }
+            // A timed-out or cut-off request is "unknown", never "failed" (it may be applied).
+            other => {
+                println!("commit {index}: outcome unknown: {other:?}");
+                unknown.insert(index);
+            }
+        }
+    }
+    let after_kill: Vec<_> = acknowledged.iter().filter(|i| **i >= 20).collect();
+    assert!(
+        after_kill.len() >= 30,
+        "commits resumed after failover: {after_kill:?}"
+    );
+    let status = wait_status(&client, "a new leader", |s| {
+        s.leader.as_ref().is_some_and(|l| *l != leader)
+    })
+    .await;
+    println!(
+        "kill -9 of leader {leader}: new leader {:?}; first commit acknowledged {:?} after the kill",
+        status.leader, first_ack_after_kill
+    );
+
+    // The old leader comes back and catches up; every acknowledged commit is everywhere.
+    cluster.restart(&leader).await.unwrap();
+    let status = wait_status(&client, "all 5 equal after restart", |s| all_equal(s, 5)).await;
+    let log = match client
+        .request(AdminRequest::Log {
+            scope: Some(Scope::Node("node-0003".into())),
+            since: 0,
+            limit: 1000,
+        })
+        .await
+        .unwrap()
+    {
+        AdminResponse::Log { entries, .. } => entries,
+        other => panic!("unexpected answer {other:?}"),
+    };
+    let present: BTreeSet<u64> = log
+        .iter()
+        .filter_map(|entry| entry.delta.settings.get("test.last")?.parse().ok())
+        .collect();
+    for index in &acknowledged {
+        assert!(
+            present.contains(index),
+            "acknowledged commit {index} is missing"
+        );
+    }
+    for index in present.difference(&acknowledged) {
+        assert!(
+            unknown.contains(index),
+            "commit {index} present but never sent"
+        );
+        let entry = log
+            .iter()
+            .find(|e| e.delta.settings.get("test.last") == Some(&index.to_string()))
+            .unwrap();
+        assert!(
+            entry
+                .delta
+                .files
+                .contains_key(&format!("/etc/bootstorm-test/commit-{index}")),
+            "an unknown-outcome commit is wholly present, never partial"
+        );
+    }
+    assert!(
+        log.iter().all(|entry| entry.author == "admin"),
+        "the author is the admin certificate's identity, not the request's claim"
+    );
+    let digest_before = status.replicas[0].state_digest.clone();
+    let seq_before = status.replicas[0].applied_seq;
+
+    // Full restart from disk: same state on every replica, no demo re-commit.
+    cluster.stop().await;
+    let mut cluster = DevCluster::start(&options)
+        .await
+        .expect("dev cluster restarts");
+    assert!(
+        !cluster.demo_committed,
+        "a restarted cluster keeps its data"
+    );
+    let client = AdminClient::connect(&ClusterFile::load(&cluster.cluster_path).unwrap())
+        .await
+        .unwrap();
+    let status = wait_status(&client, "equal digests after restart", |s| all_equal(s, 5)).await;
+    assert!(status.replicas[0].applied_seq >= seq_before);
+    if status.replicas[0].applied_seq == seq_before {
+        assert_eq!(status.replicas[0].state_digest, digest_before);
+    }
+    assert!(cluster.pid("voter-1").is_some());
+    cluster.stop().await;
+}
