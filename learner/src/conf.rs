@@ -84,7 +84,9 @@ pub struct RaftTuning {
     pub election_timeout_max_ms: u64,
     /// Take a snapshot after this many entries since the last one.
     pub snapshot_every_entries: u64,
-    /// Keep this many applied entries in the log after a snapshot, for slow followers.
+    /// Keep this many applied entries in the log after a snapshot, for slow followers and so
+    /// that a corrupt newest snapshot can fall back to the previous one plus the log (which
+    /// needs a full snapshot interval of log: keep it ≥ `snapshot_every_entries`).
     pub max_in_snapshot_log_to_keep: u64,
 }
 
@@ -95,7 +97,7 @@ impl Default for RaftTuning {
             election_timeout_min_ms: 300,
             election_timeout_max_ms: 600,
             snapshot_every_entries: 10_000,
-            max_in_snapshot_log_to_keep: 1_000,
+            max_in_snapshot_log_to_keep: 10_000,
         }
     }
 }
