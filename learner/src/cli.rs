@@ -106,6 +106,13 @@ pub enum Command {
     Policy(admin::commands::PolicyArgs),
     /// Register a node into a vCluster.
     Node(admin::commands::NodeArgs),
+    /// Boot agent: fetch a node's overlay and delta (failing over across the cluster file's
+    /// replicas), verify them, apply them to --root, remember the overlay for the next boot.
+    ///
+    /// Exit codes: 0 applied (or verified, without --root); 1 refused or failed (unknown
+    /// node, certificate of another node, verification or apply failure); 2 usage error;
+    /// 3 no replica served the fetch in time (each attempt is listed).
+    Fetch(crate::boot::fetch_cmd::FetchArgs),
 }
 
 /// Entry point used by the binary.
@@ -115,7 +122,10 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(admin::commands::exit_code(&error))
+            ExitCode::from(
+                crate::boot::fetch_cmd::exit_code(&error)
+                    .unwrap_or_else(|| admin::commands::exit_code(&error)),
+            )
         }
     }
 }
@@ -162,6 +172,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Certs(args) => admin::commands::certs(args),
         Command::Policy(args) => admin::commands::policy(args),
         Command::Node(args) => admin::commands::node(args),
+        Command::Fetch(args) => crate::boot::fetch_cmd::run(args),
     }
 }
 

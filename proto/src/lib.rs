@@ -16,6 +16,9 @@
 //! message type's `decode`); a reader that wants to refuse early reads [`decode_prefix`], then
 //! [`decode_header`], then the payload, checking limits at each step.
 //!
+//! Feature `client` adds [`client`], the boot agent's library (QUIC sockets, retries, overlay
+//! verification): the only I/O in this crate, off by default.
+//!
 //! Zero copy: encoding returns [`EncodedFrame`] — the prefix and header as one small `Bytes`,
 //! the payload as the caller's own `Bytes` — so a cached overlay goes to the socket without
 //! being copied; decoding hands out the payload as a slice of the received buffer.
@@ -23,6 +26,8 @@
 pub mod admin;
 pub mod alpn;
 pub mod boot;
+#[cfg(feature = "client")]
+pub mod client;
 mod code;
 mod error;
 pub mod frame;

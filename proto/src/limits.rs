@@ -94,6 +94,34 @@ pub const OVERLOADED_RETRY_AFTER_MAX_MS: u32 = 30_000;
 pub const BOOT_STREAMS_CONCURRENT_MAX: u32 = 4;
 
 // ---------------------------------------------------------------------------------------------
+// Boot agent (`proto::client`, feature `client`): defaults of `client::ClientConfig`
+// ---------------------------------------------------------------------------------------------
+
+/// How long an agent waits for the QUIC + TLS handshake with one replica. A LAN handshake takes
+/// ~1 ms; a replica that has not answered in 2 s is down, refusing, or drowning, and the next
+/// replica is the better bet.
+pub const AGENT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+
+/// How long an agent keeps trying (all replicas, all retries) before `fetch` gives up with an
+/// error listing what every replica answered. A storm of 100k nodes on a rack learner pair
+/// should be served within a minute or two; past 5 minutes an operator should look.
+pub const AGENT_FETCH_TOTAL_TIMEOUT_MS: u64 = 300_000;
+
+/// First backoff between attempts; doubled after each failed attempt up to
+/// [`AGENT_BACKOFF_MAX_MS`]. The actual sleep is drawn uniformly from [backoff/2, backoff]
+/// ("equal jitter") so a storm of agents refused together does not come back together.
+pub const AGENT_BACKOFF_INITIAL_MS: u64 = 20;
+
+/// Largest backoff between attempts (before jitter). Together with a replica's
+/// `Overloaded { retry_after_ms }` (clamped to [`OVERLOADED_RETRY_AFTER_MAX_MS`]) this is how
+/// long a refused agent stays away at most.
+pub const AGENT_BACKOFF_MAX_MS: u64 = 2_000;
+
+/// Most attempts one `fetch` makes (over all replicas) before giving up, whatever time is left.
+/// Bounds the error report too (one line per attempt).
+pub const AGENT_ATTEMPTS_MAX: u32 = 1_000;
+
+// ---------------------------------------------------------------------------------------------
 // Admin plane
 // ---------------------------------------------------------------------------------------------
 
@@ -225,3 +253,9 @@ const _: () =
 const _: () = assert!(RAFT_VOTE_PAYLOAD_SIZE_MAX_BYTES < RAFT_SNAPSHOT_PAYLOAD_SIZE_MAX_BYTES);
 // The global cap is the per-plane maximum, not more.
 const _: () = assert!(FRAME_PAYLOAD_SIZE_MAX_BYTES == RAFT_APPEND_ENTRIES_PAYLOAD_SIZE_MAX_BYTES);
+// Agent: backoff grows from its initial value to its cap; a fetch outlives one response wait.
+const _: () =
+    assert!(0 < AGENT_BACKOFF_INITIAL_MS && AGENT_BACKOFF_INITIAL_MS <= AGENT_BACKOFF_MAX_MS);
+const _: () =
+    assert!(AGENT_FETCH_TOTAL_TIMEOUT_MS > BOOT_RESPONSE_TIMEOUT_MS + AGENT_CONNECT_TIMEOUT_MS);
+const _: () = assert!(AGENT_ATTEMPTS_MAX > 0);

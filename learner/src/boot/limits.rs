@@ -1,0 +1,226 @@
+//! Every limit of the boot plane server: admission (connections, transfers), the `Overloaded`
+//! retry hint, and the bound on every wait (handshake, request read, response write, `min_seq`,
+//! leader rebuild). Defaults are named constants; [`BootLimits`] carries the values a daemon
+//! config may change, and [`BootLimits::validate`] checks them against each other and the wire
+//! limits.
+//!
+//! The admission numbers follow quic-tuning.md: this 2-core machine saturates past ~64
+//! concurrent cold boots; bounding in-flight transfers at 32 keeps per-boot CPU at the c=64
+//! level, and an explicit `Overloaded { retry_after_ms }` spreads the rest instead of a retry
+//! lottery.
+
+use proto::limits::{MIN_SEQ_WAIT_MAX_MS, OVERLOADED_RETRY_AFTER_MAX_MS};
+use serde::{Deserialize, Serialize};
+
+/// Connections (handshaking or served) at once. Beyond it new connections are refused at
+/// quinn's `Incoming` — before any handshake crypto, the cheapest possible "no" — and the agent
+/// backs off. Each admitted connection costs a TLS handshake (~0.2 ms CPU) and at most
+/// `BOOT_BIDI_STREAMS_CONCURRENT_MAX` streams of buffers; 512 of them is ~8× the machine's
+/// sweet spot, enough to keep the transfer permits busy while handshakes complete.
+pub const BOOT_CONNECTIONS_MAX_DEFAULT: usize = 512;
+
+/// Base-overlay transfers (the ~150 KB answers) in flight at once. Beyond it (after
+/// [`BOOT_TRANSFER_WAIT_MAX_MS_DEFAULT`]) the answer is `Overloaded`. Small answers (deltas,
+/// `NotModified`, `NotYet`, errors) take no transfer permit: they cost less than the refusal.
+pub const BOOT_TRANSFERS_MAX_DEFAULT: usize = 32;
+
+/// How long a base request may wait for a transfer permit before it is answered `Overloaded`.
+/// A short bounded queue smooths bursts (a transfer takes ~1 ms of server time); the waiters
+/// are bounded by the connection limit, so the queue is never unbounded.
+pub const BOOT_TRANSFER_WAIT_MAX_MS_DEFAULT: u64 = 50;
+
+/// Base of the `retry_after_ms` hint. The hint grows with the backlog:
+/// `base × (1 + connections in use / transfers_max)`, then jittered uniformly to [½, 1½]× so
+/// refused agents come back spread out, not together.
+pub const BOOT_RETRY_AFTER_BASE_MS_DEFAULT: u32 = 20;
+
+/// Largest `retry_after_ms` hint this replica sends (agents clamp at
+/// `OVERLOADED_RETRY_AFTER_MAX_MS` anyway). Long enough to shed a storm, short enough that a
+/// refused node is not parked when capacity frees up.
+pub const BOOT_RETRY_AFTER_MAX_MS_DEFAULT: u32 = 5_000;
+
+/// Time from an accepted `Incoming` to a finished handshake. A LAN handshake takes ~1 ms;
+/// a peer that has not completed in 2 s is lost or hostile and gives its permit back.
+pub const BOOT_HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+
+/// Time to read a whole request frame from a stream after it was opened (slowloris bound).
+/// A request is < 300 bytes; it arrives with the stream.
+pub const BOOT_REQUEST_READ_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+
+/// Time to hand a whole answer to the client (a never-reading client is cut after it and its
+/// connection closed). 170 KB on a 1 Gb/s link is ~1.5 ms; 5 s covers a congested rack.
+pub const BOOT_RESPONSE_WRITE_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+
+/// Requests one connection may make in total. An agent makes 2 (phase 1 + 2), a retry a few
+/// more; beyond it the connection is closed so one client cannot hold a connection permit
+/// forever by pipelining requests.
+pub const BOOT_REQUESTS_PER_CONNECTION_MAX_DEFAULT: u32 = 8;
+
+/// How long a base request for a missing or stale overlay waits for the leader to rebuild it
+/// (and for the `SetOverlay` to be applied here) before this replica builds it locally. A
+/// leader rebuild + commit takes tens of ms; past 1 s the leader is away and a local build
+/// (~10 ms) is the better answer: no boot fails because the leader is away.
+pub const BOOT_REBUILD_WAIT_MAX_MS_DEFAULT: u64 = 1_000;
+
+/// How long `serve` waits after shutdown for connections to close before returning.
+pub const BOOT_SHUTDOWN_DRAIN_MS: u64 = 2_000;
+
+/// The boot plane's configurable limits; `Default` is what `bootstorm serve` uses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootLimits {
+    /// `boot_connections_max`: see [`BOOT_CONNECTIONS_MAX_DEFAULT`].
+    pub connections_max: usize,
+    /// `boot_transfers_max`: see [`BOOT_TRANSFERS_MAX_DEFAULT`].
+    pub transfers_max: usize,
+    /// See [`BOOT_TRANSFER_WAIT_MAX_MS_DEFAULT`].
+    pub transfer_wait_max_ms: u64,
+    /// `retry_after_base_ms`: see [`BOOT_RETRY_AFTER_BASE_MS_DEFAULT`].
+    pub retry_after_base_ms: u32,
+    /// See [`BOOT_RETRY_AFTER_MAX_MS_DEFAULT`]; ≤ `OVERLOADED_RETRY_AFTER_MAX_MS`.
+    pub retry_after_max_ms: u32,
+    /// Longest wait for `min_seq`; ≤ `proto::limits::MIN_SEQ_WAIT_MAX_MS`.
+    pub min_seq_wait_max_ms: u64,
+    /// See [`BOOT_HANDSHAKE_TIMEOUT_MS_DEFAULT`].
+    pub handshake_timeout_ms: u64,
+    /// See [`BOOT_REQUEST_READ_TIMEOUT_MS_DEFAULT`].
+    pub request_read_timeout_ms: u64,
+    /// See [`BOOT_RESPONSE_WRITE_TIMEOUT_MS_DEFAULT`].
+    pub response_write_timeout_ms: u64,
+    /// See [`BOOT_REQUESTS_PER_CONNECTION_MAX_DEFAULT`].
+    pub requests_per_connection_max: u32,
+    /// See [`BOOT_REBUILD_WAIT_MAX_MS_DEFAULT`].
+    pub rebuild_wait_max_ms: u64,
+}
+
+impl Default for BootLimits {
+    fn default() -> Self {
+        BootLimits {
+            connections_max: BOOT_CONNECTIONS_MAX_DEFAULT,
+            transfers_max: BOOT_TRANSFERS_MAX_DEFAULT,
+            transfer_wait_max_ms: BOOT_TRANSFER_WAIT_MAX_MS_DEFAULT,
+            retry_after_base_ms: BOOT_RETRY_AFTER_BASE_MS_DEFAULT,
+            retry_after_max_ms: BOOT_RETRY_AFTER_MAX_MS_DEFAULT,
+            min_seq_wait_max_ms: MIN_SEQ_WAIT_MAX_MS,
+            handshake_timeout_ms: BOOT_HANDSHAKE_TIMEOUT_MS_DEFAULT,
+            request_read_timeout_ms: BOOT_REQUEST_READ_TIMEOUT_MS_DEFAULT,
+            response_write_timeout_ms: BOOT_RESPONSE_WRITE_TIMEOUT_MS_DEFAULT,
+            requests_per_connection_max: BOOT_REQUESTS_PER_CONNECTION_MAX_DEFAULT,
+            rebuild_wait_max_ms: BOOT_REBUILD_WAIT_MAX_MS_DEFAULT,
+        }
+    }
+}
+
+/// A limit that makes no sense; the message names the field.
+#[derive(Debug, thiserror::Error)]
+#[error("boot limit `{field}` {problem}")]
+pub struct InvalidBootLimit {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl BootLimits {
+    /// Checks every value; the server refuses to start with an invalid one.
+    pub fn validate(&self) -> Result<(), InvalidBootLimit> {
+        let bad = |field, problem: String| Err(InvalidBootLimit { field, problem });
+        if self.connections_max == 0 {
+            return bad(
+                "connections_max",
+                "must be > 0 (0 refuses every boot)".into(),
+            );
+        }
+        if self.transfers_max == 0 {
+            return bad(
+                "transfers_max",
+                "must be > 0 (0 answers every base request Overloaded)".into(),
+            );
+        }
+        if self.transfers_max > self.connections_max {
+            return bad(
+                "transfers_max",
+                format!(
+                    "({}) must not exceed connections_max ({}): every transfer needs a connection",
+                    self.transfers_max, self.connections_max
+                ),
+            );
+        }
+        if self.retry_after_base_ms == 0 || self.retry_after_base_ms > self.retry_after_max_ms {
+            return bad(
+                "retry_after_base_ms",
+                format!(
+                    "must be in 1..=retry_after_max_ms ({})",
+                    self.retry_after_max_ms
+                ),
+            );
+        }
+        if self.retry_after_max_ms > OVERLOADED_RETRY_AFTER_MAX_MS {
+            return bad(
+                "retry_after_max_ms",
+                format!(
+                    "must be at most {OVERLOADED_RETRY_AFTER_MAX_MS} (agents clamp larger hints)"
+                ),
+            );
+        }
+        if self.min_seq_wait_max_ms > MIN_SEQ_WAIT_MAX_MS {
+            return bad(
+                "min_seq_wait_max_ms",
+                format!("must be at most {MIN_SEQ_WAIT_MAX_MS} (agents time out before a longer wait ends)"),
+            );
+        }
+        for (field, value) in [
+            ("handshake_timeout_ms", self.handshake_timeout_ms),
+            ("request_read_timeout_ms", self.request_read_timeout_ms),
+            ("response_write_timeout_ms", self.response_write_timeout_ms),
+            ("rebuild_wait_max_ms", self.rebuild_wait_max_ms),
+        ] {
+            if value == 0 {
+                return bad(field, "must be > 0 ms".into());
+            }
+        }
+        if self.requests_per_connection_max < 2 {
+            return bad(
+                "requests_per_connection_max",
+                "must be at least 2 (phase 1 and phase 2 share a connection)".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+const _: () = assert!(BOOT_TRANSFERS_MAX_DEFAULT <= BOOT_CONNECTIONS_MAX_DEFAULT);
+const _: () = assert!(BOOT_RETRY_AFTER_BASE_MS_DEFAULT <= BOOT_RETRY_AFTER_MAX_MS_DEFAULT);
+const _: () = assert!(BOOT_RETRY_AFTER_MAX_MS_DEFAULT <= OVERLOADED_RETRY_AFTER_MAX_MS);
+const _: () = assert!(BOOT_REQUESTS_PER_CONNECTION_MAX_DEFAULT >= 2);
+// A base request's worst wait (min_seq, rebuild, transfer permit) stays inside the agent's
+// response timeout, so a slow-but-working replica answers rather than times out.
+const _: () = assert!(
+    MIN_SEQ_WAIT_MAX_MS + BOOT_REBUILD_WAIT_MAX_MS_DEFAULT + BOOT_TRANSFER_WAIT_MAX_MS_DEFAULT
+        < proto::limits::BOOT_RESPONSE_TIMEOUT_MS
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_each_edge_is_refused() {
+        BootLimits::default().validate().unwrap();
+        let with = |f: fn(&mut BootLimits)| {
+            let mut limits = BootLimits::default();
+            f(&mut limits);
+            limits.validate()
+        };
+        assert!(with(|l| l.connections_max = 0).is_err());
+        assert!(with(|l| l.transfers_max = 0).is_err());
+        assert!(with(|l| l.transfers_max = l.connections_max).is_ok());
+        assert!(with(|l| l.transfers_max = l.connections_max + 1).is_err());
+        assert!(with(|l| l.retry_after_base_ms = 0).is_err());
+        assert!(with(|l| l.retry_after_max_ms = OVERLOADED_RETRY_AFTER_MAX_MS).is_ok());
+        assert!(with(|l| l.retry_after_max_ms = OVERLOADED_RETRY_AFTER_MAX_MS + 1).is_err());
+        assert!(with(|l| l.min_seq_wait_max_ms = MIN_SEQ_WAIT_MAX_MS).is_ok());
+        assert!(with(|l| l.min_seq_wait_max_ms = MIN_SEQ_WAIT_MAX_MS + 1).is_err());
+        assert!(with(|l| l.request_read_timeout_ms = 0).is_err());
+        assert!(with(|l| l.requests_per_connection_max = 2).is_ok());
+        assert!(with(|l| l.requests_per_connection_max = 1).is_err());
+    }
+}

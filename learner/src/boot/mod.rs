@@ -1,0 +1,285 @@
+//! The boot plane: booting nodes fetch phase 1 (their vCluster's base overlay) and phase 2
+//! (their node delta) from any replica, over QUIC, one request per bidirectional stream.
+//!
+//! Code map:
+//! - [`limits`]: admission and timeout limits ([`BootLimits`]) and their defaults;
+//! - `server`: the accept loop ([`serve`]), connection admission and per-stream I/O;
+//! - `answer`: a request → an answer from local state (min_seq wait, node → vCluster, stored
+//!   overlay / leader rebuild / local build, `NotModified`, transfer permits);
+//! - [`fetch_cmd`]: `bootstorm fetch`, the agent CLI on top of `proto::client`.
+//!
+//! Invariants:
+//! - **boot reads never enter Raft**: answers come from the local state machine
+//!   ([`ReplicaReader`]) and the overlay cache; the only contact with the leader is the optional
+//!   [`OverlayRebuilder`] for a missing or stale overlay, bounded in time, with a local build
+//!   as the fallback;
+//! - **every wait is bounded**: handshake, request read, response write, `min_seq`, rebuild,
+//!   transfer permit — each by a [`BootLimits`] value; nothing queues without bound (beyond
+//!   the limits the answer is a refused connection or `Overloaded`);
+//! - a connection whose client certificate names node N never gets another node's delta;
+//! - overlay payloads go to the socket as the stored/cached `Bytes`, never copied.
+
+pub mod fetch_cmd;
+pub mod limits;
+
+mod answer;
+mod server;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use config::{BootOverlay, VClusterId};
+use metrics::Counter;
+use overlay::{OverlayCache, Weigh};
+use proto::ErrorCode;
+use tokio::sync::Semaphore;
+
+use crate::raft::ReplicaReader;
+
+pub use limits::{BootLimits, InvalidBootLimit};
+pub use server::serve;
+
+/// A boxed, sendable future (the rebuilder trait stays object-safe without `async-trait`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Asks the leader to rebuild a vCluster's overlay and commit it with `SetOverlay` (design
+/// decision 5). The daemon implements it over the admin/raft plane; tests with closures.
+///
+/// Contract: the future resolves `Ok(())` once the leader has committed a `SetOverlay` for the
+/// vCluster at its current seq (the boot plane then waits — within the same bound — for it to
+/// be applied locally), or `Err(reason)` if the leader cannot do it. The boot plane bounds the
+/// wait itself ([`BootLimits::rebuild_wait_max_ms`]) and drops the future when it gives up, so
+/// an implementation need not time out on its own. Calls are single-flight per (vCluster, seq).
+pub trait OverlayRebuilder: Send + Sync + 'static {
+    fn request_rebuild(&self, vcluster: VClusterId) -> BoxFuture<'static, Result<(), String>>;
+}
+
+impl<F, Fut> OverlayRebuilder for F
+where
+    F: Fn(VClusterId) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    fn request_rebuild(&self, vcluster: VClusterId) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(self(vcluster))
+    }
+}
+
+/// Where a served base overlay came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BaseSource {
+    /// The `SetOverlay` stored in the replicated state (byte-identical on every replica).
+    Stored,
+    /// Missing/stale here; the leader rebuilt it and the `SetOverlay` was applied here.
+    RebuiltByLeader,
+    /// Missing/stale and the leader did not deliver in time: built on this replica.
+    BuiltLocally,
+    /// From the cache of a previous rebuild/local build.
+    Cached,
+}
+
+/// An overlay in the boot plane's cache, with where it came from.
+#[derive(Clone, Debug)]
+pub struct CachedOverlay {
+    pub overlay: BootOverlay,
+    pub source: BaseSource,
+}
+
+impl Weigh for CachedOverlay {
+    fn weight_bytes(&self) -> usize {
+        self.overlay.compressed.len()
+    }
+}
+
+/// The cache of overlays built for missing/stale stored ones, keyed by (vCluster, seq), with
+/// single-flight builds. Stored overlays are served straight from the state, not cached.
+pub type BootOverlayCache = OverlayCache<CachedOverlay, String>;
+
+/// Counters of the boot plane: Prometheus series (label `replica`) plus in-process atomics so
+/// tests and `status` can read them without a recorder.
+pub struct BootStats {
+    counts: [AtomicU64; STAT_COUNT],
+    errors: [AtomicU64; ErrorCode::ALL.len()],
+    counters: [Counter; STAT_COUNT],
+    error_counters: [Counter; ErrorCode::ALL.len()],
+}
+
+/// What the boot plane counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Stat {
+    BaseStored,
+    BaseRebuiltByLeader,
+    BaseBuiltLocally,
+    BaseCached,
+    NotModified,
+    DeltaServed,
+    NotYet,
+    /// `Overloaded` answers (no transfer permit in time).
+    Overloaded,
+    /// Connections refused at `Incoming` (connection limit).
+    ConnectionsRefused,
+    /// Streams cut for a read or write timeout.
+    StreamTimeouts,
+    /// Leader rebuilds that failed or timed out.
+    RebuildFailures,
+}
+
+const STAT_COUNT: usize = 11;
+
+impl Stat {
+    pub const ALL: [Stat; STAT_COUNT] = [
+        Stat::BaseStored,
+        Stat::BaseRebuiltByLeader,
+        Stat::BaseBuiltLocally,
+        Stat::BaseCached,
+        Stat::NotModified,
+        Stat::DeltaServed,
+        Stat::NotYet,
+        Stat::Overloaded,
+        Stat::ConnectionsRefused,
+        Stat::StreamTimeouts,
+        Stat::RebuildFailures,
+    ];
+
+    /// Prometheus series name.
+    pub const fn metric(self) -> &'static str {
+        match self {
+            Stat::BaseStored => "bootstorm_boot_base_stored_total",
+            Stat::BaseRebuiltByLeader => "bootstorm_boot_base_rebuilt_by_leader_total",
+            Stat::BaseBuiltLocally => "bootstorm_boot_base_built_locally_total",
+            Stat::BaseCached => "bootstorm_boot_base_cached_total",
+            Stat::NotModified => "bootstorm_boot_not_modified_total",
+            Stat::DeltaServed => "bootstorm_boot_delta_served_total",
+            Stat::NotYet => "bootstorm_boot_not_yet_total",
+            Stat::Overloaded => "bootstorm_boot_overloaded_total",
+            Stat::ConnectionsRefused => "bootstorm_boot_connections_refused_total",
+            Stat::StreamTimeouts => "bootstorm_boot_stream_timeouts_total",
+            Stat::RebuildFailures => "bootstorm_boot_rebuild_failures_total",
+        }
+    }
+}
+
+impl BootStats {
+    /// Registers the series of replica `replica`.
+    pub fn new(replica: &str) -> Self {
+        BootStats {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            errors: std::array::from_fn(|_| AtomicU64::new(0)),
+            counters: Stat::ALL
+                .map(|stat| metrics::counter!(stat.metric(), "replica" => replica.to_owned())),
+            error_counters: ErrorCode::ALL.map(|code| {
+                metrics::counter!("bootstorm_boot_errors_total", "replica" => replica.to_owned(), "code" => code.as_str())
+            }),
+        }
+    }
+
+    pub fn add(&self, stat: Stat) {
+        self.counts[stat as usize].fetch_add(1, Ordering::Relaxed);
+        self.counters[stat as usize].increment(1);
+    }
+
+    pub fn add_error(&self, code: ErrorCode) {
+        let index = usize::from(code.as_u16()) - 1;
+        self.errors[index].fetch_add(1, Ordering::Relaxed);
+        self.error_counters[index].increment(1);
+    }
+
+    pub fn get(&self, stat: Stat) -> u64 {
+        self.counts[stat as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn errors(&self, code: ErrorCode) -> u64 {
+        self.errors[usize::from(code.as_u16()) - 1].load(Ordering::Relaxed)
+    }
+}
+
+/// Everything the boot plane serves from. Built once by the daemon, shared by every
+/// connection.
+pub struct BootContext {
+    /// The local state machine: node → vCluster, stored overlays, node deltas, applied seq.
+    pub reader: ReplicaReader,
+    /// Overlays built for missing/stale stored ones (single-flight per key).
+    pub cache: BootOverlayCache,
+    pub limits: BootLimits,
+    /// Asks the leader to rebuild a missing/stale overlay; `None` = always build locally.
+    pub rebuild: Option<Arc<dyn OverlayRebuilder>>,
+    pub stats: BootStats,
+    /// Base-overlay transfers in flight (`limits.transfers_max` permits).
+    pub(crate) transfers: Arc<Semaphore>,
+    /// Connections admitted (`limits.connections_max` permits), taken at `Incoming`.
+    pub(crate) connections: Arc<Semaphore>,
+}
+
+impl BootContext {
+    /// A context with an overlay cache of `overlay::limits::OVERLAY_CACHE_BUDGET_DEFAULT_BYTES`.
+    /// `replica` labels the metrics.
+    pub fn new(
+        replica: &str,
+        reader: ReplicaReader,
+        limits: BootLimits,
+        rebuild: Option<Arc<dyn OverlayRebuilder>>,
+    ) -> Result<Arc<Self>, InvalidBootLimit> {
+        limits.validate()?;
+        Ok(Arc::new(BootContext {
+            reader,
+            cache: BootOverlayCache::default(),
+            transfers: Arc::new(Semaphore::new(limits.transfers_max)),
+            connections: Arc::new(Semaphore::new(limits.connections_max)),
+            limits,
+            rebuild,
+            stats: BootStats::new(replica),
+        }))
+    }
+
+    /// Connection permits free right now.
+    pub fn connections_available(&self) -> usize {
+        self.connections.available_permits()
+    }
+
+    /// Transfer permits free right now.
+    pub fn transfers_available(&self) -> usize {
+        self.transfers.available_permits()
+    }
+
+    /// Takes one transfer permit if free (held until dropped). For tests and drills that need
+    /// the server at its transfer limit without 32 slow clients.
+    pub fn try_hold_transfer_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.transfers.clone().try_acquire_owned().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::net::TransportLimits;
+    use proto::client::ClientTransport;
+
+    /// The agent's transport (in `proto`, which cannot depend on the daemon) must not drift
+    /// from the replica's boot plane: both are quic-tuning.md's numbers.
+    #[test]
+    fn the_agent_transport_mirrors_the_boot_plane() {
+        let agent = ClientTransport::default();
+        let boot = TransportLimits::boot();
+        assert_eq!(
+            agent.stream_receive_window_bytes,
+            boot.stream_receive_window_bytes
+        );
+        assert_eq!(
+            agent.connection_receive_window_bytes,
+            boot.connection_receive_window_bytes
+        );
+        assert_eq!(agent.send_window_bytes, boot.send_window_bytes);
+        assert_eq!(
+            agent.initial_congestion_window_bytes,
+            boot.initial_congestion_window_bytes
+        );
+        assert_eq!(agent.initial_mtu_bytes, boot.initial_mtu_bytes);
+        assert_eq!(agent.idle_timeout_ms, boot.idle_timeout_ms);
+        assert!(!boot.mtu_discovery);
+        assert_eq!(
+            agent.socket_buffer_bytes,
+            crate::net::SocketConfig::default().recv_buffer_bytes
+        );
+    }
+}

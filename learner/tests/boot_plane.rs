@@ -1,0 +1,490 @@
+//! Black-box tests of the boot plane: the real boot server (`bootstorm::boot::serve`) on
+//! 127.0.0.1:0, fed by the real state machine with the demo journal applied, talked to by the
+//! real agent (`proto::client::BootClient`, `bootstorm fetch`) or by hand-made streams. Every
+//! wait is bounded (`boot_support::WAIT`); no sleeps stand in for readiness.
+
+mod boot_support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use boot_support::{tree, Harness, Options, WAIT};
+use bootstorm::boot::fetch_cmd::{self, FetchArgs};
+use bootstorm::boot::{BootLimits, OverlayRebuilder, Stat};
+use config::{JournalCommand, NewEntry, Scope, StateDelta};
+use proto::client::{BaseOutcome, FetchError};
+use proto::{BootRequest, BootResponse, ErrorCode};
+
+fn fetch_args(h: &Harness, node: &str, root: &std::path::Path) -> FetchArgs {
+    FetchArgs {
+        cluster: h.cluster_file(),
+        node: node.into(),
+        replica: None,
+        root: Some(root.to_owned()),
+        min_seq: None,
+        have_hash: None,
+        state_file: None,
+        cert: None,
+        key: None,
+        timeout_ms: Some(20_000),
+        json: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_applies_the_same_files_as_the_overlay_built_from_the_journal() {
+    let h = Harness::start(Options::default()).await;
+    let state = h.journal.state();
+    for node in ["node-0001", "node-0002"] {
+        let outcome = h.client(None).fetch(node, None, None).await.expect("fetch");
+        let vc = &state.node_states[node].vcluster;
+        let BaseOutcome::Fetched(base) = &outcome.base else {
+            panic!("no have_hash sent, got NotModified")
+        };
+        // Byte-identical to the stored SetOverlay and to a fresh build from the journal.
+        assert_eq!(base.compressed, state.overlays[vc].compressed);
+        assert_eq!(base.hash, overlay::build_overlay(&state, vc).unwrap().hash);
+        assert!(
+            (130_000..200_000).contains(&base.compressed.len()),
+            "{}",
+            base.compressed.len()
+        );
+
+        let fetched_root = tempfile::tempdir().unwrap();
+        overlay::apply_to_root(&base.doc, Some(&outcome.delta.doc), fetched_root.path()).unwrap();
+        let expected_root = tempfile::tempdir().unwrap();
+        overlay::apply_to_root(
+            &overlay::overlay_doc(&state, vc).unwrap(),
+            Some(&overlay::node_delta_doc(&state, node).unwrap()),
+            expected_root.path(),
+        )
+        .unwrap();
+        let fetched = tree(fetched_root.path());
+        assert!(fetched.len() > 10, "the demo overlay has many files");
+        assert_eq!(fetched, tree(expected_root.path()));
+    }
+    assert_eq!(h.ctx.stats.get(Stat::BaseStored), 2);
+    assert_eq!(h.ctx.stats.get(Stat::DeltaServed), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_change_in_phase_2_survives_a_reboot_with_not_modified() {
+    let h = Harness::start(Options::default()).await;
+    let state = h.journal.state();
+    // Every 100th demo node (node-0001, node-0101, …) carries a committed manual change.
+    let delta = overlay::node_delta_doc(&state, "node-0001").unwrap();
+    let (manual_path, manual_file) = delta.files().iter().next().expect("a manual change");
+    let root = tempfile::tempdir().unwrap();
+    let args = fetch_args(&h, "node-0001", root.path());
+
+    let first = fetch_cmd::fetch_and_apply(&args).await.expect("first boot");
+    assert!(!first.not_modified);
+    assert!(first.base_bytes > 100_000);
+    assert!(first.files_written > 10);
+    let on_disk = root.path().join(manual_path.trim_start_matches('/'));
+    assert_eq!(
+        std::fs::read(&on_disk).unwrap(),
+        manual_file.content.as_ref()
+    );
+    let first_tree = tree(root.path());
+
+    // "Reboot": the overlay's files are lost (tmpfs root), the state file survives.
+    std::fs::remove_file(&on_disk).unwrap();
+    let second = fetch_cmd::fetch_and_apply(&args)
+        .await
+        .expect("second boot");
+    assert!(second.not_modified, "same overlay: answered NotModified");
+    assert_eq!(second.base_bytes, 0);
+    assert_eq!(second.base_hash, first.base_hash);
+    assert_eq!(
+        std::fs::read(&on_disk).unwrap(),
+        manual_file.content.as_ref()
+    );
+    assert_eq!(
+        tree(root.path()),
+        first_tree,
+        "re-applied from the saved overlay"
+    );
+    assert_eq!(h.ctx.stats.get(Stat::NotModified), 1);
+
+    // A corrupt saved overlay is never applied: it is ignored and fetched in full.
+    let state_file = root.path().join(fetch_cmd::STATE_FILE_IN_ROOT);
+    let blob = fetch_cmd::saved_overlay_path(&state_file);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let third = fetch_cmd::fetch_and_apply(&args).await.expect("third boot");
+    assert!(!third.not_modified);
+    assert!(
+        fetch_cmd::load_saved(&state_file).is_some(),
+        "rewritten after the apply"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_seq_beyond_applied_answers_not_yet_after_the_bounded_wait_then_is_served() {
+    let h = Harness::start(Options::default()).await;
+    let applied = h.journal.state().last_seq;
+    let conn = h.raw_connection(None).await;
+    let ask = BootRequest::FetchBase {
+        node: "node-0003".into(),
+        have_hash: None,
+        min_seq: Some(applied + 1),
+    };
+    let started = Instant::now();
+    let answer = Harness::exchange(&conn, &ask).await;
+    let waited = started.elapsed();
+    assert_eq!(
+        answer.header,
+        BootResponse::NotYet {
+            applied_seq: applied
+        }
+    );
+    assert!(
+        waited >= Duration::from_millis(300),
+        "waited the bound: {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(3),
+        "and not much longer: {waited:?}"
+    );
+
+    // While a request waits, the entry arrives: it is answered from the newer state.
+    let waiting = {
+        let conn = conn.clone();
+        let ask = ask.clone();
+        tokio::spawn(async move { Harness::exchange(&conn, &ask).await })
+    };
+    let mut applied_seq = h.ctx.reader.applied_seq();
+    h.journal.apply(vec![commit(
+        Scope::Node("node-0003".into()),
+        "/etc/motd",
+        "hi",
+    )]);
+    applied_seq.wait_for(|seq| *seq > applied).await.unwrap();
+    let answer = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
+    assert!(
+        matches!(answer.header, BootResponse::Base { .. }),
+        "{:?}",
+        answer.header
+    );
+
+    // The agent with min_seq: served, and its delta reflects the new entry.
+    let outcome = h
+        .client(None)
+        .fetch("node-0003", None, Some(applied + 1))
+        .await
+        .unwrap();
+    assert_eq!(outcome.delta.seq, applied + 1);
+    assert!(outcome.delta.doc.files().contains_key("/etc/motd"));
+    assert_eq!(h.ctx.stats.get(Stat::NotYet), 1);
+}
+
+fn commit(scope: Scope, path: &str, content: &str) -> JournalCommand {
+    let mut delta = StateDelta::default();
+    delta.files.insert(
+        path.into(),
+        config::FileSpec {
+            mode: 0o644,
+            owner: None,
+            content: bytes::Bytes::copy_from_slice(content.as_bytes()),
+        },
+    );
+    JournalCommand::AppendEntry(NewEntry::commit(scope, "test", 1_800_000_000_000, delta))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_node_is_refused_with_a_message_and_no_retry() {
+    let h = Harness::start(Options::default()).await;
+    let started = Instant::now();
+    let error = h
+        .client(None)
+        .fetch("node-9999", None, None)
+        .await
+        .unwrap_err();
+    let FetchError::Refused { code, message, .. } = &error else {
+        panic!("expected a refusal, got {error}")
+    };
+    assert_eq!(*code, ErrorCode::UnknownNode);
+    assert!(
+        message.contains("node-9999") && message.contains("not registered"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no failover loop on a definite no"
+    );
+    assert!(!error.is_unreachable());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_node_certificate_cannot_fetch_another_nodes_delta() {
+    let h = Harness::start(Options::default()).await;
+    // node-0001's certificate asking for node-0002: refused.
+    let error = h
+        .client(Some("node-0001"))
+        .fetch("node-0002", None, None)
+        .await
+        .unwrap_err();
+    let FetchError::Refused { code, message, .. } = &error else {
+        panic!("expected a refusal, got {error}")
+    };
+    assert_eq!(*code, ErrorCode::NodeNotBound);
+    assert!(message.contains("node-0001"), "{message}");
+    // Its own fetch works.
+    h.client(Some("node-0001"))
+        .fetch("node-0001", None, None)
+        .await
+        .unwrap();
+    // The base overlay stays shareable: phase 1 for another node is answered.
+    let conn = h.raw_connection(Some("node-0001")).await;
+    let base = Harness::exchange(
+        &conn,
+        &BootRequest::FetchBase {
+            node: "node-0002".into(),
+            have_hash: None,
+            min_seq: None,
+        },
+    )
+    .await;
+    assert!(
+        matches!(base.header, BootResponse::Base { .. }),
+        "{:?}",
+        base.header
+    );
+    assert_eq!(h.ctx.stats.errors(ErrorCode::NodeNotBound), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_clear_errors_and_the_server_keeps_serving() {
+    let h = Harness::start(Options::default()).await;
+    let conn = h.raw_connection(None).await;
+    let valid = BootRequest::FetchDelta {
+        node: "node-0001".into(),
+        min_seq: None,
+    }
+    .encode()
+    .unwrap()
+    .to_bytes();
+
+    let cases: Vec<(&str, Vec<u8>, ErrorCode)> = vec![
+        (
+            "garbage",
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            ErrorCode::BadRequest,
+        ),
+        (
+            "truncated",
+            valid[..valid.len() - 3].to_vec(),
+            ErrorCode::BadRequest,
+        ),
+        (
+            "oversize header",
+            {
+                // header_len = 0xffff > FRAME_HEADER_SIZE_MAX_BYTES
+                let mut bytes = valid.to_vec();
+                bytes[1] = 0xff;
+                bytes[2] = 0xff;
+                bytes
+            },
+            ErrorCode::TooLarge,
+        ),
+        (
+            "payload on a request",
+            {
+                let mut bytes = valid.to_vec();
+                bytes[6] = 1; // payload_len = 1; boot requests carry none
+                bytes.push(0);
+                bytes
+            },
+            ErrorCode::TooLarge,
+        ),
+    ];
+    for (what, bytes, expected) in cases {
+        let answer = Harness::raw_exchange(&conn, &bytes).await;
+        let BootResponse::Error { code, message } = &answer.header else {
+            panic!("{what}: expected an error, got {:?}", answer.header)
+        };
+        assert_eq!(*code, expected, "{what}: {message}");
+        assert!(message.len() > 20, "{what}: says why: {message}");
+    }
+    // Same connection (up to its request limit) and new connections are still served.
+    h.client(None).fetch("node-0001", None, None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_is_cut_by_the_read_timeout_and_others_are_served() {
+    let h = Harness::start(Options::default()).await;
+    let stalled = h.raw_connection(None).await;
+    let (mut send, _recv) = stalled.open_bi().await.unwrap();
+    // One byte of a prefix, then nothing: the stream exists for the server but never completes.
+    send.write_all(&[proto::FRAME_MAGIC_VERSION]).await.unwrap();
+    let others = tokio::spawn({
+        let client = h.client(None);
+        async move { client.fetch("node-0002", None, None).await }
+    });
+    let closed = tokio::time::timeout(WAIT, stalled.closed())
+        .await
+        .expect("cut in time");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(close) if close.error_code == 2u32.into()),
+        "{closed:?}"
+    );
+    others.await.unwrap().expect("others are served meanwhile");
+    assert_eq!(h.ctx.stats.get(Stat::StreamTimeouts), 1);
+    assert_eq!(
+        h.ctx.connections_available(),
+        h.ctx.limits.connections_max,
+        "permit returned"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_overlay_with_a_leader_that_times_out_is_built_locally_once() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let rebuild: Arc<dyn OverlayRebuilder> = {
+        let calls = calls.clone();
+        Arc::new(move |_vc: String| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<Result<(), String>>()
+        })
+    };
+    let h = Harness::start(Options {
+        stored_overlays: false,
+        rebuild: Some(rebuild),
+        ..Options::default()
+    })
+    .await;
+    let state = h.journal.state();
+    assert!(state.overlays.is_empty());
+    // Ten concurrent boots of one vCluster: one leader request, one local build.
+    let fetches: Vec<_> = (0..10)
+        .map(|i| {
+            let client = h.client(None);
+            let node = config::demo::node_name(2 * i + 1); // odd → compute
+            tokio::spawn(async move { client.fetch(&node, None, None).await })
+        })
+        .collect();
+    for fetch in fetches {
+        let outcome = fetch.await.unwrap().expect("served from a local build");
+        assert_eq!(
+            *outcome.base.hash(),
+            overlay::build_overlay(&state, "compute").unwrap().hash
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "single-flight per vCluster"
+    );
+    assert_eq!(h.ctx.stats.get(Stat::RebuildFailures), 1);
+    assert_eq!(
+        h.ctx.stats.get(Stat::BaseBuiltLocally) + h.ctx.stats.get(Stat::BaseCached),
+        10
+    );
+    assert!(h.ctx.stats.get(Stat::BaseBuiltLocally) >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_overlay_rebuilt_by_the_leader_is_served_from_the_replicated_state() {
+    // The "leader" applies a SetOverlay through the same state machine, as raft would.
+    let journal_slot: Arc<std::sync::OnceLock<Arc<boot_support::Journal>>> = Default::default();
+    let rebuild: Arc<dyn OverlayRebuilder> = {
+        let slot = journal_slot.clone();
+        Arc::new(move |vc: String| {
+            let journal = slot.get().expect("set before any boot").clone();
+            async move {
+                let overlay =
+                    overlay::build_overlay(&journal.state(), &vc).map_err(|e| e.to_string())?;
+                journal.apply(vec![JournalCommand::SetOverlay {
+                    vcluster_id: vc,
+                    overlay,
+                }]);
+                Ok(())
+            }
+        })
+    };
+    let h = Harness::start(Options {
+        rebuild: Some(rebuild),
+        ..Options::default()
+    })
+    .await;
+    journal_slot.set(h.journal.clone()).ok().unwrap();
+    // A vCluster commit makes the stored gpu overlay stale.
+    h.journal.apply(vec![commit(
+        Scope::VCluster("gpu".into()),
+        "/etc/gpu-new",
+        "x",
+    )]);
+    let state = h.journal.state();
+    assert!(state.overlay_is_stale("gpu"));
+    let outcome = h.client(None).fetch("node-0002", None, None).await.unwrap();
+    let after = h.journal.state();
+    assert!(!after.overlay_is_stale("gpu"));
+    assert_eq!(*outcome.base.hash(), after.overlays["gpu"].hash);
+    assert_eq!(h.ctx.stats.get(Stat::BaseRebuiltByLeader), 1);
+    // The next boot reads the stored one.
+    h.client(None).fetch("node-0004", None, None).await.unwrap();
+    assert_eq!(h.ctx.stats.get(Stat::BaseStored), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_fails_over_from_a_dead_replica_to_a_live_one() {
+    let h = Harness::start(Options::default()).await;
+    // A port that was bound and closed: nothing answers there.
+    let dead = {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.local_addr().unwrap()
+    };
+    let mut config = h.client_config(None);
+    config.timeouts.connect_ms = 300;
+    config.replicas.insert(
+        0,
+        proto::client::Replica {
+            name: "dead".into(),
+            addr: dead,
+            server_name: boot_support::REPLICA.into(),
+        },
+    );
+    let client = proto::client::BootClient::new(config).unwrap();
+    let outcome = client.fetch("node-0005", None, None).await.unwrap();
+    assert_eq!(outcome.replica, boot_support::REPLICA);
+    assert_eq!(outcome.failed_attempts.len(), 1);
+    assert_eq!(outcome.failed_attempts[0].replica, "dead");
+    assert!(
+        outcome.failed_attempts[0].answer.contains("no handshake"),
+        "{}",
+        outcome.failed_attempts[0]
+    );
+
+    // With only dead replicas the error lists every attempt and counts as unreachable.
+    let mut config = h.client_config(None);
+    config.replicas = vec![proto::client::Replica {
+        name: "dead".into(),
+        addr: dead,
+        server_name: boot_support::REPLICA.into(),
+    }];
+    config.timeouts = proto::client::Timeouts {
+        connect_ms: 100,
+        response_ms: 1_000,
+        total_ms: 700,
+    };
+    let error = proto::client::BootClient::new(config)
+        .unwrap()
+        .fetch("node-0005", None, None)
+        .await
+        .unwrap_err();
+    assert!(error.is_unreachable(), "{error}");
+    let text = error.to_string();
+    assert!(
+        text.contains("dead (127.0.0.1:") && text.contains("no handshake"),
+        "{text}"
+    );
+}
+
+#[test]
+fn boot_limits_defaults_hold_together() {
+    BootLimits::default().validate().unwrap();
+}
