@@ -1,0 +1,202 @@
+//! Same-run peer baselines: finds the project's shared bench scripts (`$BOOTSTORM_SHARED`, else
+//! `<workspace>/../shared`), runs `bench/etcd-baseline --clients N --count M` on a free port
+//! range, and maps its JSON keys onto ours (`puts_*` → `commits_*`, `pNN_ms` → `latency_ms`).
+//!
+//! Invariants: the peer runs after our workload and after our cluster stopped, never at the
+//! same time (they would share the CPU); the script is bounded by its own `--time` and by
+//! `BASELINE_TIMEOUT_S` here, after which it is ended by PID; it starts etcd on 127.0.0.1 only.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::report::{round3, Baseline, LatencyMs};
+
+/// Environment variable naming the shared directory (holding `bench/`).
+pub const SHARED_DIR_ENV: &str = "BOOTSTORM_SHARED";
+/// The etcd baseline script, relative to the shared directory.
+pub const ETCD_SCRIPT: &str = "bench/etcd-baseline";
+/// Longest the etcd baseline may take: package install on first use, cluster start, a
+/// warm-up, the load (bounded at 120 s by the script) and the stop.
+pub const BASELINE_TIMEOUT_S: u64 = 420;
+/// How long the script gets after SIGTERM to stop its etcd members before it is killed.
+pub const BASELINE_STOP_GRACE_S: u64 = 15;
+
+/// Where the shared directory could be: `$BOOTSTORM_SHARED`, then `<workspace>/../shared` for
+/// the workspace this binary was built in, then for the one it runs from
+/// (`<workspace>/target/<profile>/bootstorm-loadtest`).
+pub fn shared_dir_candidates() -> Vec<PathBuf> {
+    if let Some(dir) = std::env::var_os(SHARED_DIR_ENV) {
+        return vec![PathBuf::from(dir)];
+    }
+    let mut candidates = Vec::new();
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if let Some(workspace) = built_in.parent() {
+        candidates.push(workspace.join("..").join("shared"));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(workspace) = exe.ancestors().nth(3) {
+            candidates.push(workspace.join("..").join("shared"));
+        }
+    }
+    candidates
+}
+
+/// The etcd baseline script, or an error naming every place looked at.
+pub fn locate_etcd_script() -> Result<PathBuf> {
+    let candidates = shared_dir_candidates();
+    for dir in &candidates {
+        let script = dir.join(ETCD_SCRIPT);
+        if script.is_file() {
+            return Ok(script);
+        }
+    }
+    let looked: Vec<String> = candidates
+        .iter()
+        .map(|d| format!("  {}", d.join(ETCD_SCRIPT).display()))
+        .collect();
+    bail!(
+        "--baseline etcd: the script {ETCD_SCRIPT} was not found; looked at:\n{}\nset {SHARED_DIR_ENV}=DIR to the shared directory holding bench/",
+        looked.join("\n")
+    )
+}
+
+/// A port base for the script where its client ports (base+1..3) and peer ports
+/// (base+11..13) are free now; its default (23790) first.
+pub fn free_etcd_port_base() -> Result<u16> {
+    let free = |base: u16| {
+        [1u16, 2, 3, 11, 12, 13]
+            .iter()
+            .all(|offset| TcpListener::bind((Ipv4Addr::LOCALHOST, base + offset)).is_ok())
+    };
+    let seed = std::process::id() as u16;
+    std::iter::once(23_790u16)
+        .chain((0..200u16).map(|i| 40_000 + (seed.wrapping_add(i * 37) % 200) * 100))
+        .find(|base| free(*base))
+        .context("--baseline etcd: no free port range found for the etcd members")
+}
+
+/// Runs the etcd baseline with the same clients and count and returns its numbers.
+pub async fn run_etcd(clients: u32, count: u64) -> Result<Baseline> {
+    let script = locate_etcd_script()?;
+    let port_base = free_etcd_port_base()?;
+    let mut child = tokio::process::Command::new(&script)
+        .arg("--clients")
+        .arg(clients.to_string())
+        .arg("--count")
+        .arg(count.to_string())
+        .arg("--port-base")
+        .arg(port_base.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", script.display()))?;
+    let pid = child.id().context("the etcd baseline exited at once")?;
+    let mut stdout = child.stdout.take().context("the baseline's stdout")?;
+    let mut stderr = child.stderr.take().context("the baseline's stderr")?;
+    let read_all = async {
+        use tokio::io::AsyncReadExt as _;
+        let (mut out, mut err) = (String::new(), String::new());
+        let (a, b) = tokio::join!(
+            stdout.read_to_string(&mut out),
+            stderr.read_to_string(&mut err)
+        );
+        a.context("reading the baseline's output")?;
+        b.context("reading the baseline's errors")?;
+        let status = child.wait().await.context("waiting for the baseline")?;
+        Ok::<_, anyhow::Error>((status, out, err))
+    };
+    let (status, out, err) =
+        match tokio::time::timeout(Duration::from_secs(BASELINE_TIMEOUT_S), read_all).await {
+            Ok(result) => result?,
+            Err(_) => {
+                stop_script(pid).await;
+                bail!(
+                    "{} did not finish within {BASELINE_TIMEOUT_S} s; stopped it",
+                    script.display()
+                );
+            }
+        };
+    if !status.success() {
+        bail!(
+            "{} failed ({status}):\n{}",
+            script.display(),
+            err.trim_end()
+        );
+    }
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .with_context(|| format!("{} printed no JSON object:\n{out}{err}", script.display()))?;
+    parse_etcd(line, clients, count)
+}
+
+/// SIGTERM to the script (its exit trap stops the etcd members by PID), SIGKILL after a grace.
+async fn stop_script(pid: u32) {
+    // SAFETY: kill(2) on a PID this process spawned and has not reaped; no memory is touched.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+    for _ in 0..BASELINE_STOP_GRACE_S * 10 {
+        // SAFETY: signal 0 only checks that the process exists.
+        if unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+/// Maps the etcd baseline's JSON (`puts_ok, puts_failed, puts_per_s, p50_ms, p90_ms, p99_ms,
+/// max_ms, …`) onto our keys. It reports no p99.9 (null) and no wall time: `wall_s` is derived
+/// as `puts_ok / puts_per_s`, the duration of its measured phase.
+pub fn parse_etcd(json: &str, clients: u32, count: u64) -> Result<Baseline> {
+    let raw: serde_json::Value =
+        serde_json::from_str(json).with_context(|| format!("the etcd baseline printed {json}"))?;
+    let number = |key: &str| raw.get(key).and_then(serde_json::Value::as_f64);
+    let integer = |key: &str| -> Result<u64> {
+        raw.get(key)
+            .and_then(serde_json::Value::as_u64)
+            .with_context(|| format!("the etcd baseline's JSON has no integer `{key}`: {json}"))
+    };
+    let commits_ok = integer("puts_ok")?;
+    let commits_failed = integer("puts_failed")?;
+    let commits_per_s = number("puts_per_s").unwrap_or(0.0);
+    let wall_s = if commits_per_s > 0.0 {
+        round3(commits_ok as f64 / commits_per_s)
+    } else {
+        0.0
+    };
+    Ok(Baseline {
+        peer: raw
+            .get("peer")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("etcd")
+            .to_owned(),
+        clients,
+        count,
+        commits_ok,
+        commits_failed,
+        commits_per_s,
+        wall_s,
+        latency_ms: LatencyMs {
+            p50: number("p50_ms"),
+            p90: number("p90_ms"),
+            p99: number("p99_ms"),
+            p999: None,
+            max: number("max_ms"),
+        },
+        cluster_cpu_s: number("etcd_cpu_s"),
+        client_cpu_s: number("client_cpu_s"),
+        raw,
+    })
+}
