@@ -488,3 +488,97 @@ async fn the_client_fails_over_from_a_dead_replica_to_a_live_one() {
 fn boot_limits_defaults_hold_together() {
     BootLimits::default().validate().unwrap();
 }
+
+/// `bootstorm fetch` as a process: `--json` keys, and the documented exit codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fetch_command_prints_json_and_exits_with_the_documented_codes() {
+    let h = Harness::start(Options::default()).await;
+    let cluster = h.cluster_file();
+    let root = tempfile::tempdir().unwrap();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_bootstorm"))
+                .args(args)
+                .output()
+                .expect("run bootstorm")
+        })
+    };
+    let base = |node: &str| -> Vec<String> {
+        vec![
+            "fetch".into(),
+            "--cluster".into(),
+            cluster.display().to_string(),
+            "--node".into(),
+            node.into(),
+            "--timeout-ms".into(),
+            "3000".into(),
+        ]
+    };
+    let mut ok_args = base("node-0001");
+    ok_args.extend([
+        "--root".into(),
+        root.path().display().to_string(),
+        "--json".into(),
+    ]);
+    let ok = tokio::time::timeout(WAIT, run(ok_args.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&ok.stdout).expect("one JSON object");
+    for key in [
+        "node",
+        "vcluster",
+        "seq",
+        "base_hash",
+        "base_bytes",
+        "not_modified",
+        "delta_bytes",
+        "replica",
+        "latency_ms",
+    ] {
+        assert!(json.get(key).is_some(), "missing {key}: {json}");
+    }
+    assert_eq!(json["not_modified"], false);
+    // The reboot: the saved overlay's hash is sent, the answer is NotModified.
+    let again = tokio::time::timeout(WAIT, run(ok_args))
+        .await
+        .unwrap()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        (json["not_modified"].clone(), json["base_bytes"].clone()),
+        (true.into(), 0.into())
+    );
+
+    let unknown = tokio::time::timeout(WAIT, run(base("node-9999")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown-node"));
+
+    h.shutdown.cancel();
+    let dead = tokio::time::timeout(WAIT, run(base("node-0001")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        dead.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&dead.stderr)
+    );
+    assert!(String::from_utf8_lossy(&dead.stderr).contains("no replica served"));
+
+    let usage = tokio::time::timeout(WAIT, run(vec!["fetch".into()]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+}
