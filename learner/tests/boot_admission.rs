@@ -130,6 +130,7 @@ async fn at_the_connection_limit_new_connections_are_refused_before_the_handshak
         limits: BootLimits {
             connections_max: 1,
             transfers_max: 1,
+            connection_queue_max: 0,
             ..test_limits()
         },
         ..Options::default()
@@ -186,4 +187,45 @@ async fn past_the_per_connection_request_limit_the_connection_is_closed() {
         matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == 1u32.into()),
         "{closed:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_connection_limit_a_queued_connection_is_admitted_when_a_permit_frees() {
+    let h = Harness::start(Options {
+        limits: BootLimits {
+            connections_max: 1,
+            transfers_max: 1,
+            connection_queue_max: 1,
+            connection_queue_wait_max_ms: 1_500,
+            ..test_limits()
+        },
+        ..Options::default()
+    })
+    .await;
+    let first = h.raw_connection(None).await;
+    let queued = tokio::spawn({
+        let client = h.client(None);
+        async move { client.fetch("node-0001", None, None).await }
+    });
+    // The queued handshake is waiting (not refused): free the permit, and it is served.
+    let deadline = Instant::now() + boot_support::WAIT;
+    while h.ctx.connections_queued() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the second connection reaches the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.close(0u32.into(), b"");
+    let outcome = tokio::time::timeout(boot_support::WAIT, queued)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("admitted from the queue");
+    assert!(
+        outcome.failed_attempts.is_empty(),
+        "{:?}",
+        outcome.failed_attempts
+    );
+    assert_eq!(h.ctx.stats.get(Stat::ConnectionsRefused), 0);
 }

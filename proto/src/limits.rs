@@ -117,6 +117,13 @@ pub const AGENT_BACKOFF_INITIAL_MS: u64 = 20;
 /// long a refused agent stays away at most.
 pub const AGENT_BACKOFF_MAX_MS: u64 = 2_000;
 
+/// How long an agent stays away from a replica that refused its connection (at the replica's
+/// connection limit, before any handshake), before jitter: drawn uniformly from [½, 1½]× this.
+/// A refusal carries no hint, but it means the replica has its full quota of boots in flight —
+/// 0.1–0.5 s of work on a 2-core replica — so retrying sooner only costs both sides an Initial
+/// and turns admission into a lottery (quic-tuning.md).
+pub const AGENT_REFUSED_RETRY_AFTER_MS: u32 = 150;
+
 /// Most attempts one `fetch` makes (over all replicas) before giving up, whatever time is left.
 /// Bounds the error report too (one line per attempt).
 pub const AGENT_ATTEMPTS_MAX: u32 = 1_000;
@@ -259,3 +266,4 @@ const _: () =
 const _: () =
     assert!(AGENT_FETCH_TOTAL_TIMEOUT_MS > BOOT_RESPONSE_TIMEOUT_MS + AGENT_CONNECT_TIMEOUT_MS);
 const _: () = assert!(AGENT_ATTEMPTS_MAX > 0);
+const _: () = assert!(AGENT_REFUSED_RETRY_AFTER_MS <= OVERLOADED_RETRY_AFTER_MAX_MS);

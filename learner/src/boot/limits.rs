@@ -19,6 +19,17 @@ use serde::{Deserialize, Serialize};
 /// sweet spot, enough to keep the transfer permits busy while handshakes complete.
 pub const BOOT_CONNECTIONS_MAX_DEFAULT: usize = 512;
 
+/// New connections that may wait (unaccepted, holding only their buffered Initial packets) for
+/// a connection permit. A short FIFO queue instead of an immediate refusal: a refused agent can
+/// only guess when to come back (a retry lottery, quic-tuning.md), a queued one is admitted in
+/// arrival order as permits free up. Beyond it new connections are refused at once.
+pub const BOOT_CONNECTION_QUEUE_MAX_DEFAULT: usize = 1_024;
+
+/// Longest a new connection waits in that queue before it is refused. Well below the agent's
+/// handshake timeout (`AGENT_CONNECT_TIMEOUT_MS`), so the agent hears "refused" (and fails
+/// over) rather than timing out.
+pub const BOOT_CONNECTION_QUEUE_WAIT_MAX_MS_DEFAULT: u64 = 500;
+
 /// Base-overlay transfers (the ~150 KB answers) in flight at once. Beyond it (after
 /// [`BOOT_TRANSFER_WAIT_MAX_MS_DEFAULT`]) the answer is `Overloaded`. Small answers (deltas,
 /// `NotModified`, `NotYet`, errors) take no transfer permit: they cost less than the refusal.
@@ -71,6 +82,10 @@ pub const BOOT_SHUTDOWN_DRAIN_MS: u64 = 2_000;
 pub struct BootLimits {
     /// `boot_connections_max`: see [`BOOT_CONNECTIONS_MAX_DEFAULT`].
     pub connections_max: usize,
+    /// See [`BOOT_CONNECTION_QUEUE_MAX_DEFAULT`]; 0 = refuse at once at the limit.
+    pub connection_queue_max: usize,
+    /// See [`BOOT_CONNECTION_QUEUE_WAIT_MAX_MS_DEFAULT`].
+    pub connection_queue_wait_max_ms: u64,
     /// `boot_transfers_max`: see [`BOOT_TRANSFERS_MAX_DEFAULT`].
     pub transfers_max: usize,
     /// See [`BOOT_TRANSFER_WAIT_MAX_MS_DEFAULT`].
@@ -97,6 +112,8 @@ impl Default for BootLimits {
     fn default() -> Self {
         BootLimits {
             connections_max: BOOT_CONNECTIONS_MAX_DEFAULT,
+            connection_queue_max: BOOT_CONNECTION_QUEUE_MAX_DEFAULT,
+            connection_queue_wait_max_ms: BOOT_CONNECTION_QUEUE_WAIT_MAX_MS_DEFAULT,
             transfers_max: BOOT_TRANSFERS_MAX_DEFAULT,
             transfer_wait_max_ms: BOOT_TRANSFER_WAIT_MAX_MS_DEFAULT,
             retry_after_base_ms: BOOT_RETRY_AFTER_BASE_MS_DEFAULT,
@@ -177,6 +194,16 @@ impl BootLimits {
                 return bad(field, "must be > 0 ms".into());
             }
         }
+        if self.connection_queue_wait_max_ms >= proto::limits::AGENT_CONNECT_TIMEOUT_MS {
+            return bad(
+                "connection_queue_wait_max_ms",
+                format!(
+                    "must be below the agent's handshake timeout ({} ms) so a queued agent is \
+                     refused (and fails over) rather than timing out",
+                    proto::limits::AGENT_CONNECT_TIMEOUT_MS
+                ),
+            );
+        }
         if self.requests_per_connection_max < 2 {
             return bad(
                 "requests_per_connection_max",
@@ -191,6 +218,8 @@ const _: () = assert!(BOOT_TRANSFERS_MAX_DEFAULT <= BOOT_CONNECTIONS_MAX_DEFAULT
 const _: () = assert!(BOOT_RETRY_AFTER_BASE_MS_DEFAULT <= BOOT_RETRY_AFTER_MAX_MS_DEFAULT);
 const _: () = assert!(BOOT_RETRY_AFTER_MAX_MS_DEFAULT <= OVERLOADED_RETRY_AFTER_MAX_MS);
 const _: () = assert!(BOOT_REQUESTS_PER_CONNECTION_MAX_DEFAULT >= 2);
+const _: () =
+    assert!(BOOT_CONNECTION_QUEUE_WAIT_MAX_MS_DEFAULT < proto::limits::AGENT_CONNECT_TIMEOUT_MS);
 // A base request's worst wait (min_seq, rebuild, transfer permit) stays inside the agent's
 // response timeout, so a slow-but-working replica answers rather than times out.
 const _: () = assert!(
@@ -220,6 +249,10 @@ mod tests {
         assert!(with(|l| l.min_seq_wait_max_ms = MIN_SEQ_WAIT_MAX_MS).is_ok());
         assert!(with(|l| l.min_seq_wait_max_ms = MIN_SEQ_WAIT_MAX_MS + 1).is_err());
         assert!(with(|l| l.request_read_timeout_ms = 0).is_err());
+        assert!(with(|l| l.connection_queue_max = 0).is_ok());
+        use proto::limits::AGENT_CONNECT_TIMEOUT_MS;
+        assert!(with(|l| l.connection_queue_wait_max_ms = AGENT_CONNECT_TIMEOUT_MS - 1).is_ok());
+        assert!(with(|l| l.connection_queue_wait_max_ms = AGENT_CONNECT_TIMEOUT_MS).is_err());
         assert!(with(|l| l.requests_per_connection_max = 2).is_ok());
         assert!(with(|l| l.requests_per_connection_max = 1).is_err());
     }

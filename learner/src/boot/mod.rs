@@ -210,6 +210,8 @@ pub struct BootContext {
     pub(crate) transfers: Arc<Semaphore>,
     /// Connections admitted (`limits.connections_max` permits), taken at `Incoming`.
     pub(crate) connections: Arc<Semaphore>,
+    /// New connections waiting for a connection permit (≤ `limits.connection_queue_max`).
+    pub(crate) queued: std::sync::atomic::AtomicUsize,
 }
 
 impl BootContext {
@@ -227,6 +229,7 @@ impl BootContext {
             cache: BootOverlayCache::default(),
             transfers: Arc::new(Semaphore::new(limits.transfers_max)),
             connections: Arc::new(Semaphore::new(limits.connections_max)),
+            queued: std::sync::atomic::AtomicUsize::new(0),
             limits,
             rebuild,
             stats: BootStats::new(replica),
@@ -236,6 +239,11 @@ impl BootContext {
     /// Connection permits free right now.
     pub fn connections_available(&self) -> usize {
         self.connections.available_permits()
+    }
+
+    /// New connections waiting for a connection permit right now.
+    pub fn connections_queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Transfer permits free right now.

@@ -3,8 +3,10 @@
 //! Admission, outermost first:
 //! 1. quinn holds at most `ServerLimits::incoming_max` not-yet-accepted connections;
 //! 2. each `Incoming` takes a connection permit (`BootLimits::connections_max`) *before* any
-//!    handshake work; without one it is refused (`Incoming::refuse`: one packet, no crypto) and
-//!    the agent backs off and fails over;
+//!    handshake work; without one it waits in a bounded FIFO (`connection_queue_max` waiters,
+//!    each at most `connection_queue_wait_max_ms`, holding only its buffered Initial), then is
+//!    refused (`Incoming::refuse`: one packet, no crypto) and the agent backs off and fails
+//!    over;
 //! 3. an admitted connection may have `BOOT_BIDI_STREAMS_CONCURRENT_MAX` streams open at once
 //!    (transport config) and `requests_per_connection_max` in total;
 //! 4. a base-overlay answer takes a transfer permit (`transfers_max`), waiting at most
@@ -15,6 +17,7 @@
 //! with a typed error and never affects other connections; the connection permit is held until
 //! every stream task of the connection has ended.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +62,10 @@ pub async fn serve(endpoint: Endpoint, ctx: Arc<BootContext>, shutdown: Cancella
             Ok(permit) => {
                 connections.spawn(connection(incoming, ctx.clone(), permit, shutdown.clone()));
             }
+            Err(_) if ctx.queued.load(Ordering::Relaxed) < ctx.limits.connection_queue_max => {
+                ctx.queued.fetch_add(1, Ordering::Relaxed);
+                connections.spawn(queue_then_serve(incoming, ctx.clone(), shutdown.clone()));
+            }
             Err(_) => {
                 ctx.stats.add(Stat::ConnectionsRefused);
                 incoming.refuse();
@@ -69,6 +76,26 @@ pub async fn serve(endpoint: Endpoint, ctx: Arc<BootContext>, shutdown: Cancella
     let drain = Duration::from_millis(BOOT_SHUTDOWN_DRAIN_MS);
     let _ = tokio::time::timeout(drain, endpoint.wait_idle()).await;
     connections.abort_all();
+}
+
+/// A new connection beyond the connection limit: waits (FIFO, bounded) for a permit, then is
+/// served like any other, or is refused when the wait ends first.
+async fn queue_then_serve(incoming: Incoming, ctx: Arc<BootContext>, shutdown: CancellationToken) {
+    let wait = Duration::from_millis(ctx.limits.connection_queue_wait_max_ms);
+    let permit = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        acquired = tokio::time::timeout(wait, ctx.connections.clone().acquire_owned()) => {
+            acquired.ok().and_then(Result::ok)
+        }
+    };
+    ctx.queued.fetch_sub(1, Ordering::Relaxed);
+    match permit {
+        Some(permit) => connection(incoming, ctx, permit, shutdown).await,
+        None => {
+            ctx.stats.add(Stat::ConnectionsRefused);
+            incoming.refuse();
+        }
+    }
 }
 
 /// One admitted connection: handshake, identity, then its streams.

@@ -40,8 +40,9 @@ use crate::code::ErrorCode;
 use crate::frame::Frame;
 use crate::limits::{
     AGENT_ATTEMPTS_MAX, AGENT_BACKOFF_INITIAL_MS, AGENT_BACKOFF_MAX_MS, AGENT_CONNECT_TIMEOUT_MS,
-    AGENT_FETCH_TOTAL_TIMEOUT_MS, BOOT_PAYLOAD_SIZE_MAX_BYTES, BOOT_RESPONSE_TIMEOUT_MS,
-    FRAME_HEADER_SIZE_MAX_BYTES, FRAME_PREFIX_SIZE_BYTES, OVERLOADED_RETRY_AFTER_MAX_MS,
+    AGENT_FETCH_TOTAL_TIMEOUT_MS, AGENT_REFUSED_RETRY_AFTER_MS, BOOT_PAYLOAD_SIZE_MAX_BYTES,
+    BOOT_RESPONSE_TIMEOUT_MS, FRAME_HEADER_SIZE_MAX_BYTES, FRAME_PREFIX_SIZE_BYTES,
+    OVERLOADED_RETRY_AFTER_MAX_MS,
 };
 
 pub use transport::{
@@ -301,6 +302,8 @@ enum Failure {
     Retry {
         answer: String,
         retry_after_ms: Option<u32>,
+        /// Draw the wait from [½, 1½]× `retry_after_ms` (the replica did not jitter it).
+        jitter: bool,
     },
     /// Stop: every replica would answer the same.
     Fatal { code: ErrorCode, message: String },
@@ -310,6 +313,7 @@ fn retry(answer: impl Into<String>) -> Failure {
     Failure::Retry {
         answer: answer.into(),
         retry_after_ms: None,
+        jitter: false,
     }
 }
 
@@ -439,10 +443,14 @@ impl BootClient {
                 Err(Failure::Retry {
                     answer,
                     retry_after_ms,
+                    jitter,
                 }) => {
                     tracing::debug!(replica = %replica.name, %answer, "boot fetch attempt failed; failing over");
                     if let Some(ms) = retry_after_ms {
-                        let ms = u64::from(ms.min(OVERLOADED_RETRY_AFTER_MAX_MS));
+                        let mut ms = u64::from(ms.min(OVERLOADED_RETRY_AFTER_MAX_MS));
+                        if jitter {
+                            ms = ms / 2 + self.random_below(ms + 1);
+                        }
                         not_before[index] = Instant::now() + Duration::from_millis(ms);
                     }
                     attempts.push(Attempt {
@@ -586,7 +594,12 @@ fn connection_failure(error: quinn::ConnectionError) -> Failure {
         E::ConnectionClosed(close)
             if close.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
         {
-            retry("refused the connection (at its connection limit)")
+            // No hint travels with a refusal: stay away a jittered while (see the constant).
+            Failure::Retry {
+                answer: "refused the connection (at its connection limit)".into(),
+                retry_after_ms: Some(AGENT_REFUSED_RETRY_AFTER_MS),
+                jitter: true,
+            }
         }
         E::ConnectionClosed(close) if (0x100..0x200).contains(&u64::from(close.error_code)) => {
             // A TLS alert from the replica: wrong CA, a certificate it refuses, wrong plane.
@@ -616,6 +629,7 @@ fn check_answer(phase: &str, frame: Frame<BootResponse>) -> Result<Frame<BootRes
             Err(Failure::Retry {
                 answer: format!("overloaded: retry after {ms} ms"),
                 retry_after_ms: Some(ms),
+                jitter: false,
             })
         }
         BootResponse::Error { code, message } => {
