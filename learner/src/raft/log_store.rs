@@ -2,6 +2,14 @@
 //! committed log id in small atomically replaced files. Implements openraft's `RaftLogStorage`
 //! and `RaftLogReader`.
 //!
+//! The committed log id is saved in the background, coalesced (at most one atomic replace per
+//! [`COMMITTED_SAVE_INTERVAL_MS`], the newest value wins, the last one is written when the
+//! store closes): openraft 0.9 awaits `save_committed` inside its core loop on every commit,
+//! and two fsyncs plus a rename there stalled every client write and every AppendEntries
+//! behind it. A stale committed id is safe (openraft's storage-v2 contract makes persisting
+//! it optional): on restart less of the log is replayed, and the rest is committed again by
+//! the leader; it is never ahead of what openraft reported committed.
+//!
 //! On disk (`<data>/raft/log/`): segment files `{first_index:020}.seg`, each a 16-byte header
 //! (magic `BSLOG001`, first index) followed by records `[len u32 LE][blake3(len ‖ payload)]
 //! [payload = postcard(Entry)]`; and `purged`, the last purged log id. In memory: an index from
@@ -30,15 +38,16 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
+use std::time::Duration;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 
 use super::error::StoreError;
 use super::fsutil::{create_dir_durable, fsync_dir, read_meta, remove_tmp_files, write_meta};
-use super::limits::{RECORD_SIZE_MAX_BYTES, SEGMENT_SIZE_MAX_BYTES};
+use super::limits::{COMMITTED_SAVE_INTERVAL_MS, RECORD_SIZE_MAX_BYTES, SEGMENT_SIZE_MAX_BYTES};
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// Segment file header: magic (8 bytes, last two = format version) + first index (u64 LE).
@@ -47,6 +56,8 @@ const SEGMENT_HEADER_BYTES: u64 = 16;
 /// Record header: payload length (u32 LE) + blake3 of (length ‖ payload).
 const RECORD_HEADER_BYTES: usize = 4 + 32;
 const SEGMENT_SUFFIX: &str = ".seg";
+/// File under `<data>/raft` holding the last saved committed log id.
+const COMMITTED_FILE: &str = "committed";
 
 /// Tuning of the log store; `Default` is what the daemon uses.
 #[derive(Clone, Debug)]
@@ -117,6 +128,10 @@ struct Inner {
     sync_tx: Option<mpsc::Sender<SyncRequest>>,
     /// Joined on drop so a reopen never races an fsync of the previous instance.
     sync_thread: Option<thread::JoinHandle<()>>,
+    /// The newest committed id not yet saved, shared with the committed saver thread.
+    committed: Arc<CommittedSlot>,
+    /// Joined on drop (after it saved the last value), like `sync_thread`.
+    committed_thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Drop for Inner {
@@ -125,6 +140,63 @@ impl Drop for Inner {
         if let Some(handle) = self.sync_thread.take() {
             let _ = handle.join();
         }
+        lock(&self.committed.state).stop = true;
+        self.committed.wake.notify_all();
+        if let Some(handle) = self.committed_thread.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Hand-over between `save_committed` (never blocks on the disk) and the saver thread.
+struct CommittedSlot {
+    state: Mutex<CommittedState>,
+    /// Signalled when a value is pending or the store closes.
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct CommittedState {
+    /// The newest committed id handed over and not yet written; older pending ones are
+    /// superseded (committed only moves forward).
+    pending: Option<Option<LogId>>,
+    /// The store is closing: write what is pending, then end.
+    stop: bool,
+    /// The first failed save: (file, error). Reported by the next `save_committed`.
+    failed: Option<(PathBuf, String)>,
+}
+
+/// The committed saver: waits for a pending value, writes it (atomic replace), then waits
+/// out [`COMMITTED_SAVE_INTERVAL_MS`] (cut short when the store closes) so saves never
+/// compete with log fsyncs more than once per interval.
+fn committed_saver(slot: Arc<CommittedSlot>, path: PathBuf) {
+    let interval = Duration::from_millis(COMMITTED_SAVE_INTERVAL_MS);
+    loop {
+        let value = {
+            let mut state = lock(&slot.state);
+            while state.pending.is_none() && !state.stop {
+                state = slot
+                    .wake
+                    .wait(state)
+                    .expect("committed slot poisoned by an earlier panic");
+            }
+            match state.pending.take() {
+                Some(value) => value,
+                None => return,
+            }
+        };
+        if let Err(error) = write_meta(&path, &value) {
+            tracing::error!(path = %path.display(), %error, "saving the committed log id failed");
+            let mut state = lock(&slot.state);
+            if state.failed.is_none() {
+                state.failed = Some((path.clone(), error.to_string()));
+            }
+        }
+        let state = lock(&slot.state);
+        let _unused = slot
+            .wake
+            .wait_timeout_while(state, interval, |s| !s.stop)
+            .expect("committed slot poisoned by an earlier panic");
     }
 }
 
@@ -395,6 +467,18 @@ impl LogStore {
                 .spawn(move || syncer(rx, sync, dir))
                 .map_err(|e| StoreError::io("start the log syncer thread for", &log_dir, e))?
         };
+        let committed = Arc::new(CommittedSlot {
+            state: Mutex::new(CommittedState::default()),
+            wake: Condvar::new(),
+        });
+        let committed_thread = {
+            let slot = committed.clone();
+            let path = raft_dir.join(COMMITTED_FILE);
+            thread::Builder::new()
+                .name("raft-committed".to_owned())
+                .spawn(move || committed_saver(slot, path))
+                .map_err(|e| StoreError::io("start the committed saver thread for", raft_dir, e))?
+        };
         let store = LogStore {
             inner: Arc::new(Inner {
                 raft_dir: raft_dir.to_owned(),
@@ -404,6 +488,8 @@ impl LogStore {
                 sync,
                 sync_tx: Some(tx),
                 sync_thread: Some(thread),
+                committed,
+                committed_thread: Some(committed_thread),
             }),
         };
         Ok((store, recovery))
@@ -637,7 +723,7 @@ impl LogStore {
     }
 
     fn committed_path(&self) -> PathBuf {
-        self.inner.raft_dir.join("committed")
+        self.inner.raft_dir.join(COMMITTED_FILE)
     }
 
     /// The persisted vote.
@@ -655,9 +741,26 @@ impl LogStore {
         read_meta::<Option<LogId>>(&self.committed_path()).map(Option::flatten)
     }
 
-    /// Persists the committed log id (temp + fsync + rename + dir fsync).
+    /// Persists the committed log id (temp + fsync + rename + dir fsync) before returning.
     pub fn save_committed_sync(&self, committed: Option<LogId>) -> Result<(), StoreError> {
         write_meta(&self.committed_path(), &committed)
+    }
+
+    /// Hands the committed log id to the saver thread and returns at once (see the module
+    /// doc). Fails if an earlier background save failed.
+    pub fn save_committed_later(&self, committed: Option<LogId>) -> Result<(), StoreError> {
+        let slot = &self.inner.committed;
+        let mut state = lock(&slot.state);
+        if let Some((path, reason)) = &state.failed {
+            return Err(StoreError::Failed {
+                path: path.clone(),
+                reason: reason.clone(),
+            });
+        }
+        state.pending = Some(committed);
+        drop(state);
+        slot.wake.notify_one();
+        Ok(())
     }
 
     /// Removes entries from `log_id.index` on, durably, before returning.
@@ -968,8 +1071,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.blocking(move |s| s.save_committed_sync(committed))
-            .await
+        self.save_committed_later(committed)
             .map_err(StoreError::write_store)
     }
 

@@ -16,8 +16,9 @@
 //! ```
 //!
 //! Invariants:
-//! - a log entry, the vote and the committed id are fsynced before openraft is told they are
-//!   durable (`LogFlushed` fires after fsync; `save_vote`/`save_committed` return after it);
+//! - a log entry and the vote are fsynced before openraft is told they are
+//!   durable (`LogFlushed` fires after fsync; `save_vote` returns after it); the committed id
+//!   is saved in the background, coalesced, and may lag (see log_store.rs);
 //! - `open` rebuilds the state machine from the newest snapshot that verifies plus the log
 //!   entries after it up to the persisted committed id; it never applies an uncommitted entry
 //!   and never uses a file whose checksum fails;
