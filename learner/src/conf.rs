@@ -121,6 +121,19 @@ pub struct ReplicaConf {
     pub peers: Vec<Peer>,
     #[serde(default)]
     pub raft: RaftTuning,
+    #[serde(default)]
+    pub boot: BootConf,
+}
+
+/// The boot plane's settings (`[boot]`): client-certificate policy and admission limits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BootConf {
+    /// Refuse agents without a node certificate. With a certificate, an agent may fetch only
+    /// its own node delta either way; phase 1 stays shareable across the vCluster.
+    pub require_client_cert: bool,
+    /// Admission and timeout limits (`[boot.limits]`); defaults measured on this machine.
+    pub limits: crate::boot::BootLimits,
 }
 
 impl ReplicaConf {

@@ -1,16 +1,18 @@
 //! `bootstorm serve --config FILE`: the replica daemon. Wires the replica (storage, raft,
-//! raft plane, leader tasks), the admin plane and `/metrics`, announces readiness with one
+//! raft plane, leader tasks), the admin plane, the boot plane and `/metrics`, announces
+//! readiness with one
 //! line on stdout, and shuts everything down in order on SIGINT/SIGTERM.
 //!
 //! Invariants:
 //! - stdout carries exactly one line, the readiness line, printed only after every plane this
 //!   build serves is bound (tests and `bootstorm dev` wait for it instead of sleeping); logs go
 //!   to stderr;
-//! - shutdown order: stop accepting (admin, raft planes), then stop raft (`Replica::shutdown`:
+//! - shutdown order: stop accepting (boot, admin, raft planes), then stop raft (`Replica::shutdown`:
 //!   the log is fsynced on every append, so nothing is left to flush but the endpoints), then
 //!   metrics; the process exits 0 after a signal-initiated shutdown;
-//! - the boot plane is not served yet (a later issue); its configured address is reported and
-//!   published in the membership so agents can be pointed at it once it is.
+//! - boot reads never enter Raft: the boot plane reads the local state machine; a missing or
+//!   stale overlay waits (bounded) for the leader's rebuild to arrive through Raft, then is
+//!   built locally.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -49,7 +51,7 @@ pub struct Ready {
     pub raft: SocketAddr,
     /// Bound admin plane.
     pub admin: SocketAddr,
-    /// Configured boot plane (not served by this build yet).
+    /// Boot plane (agents fetch phase 1 and 2 here).
     pub boot: SocketAddr,
     /// Bound `/metrics` listener, if configured.
     pub metrics: Option<SocketAddr>,
@@ -60,7 +62,7 @@ impl Ready {
         match format {
             ReadyFormat::Json => serde_json::to_string(self).expect("ready line serializes"),
             ReadyFormat::Text => format!(
-                "ready: replica {} (node {}, {}) raft {} admin {} boot {} (not served yet) metrics {}",
+                "ready: replica {} (node {}, {}) raft {} admin {} boot {} metrics {}",
                 self.name,
                 self.node_id,
                 match self.role {
@@ -154,6 +156,15 @@ pub async fn serve_until(
         }
     };
 
+    let boot = match start_boot(&conf, &replica, shutdown.clone()) {
+        Ok(boot) => boot,
+        Err(error) => {
+            shutdown.cancel();
+            replica.shutdown().await;
+            return Err(error);
+        }
+    };
+
     let join = (conf.role == Role::Learner && !replica.is_member()).then(|| {
         let conf = conf.clone();
         let shutdown = shutdown.clone();
@@ -176,7 +187,7 @@ pub async fn serve_until(
         role: conf.role,
         raft: replica.raft_addr,
         admin: admin.addr,
-        boot: conf.listen.boot,
+        boot: boot.addr,
         metrics: metrics_server.as_ref().map(|(addr, _)| *addr),
     };
     {
@@ -185,11 +196,19 @@ pub async fn serve_until(
         writeln!(stdout, "{}", ready.line(format)).context("writing the ready line")?;
         stdout.flush().context("writing the ready line")?;
     }
-    tracing::info!(raft = %ready.raft, admin = %ready.admin, "replica ready");
+    tracing::info!(raft = %ready.raft, admin = %ready.admin, boot = %ready.boot, "replica ready");
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: closing the admin and raft planes, then raft");
     let admin_stop = Duration::from_millis(ADMIN_STOP_TIMEOUT_MS);
+    let mut boot_task = boot.task;
+    if tokio::time::timeout(admin_stop, &mut boot_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the boot plane did not stop in time; dropping it");
+        boot_task.abort();
+    }
     let mut admin_task = admin.task;
     if tokio::time::timeout(admin_stop, &mut admin_task)
         .await
@@ -240,6 +259,62 @@ fn start_admin(
     });
     let task = tokio::spawn(admin::serve(endpoint, ctx, shutdown));
     Ok(AdminPlane { addr: bound, task })
+}
+
+struct BootPlane {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Binds the boot plane and serves it from the local state machine. A missing or stale
+/// overlay is rebuilt by the leader's overlay task as soon as the change is applied there
+/// (design decision 5), so "asking the leader" is waiting for that `SetOverlay` to arrive
+/// here; the boot plane bounds the wait and builds locally when the leader is away.
+fn start_boot(
+    conf: &ReplicaConf,
+    replica: &Replica,
+    shutdown: CancellationToken,
+) -> Result<BootPlane> {
+    let addr = conf.listen.boot;
+    let limits = ServerLimits::for_plane(Plane::Boot);
+    let tls = tls::boot_server_tls(
+        &replica.tls.roots,
+        &replica.tls.identity,
+        conf.boot.require_client_cert,
+    )
+    .context("building the boot plane TLS config")?;
+    let server_config = quic::server_config(Plane::Boot, tls, &limits)
+        .context("building the boot plane QUIC config")?;
+    let endpoint = quic::server_endpoint(addr, server_config, &limits.socket)
+        .with_context(|| format!("binding the boot plane on {addr} (listen.boot)"))?;
+    let bound = endpoint
+        .local_addr()
+        .context("reading the boot plane address")?;
+    let reader = replica.reader.clone();
+    let rebuild = move |vcluster: config::VClusterId| {
+        let reader = reader.clone();
+        async move {
+            let mut applied = reader.applied_index();
+            loop {
+                let fresh = !reader.read().journal.overlay_is_stale(&vcluster);
+                if fresh {
+                    return Ok(());
+                }
+                if applied.changed().await.is_err() {
+                    return Err("the replica is stopping".to_owned());
+                }
+            }
+        }
+    };
+    let ctx = crate::boot::BootContext::new(
+        &replica.name,
+        replica.reader.clone(),
+        conf.boot.limits.clone(),
+        Some(Arc::new(rebuild)),
+    )
+    .context("invalid [boot] limits in the config")?;
+    let task = tokio::spawn(crate::boot::serve(endpoint, ctx, shutdown));
+    Ok(BootPlane { addr: bound, task })
 }
 
 /// Cancels `shutdown` on the first SIGINT or SIGTERM.

@@ -123,6 +123,7 @@ pub fn plan(options: &DevOptions) -> Result<(Vec<PlannedReplica>, PathBuf)> {
             },
             peers: peers.clone(),
             raft: RaftTuning::default(),
+            boot: Default::default(),
         };
         let config_path = dir.join(format!("{name}.toml"));
         let text = toml::to_string_pretty(&conf).context("serializing a replica config")?;

@@ -1,6 +1,7 @@
 //! The whole product as a user runs it: `bootstorm dev`'s cluster (3 voters + 2 learners, each
 //! its own OS process, real QUIC and fsync'd files on loopback), driven through the admin
-//! plane. Checks replication to learners (equal state digests), failover after `kill -9` of
+//! and boot planes. Checks replication to learners (equal state digests), boots from each
+//! learner with `bootstorm fetch` (same overlay, read-your-writes via `--min-seq`), failover after `kill -9` of
 //! the leader during a stream of commits (every acknowledged commit survives; outcomes that
 //! were unknown are either wholly present or absent), and a full restart from disk.
 
@@ -80,6 +81,30 @@ fn all_equal(status: &ClusterStatus, replicas: usize) -> bool {
             .all(|w| w[0].applied_seq == w[1].applied_seq && w[0].state_digest == w[1].state_digest)
 }
 
+/// Runs `bootstorm fetch` (the agent) against one replica and returns its JSON report.
+fn fetch(
+    cluster: &std::path::Path,
+    replica: &str,
+    root: &std::path::Path,
+    min_seq: u64,
+) -> serde_json::Value {
+    std::fs::create_dir_all(root).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_bootstorm"))
+        .args(["fetch", "--cluster"])
+        .arg(cluster)
+        .args(["--node", "node-0003", "--replica", replica, "--root"])
+        .arg(root)
+        .args(["--min-seq", &min_seq.to_string(), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "fetch from {replica} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 fn node_commit(node: &str, index: u64) -> AdminRequest {
     let mut delta = StateDelta::default();
     delta.files.insert(
@@ -119,6 +144,14 @@ async fn dev_cluster_replicates_fails_over_and_restarts() {
         .filter(|r| r.role == "learner")
         .count();
     assert_eq!(learners, 2, "{status:#?}");
+
+    // Boots from each learner: the same base overlay (phase 1) and node delta (phase 2).
+    let roots = dir.path().join("roots");
+    let first = fetch(&cluster.cluster_path, "learner-1", &roots.join("a"), 0);
+    let second = fetch(&cluster.cluster_path, "learner-2", &roots.join("b"), 0);
+    assert_eq!(first["base_hash"], second["base_hash"]);
+    assert!(first["base_bytes"].as_u64().unwrap() > 100_000, "{first}");
+    assert!(roots.join("b/etc/slurm/slurm.conf").is_file());
 
     // A stream of commits; kill -9 the leader in the middle of it.
     let leader = status.leader.clone().expect("a leader");
@@ -177,6 +210,7 @@ async fn dev_cluster_replicates_fails_over_and_restarts() {
     let present: BTreeSet<u64> = log
         .iter()
         .filter_map(|entry| entry.delta.settings.get("test.last")?.parse().ok())
+        .filter(|index| *index < 1000)
         .collect();
     for index in &acknowledged {
         assert!(
@@ -205,6 +239,26 @@ async fn dev_cluster_replicates_fails_over_and_restarts() {
         log.iter().all(|entry| entry.author == "admin"),
         "the author is the admin certificate's identity, not the request's claim"
     );
+    // A commit for node-0003 reaches its phase 2 on a learner, read-your-writes via min_seq.
+    let seq = match client
+        .request(node_commit("node-0003", 1000))
+        .await
+        .unwrap()
+    {
+        AdminResponse::Committed { seq: Some(seq), .. } => seq,
+        other => panic!("unexpected answer {other:?}"),
+    };
+    let report = fetch(&cluster.cluster_path, "learner-2", &roots.join("b"), seq);
+    assert!(report["delta_seq"].as_u64().unwrap() >= seq, "{report}");
+    assert_eq!(
+        report["not_modified"], true,
+        "the base overlay did not change: {report}"
+    );
+    assert!(roots.join("b/etc/bootstorm-test/commit-1000").is_file());
+    let status = wait_status(&client, "all 5 equal after the last commit", |s| {
+        all_equal(s, 5)
+    })
+    .await;
     let digest_before = status.replicas[0].state_digest.clone();
     let seq_before = status.replicas[0].applied_seq;
 

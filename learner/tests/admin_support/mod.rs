@@ -270,6 +270,7 @@ impl TestCluster {
             },
             peers: Vec::new(),
             raft: RaftTuning::default(),
+            boot: Default::default(),
         };
         let ctx = Arc::new(AdminContext {
             raft: raft.clone(),

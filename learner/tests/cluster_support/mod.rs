@@ -79,6 +79,7 @@ pub fn replica_conf(
         },
         peers,
         raft: tuning(),
+        boot: Default::default(),
     }
 }
 
