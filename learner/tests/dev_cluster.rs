@@ -194,7 +194,7 @@ async fn dev_cluster_replicates_fails_over_and_restarts() {
 
     // The old leader comes back and catches up; every acknowledged commit is everywhere.
     cluster.restart(&leader).await.unwrap();
-    let status = wait_status(&client, "all 5 equal after restart", |s| all_equal(s, 5)).await;
+    wait_status(&client, "all 5 equal after restart", |s| all_equal(s, 5)).await;
     let log = match client
         .request(AdminRequest::Log {
             scope: Some(Scope::Node("node-0003".into())),
