@@ -70,7 +70,7 @@ async fn serve(dir: &Path) {
     let ctx = BootContext::new(
         "replica-1",
         storage.state_machine.reader(),
-        BootLimits::default(),
+        limits_from_env(),
         None,
     )
     .expect("limits");
@@ -80,6 +80,21 @@ async fn serve(dir: &Path) {
     let _ = tokio::io::stdin().read_to_end(&mut sink).await;
     shutdown.cancel();
     let _ = server.await;
+}
+
+/// `BootLimits::default()`, with `BOOT_CONNECTIONS_MAX` / `BOOT_TRANSFERS_MAX` overrides for
+/// comparing admission settings.
+fn limits_from_env() -> BootLimits {
+    let mut limits = BootLimits::default();
+    let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    if let Some(n) = var("BOOT_CONNECTIONS_MAX") {
+        limits.connections_max = n;
+    }
+    if let Some(n) = var("BOOT_TRANSFERS_MAX") {
+        limits.transfers_max = n;
+    }
+    eprintln!("{limits:?}");
+    limits
 }
 
 async fn load(dir: &Path, addr: std::net::SocketAddr, concurrency: usize, requests: usize) {

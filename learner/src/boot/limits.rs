@@ -12,12 +12,14 @@
 use proto::limits::{MIN_SEQ_WAIT_MAX_MS, OVERLOADED_RETRY_AFTER_MAX_MS};
 use serde::{Deserialize, Serialize};
 
-/// Connections (handshaking or served) at once. Beyond it new connections are refused at
-/// quinn's `Incoming` — before any handshake crypto, the cheapest possible "no" — and the agent
-/// backs off. Each admitted connection costs a TLS handshake (~0.2 ms CPU) and at most
-/// `BOOT_BIDI_STREAMS_CONCURRENT_MAX` streams of buffers; 512 of them is ~8× the machine's
-/// sweet spot, enough to keep the transfer permits busy while handshakes complete.
-pub const BOOT_CONNECTIONS_MAX_DEFAULT: usize = 512;
+/// Connections (handshaking or served) at once. Beyond it new connections wait in a bounded
+/// FIFO ([`BOOT_CONNECTION_QUEUE_MAX_DEFAULT`]) and are then refused at quinn's `Incoming` —
+/// before any handshake crypto, the cheapest possible "no" — and the agent backs off. 64 is the
+/// measured sweet spot of a 2-core replica: at 640 concurrent cold boots (release build,
+/// separate client process, same run) 64 admitted connections served 549–662 boots/s at
+/// 0.90–0.96 ms server CPU per boot, 512 admitted served 440–525 boots/s at 1.24 ms (every
+/// handshake competing for the same cores).
+pub const BOOT_CONNECTIONS_MAX_DEFAULT: usize = 64;
 
 /// New connections that may wait (unaccepted, holding only their buffered Initial packets) for
 /// a connection permit. A short FIFO queue instead of an immediate refusal: a refused agent can
