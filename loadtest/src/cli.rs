@@ -40,6 +40,9 @@ pub enum Command {
     /// Config commits through the admin plane (mutual TLS QUIC) from N concurrent admin
     /// clients, closed loop: each client sends its next commit when the last one is answered.
     Commits(CommitsArgs),
+    /// Commit → every replica holds the rebuilt overlay: sequential vCluster commits, each
+    /// followed by polling every replica until its stored overlay reaches the commit's seq.
+    Propagation(crate::propagation::PropagationArgs),
 }
 
 /// Which cluster a workload runs against. Shared by every workload.

@@ -11,6 +11,7 @@ pub mod baseline;
 pub mod cli;
 pub mod commits;
 pub mod progress;
+pub mod propagation;
 pub mod report;
 pub mod target;
 pub mod workload;
@@ -97,5 +98,6 @@ pub async fn run(cli: cli::Cli) -> Result<ExitCode> {
             let plan = args.plan()?;
             commits::main(&plan, &interrupt).await
         }
+        cli::Command::Propagation(args) => propagation::main(&args, &interrupt).await,
     }
 }

@@ -13,6 +13,7 @@ fn plan(args: &[&str]) -> anyhow::Result<CommitsPlan> {
     let cli = Cli::try_parse_from(argv)?;
     match cli.command {
         Command::Commits(args) => args.plan(),
+        Command::Propagation(_) => anyhow::bail!("not a commits command"),
     }
 }
 
@@ -163,4 +164,26 @@ fn spawn_options_are_checked() {
     ])
     .contains("--nodes"));
     assert!(error(&["commits", "--spawn", "--baseline", "nginx"]).contains("invalid value"));
+}
+
+#[test]
+fn propagation_parses_with_a_target_and_refuses_without() {
+    let parse = |args: &[&str]| {
+        Cli::try_parse_from(std::iter::once("bootstorm-loadtest").chain(args.iter().copied()))
+    };
+    match parse(&["propagation", "--spawn", "--learners", "2", "--count", "5"])
+        .unwrap()
+        .command
+    {
+        Command::Propagation(args) => {
+            assert_eq!(args.count, 5);
+            assert_eq!(args.vcluster, "compute");
+            assert!(args.target.plan().is_ok());
+        }
+        other => panic!("parsed as {other:?}"),
+    }
+    assert!(
+        parse(&["propagation", "--count", "5"]).is_err(),
+        "--spawn or --cluster is required"
+    );
 }
