@@ -1,4 +1,4 @@
-//! The command line: one subcommand per workload (`commits` now, `boots` next), sharing the
+//! The command line: one subcommand per workload (`commits`, `propagation`, `boots`), sharing the
 //! target options (`--spawn | --cluster FILE`) and the output options (`--json`, `--progress`),
 //! and the validation that turns arguments into a bounded plan with clear error messages.
 //!
@@ -43,6 +43,10 @@ pub enum Command {
     /// Commit → every replica holds the rebuilt overlay: sequential vCluster commits, each
     /// followed by polling every replica until its stored overlay reaches the commit's seq.
     Propagation(crate::propagation::PropagationArgs),
+    /// A boot storm: N simulated nodes each boot once through the real agent library (new
+    /// QUIC connection, phase 1 + phase 2, blake3 verified), closed loop at --concurrency or
+    /// open loop at --rate; cold, reboot (NotModified) or mixed.
+    Boots(crate::boots::BootsArgs),
 }
 
 /// Which cluster a workload runs against. Shared by every workload.

@@ -1,5 +1,5 @@
-//! `bootstorm-loadtest` as a library: the workloads (`commits` now; `boots`, the boot-storm
-//! simulator, slots in as another subcommand), the cluster they run against (`target`: a
+//! `bootstorm-loadtest` as a library: the workloads (`commits`, `propagation` and `boots`, the
+//! boot-storm simulator, with its nginx baseline in `nginx`), the cluster they run against (`target`: a
 //! spawned local `bootstorm dev` cluster or a cluster file), the report (`report`: hdrhistogram
 //! percentiles, readable table, JSON) and same-run peer baselines (`baseline`).
 //!
@@ -8,8 +8,10 @@
 //! peers run one after the other, never at the same time, so they do not share the CPU.
 
 pub mod baseline;
+pub mod boots;
 pub mod cli;
 pub mod commits;
+pub mod nginx;
 pub mod progress;
 pub mod propagation;
 pub mod report;
@@ -99,5 +101,9 @@ pub async fn run(cli: cli::Cli) -> Result<ExitCode> {
             commits::main(&plan, &interrupt).await
         }
         cli::Command::Propagation(args) => propagation::main(&args, &interrupt).await,
+        cli::Command::Boots(args) => {
+            let plan = args.plan()?;
+            boots::main(&plan, &interrupt).await
+        }
     }
 }

@@ -13,7 +13,7 @@ fn plan(args: &[&str]) -> anyhow::Result<CommitsPlan> {
     let cli = Cli::try_parse_from(argv)?;
     match cli.command {
         Command::Commits(args) => args.plan(),
-        Command::Propagation(_) => anyhow::bail!("not a commits command"),
+        _ => anyhow::bail!("not a commits command"),
     }
 }
 

@@ -1,0 +1,1052 @@
+//! The `boots` workload: a boot storm. N simulated nodes each boot once, and every boot is a
+//! real agent run through `proto::client::BootClient` — a new QUIC connection and full TLS
+//! handshake, phase 1 (the vCluster's base overlay) and phase 2 (the node delta), both blake3
+//! verified, bytes counted. Closed loop at `--concurrency C`, or open loop at `--rate R` boots/s
+//! with a bounded number in flight. Modes: `cold` (no overlay held), `reboot` (the agent holds
+//! its vCluster's current overlay hash and gets `NotModified`), `mixed` (half each).
+//!
+//! Placement, as a site would have it: simulated node `i` (0-based) boots from learner
+//! `i mod L` first (its rack's), then the other learners, then the voters, as its failover
+//! list; without learners, from replica `i mod R` first. Node ids: simulated node `i` is
+//! `node-{1 + i mod K}` where K is the number of registered nodes (`--nodes` with `--spawn`,
+//! `--target-nodes` with `--cluster`): with N > K, ids are reused cyclically (the replica
+//! cannot tell a reused id from a new node; only the placement index differs).
+//!
+//! Before the measured phase one cold fetch per demo vCluster learns its current overlay
+//! hash (for `reboot`/`mixed`) and compressed bytes (the file the nginx baseline serves).
+//!
+//! Invariants: bounded by `--boots` and `--max-seconds` (boots in flight at the deadline get
+//! `DEADLINE_GRACE_MS`, then count as `cut-at-deadline`); a boot counts ok only when the agent
+//! returned both phases verified; the spawned cluster is stopped on every path out; the nginx
+//! baseline runs after our cluster stopped, never at the same time.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bootstorm::conf::{ClusterFile, Role};
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use config::demo;
+use hdrhistogram::Histogram;
+use proto::client::{BootClient, ClientConfig, ClientTls, FetchError, FetchOutcome, Replica};
+use proto::Hash;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::cli::{
+    OutputArgs, TargetArgs, TargetPlan, MAX_SECONDS_DEFAULT, MAX_SECONDS_MAX,
+    TARGET_NODES_DEFAULT_EXISTING,
+};
+use crate::progress::{Progress, PROGRESS_TICK_MS};
+use crate::report::{latency_histogram, round3, LatencyMs, StoppedBy};
+use crate::target::{own_cpu_s, process_cpu_s, Target};
+use crate::{Interrupt, EXIT_ERROR, EXIT_FAILURES, EXIT_INTERRUPTED};
+
+/// Simulated nodes booted by default: the storm the product is sized for.
+pub const BOOTS_DEFAULT: u64 = 100_000;
+/// Upper bound on `--boots`.
+pub const BOOTS_MAX: u64 = 10_000_000;
+/// Closed-loop boots in flight by default.
+pub const CONCURRENCY_DEFAULT: u32 = 64;
+/// Upper bound on `--concurrency` (and the open loop's in-flight bound): a typo is refused
+/// instead of opening that many QUIC connections at once.
+pub const CONCURRENCY_MAX: u32 = 4_096;
+/// Boots the open loop (`--rate`) keeps in flight at most; a boot due while this many are in
+/// flight starts late, and its latency is counted from when it was due (no coordinated
+/// omission).
+pub const OPEN_LOOP_IN_FLIGHT_MAX: u32 = 1_024;
+/// Upper bound on `--rate`.
+pub const RATE_MAX_PER_S: u32 = 1_000_000;
+/// How long boots in flight when `--max-seconds` ends (or at Ctrl-C) may take before they are
+/// abandoned and counted as `cut-at-deadline`.
+pub const DEADLINE_GRACE_MS: u64 = 10_000;
+/// Cold fetches tried (node-0001, node-0002, …) to learn every demo vCluster's overlay.
+pub const PREFETCH_NODES_MAX: u32 = 16;
+/// Requests the nginx baseline makes at most (it is a comparison, not a second storm).
+pub const NGINX_REQUESTS_MAX: u64 = 20_000;
+/// How long the agents get to send their close frames at the end.
+pub const AGENT_CLOSE_WAIT_MS: u64 = 200;
+/// Longest failure example kept in the report.
+pub const FAILURE_EXAMPLE_MAX_CHARS: usize = 300;
+/// The vCluster whose overlay the nginx baseline serves (the larger demo overlay).
+pub const BASELINE_VCLUSTER: &str = "gpu";
+
+/// What a simulated agent holds when it boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootMode {
+    /// Nothing: the full overlay is sent.
+    Cold,
+    /// Its vCluster's current overlay hash: `NotModified`, only the delta is sent.
+    Reboot,
+    /// Half cold, half reboot (decided per simulated node, deterministically).
+    Mixed,
+}
+
+/// Peers the boot storm can be compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BootsBaselinePeer {
+    /// `shared/bench/nginx-https-baseline`: nginx, TLS 1.3, a new connection per request.
+    Nginx,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BootsArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Simulated nodes to boot (each once). Node ids are reused cyclically beyond the
+    /// registered nodes (--nodes / --target-nodes).
+    #[arg(long, default_value_t = BOOTS_DEFAULT)]
+    pub boots: u64,
+    /// Closed loop: boots in flight (each simulated agent boots when one finishes)
+    /// [default: 64].
+    #[arg(long, conflicts_with = "rate")]
+    pub concurrency: Option<u32>,
+    /// Open loop: start this many boots per second, at most OPEN_LOOP_IN_FLIGHT_MAX (1024)
+    /// in flight.
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// What each agent holds when it boots.
+    #[arg(long, value_enum, default_value_t = BootMode::Cold)]
+    pub mode: BootMode,
+    /// Wall-clock bound of the measured phase.
+    #[arg(long, default_value_t = MAX_SECONDS_DEFAULT)]
+    pub max_seconds: u64,
+    /// Registered nodes to boot as (node-0001 … node-K). Default: --nodes with --spawn, 40
+    /// with --cluster.
+    #[arg(long)]
+    pub target_nodes: Option<u32>,
+    /// Also run a peer after ours (same concurrency, min(boots, 20000) requests of the gpu
+    /// overlay's bytes) and report ratios.
+    #[arg(long, value_enum)]
+    pub baseline: Option<BootsBaselinePeer>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// How boots are started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// `concurrency` boots in flight, the next one when one finishes.
+    Closed { concurrency: u32 },
+    /// `rate_per_s` boots started per second, at most `in_flight_max` in flight.
+    Open { rate_per_s: u32, in_flight_max: u32 },
+}
+
+/// A validated `boots` run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootsPlan {
+    pub target: TargetPlan,
+    pub boots: u64,
+    pub load: Load,
+    pub mode: BootMode,
+    pub max_seconds: u64,
+    /// Registered nodes the simulated nodes map onto (cyclically).
+    pub target_nodes: u32,
+    pub baseline: Option<BootsBaselinePeer>,
+    pub json: Option<PathBuf>,
+    pub progress: bool,
+}
+
+impl BootsPlan {
+    /// Concurrency of the peer baseline: ours in a closed loop, the default otherwise.
+    pub fn baseline_concurrency(&self) -> u32 {
+        match self.load {
+            Load::Closed { concurrency } => concurrency,
+            Load::Open { .. } => CONCURRENCY_DEFAULT,
+        }
+    }
+}
+
+impl BootsArgs {
+    /// Validates the arguments against each other.
+    pub fn plan(&self) -> Result<BootsPlan> {
+        let target = self.target.plan()?;
+        if self.boots == 0 {
+            bail!("--boots must be at least 1");
+        }
+        if self.boots > BOOTS_MAX {
+            bail!("--boots {} is above the limit of {BOOTS_MAX}", self.boots);
+        }
+        if self.max_seconds == 0 || self.max_seconds > MAX_SECONDS_MAX {
+            bail!(
+                "--max-seconds must be between 1 and {MAX_SECONDS_MAX}: got {}",
+                self.max_seconds
+            );
+        }
+        let load = match (self.concurrency, self.rate) {
+            (Some(_), Some(_)) => {
+                bail!("give --concurrency (closed loop) or --rate (open loop), not both")
+            }
+            (_, Some(0)) => bail!("--rate must be at least 1 boot/s"),
+            (_, Some(r)) if r > RATE_MAX_PER_S => {
+                bail!("--rate {r} is above the limit of {RATE_MAX_PER_S} boots/s")
+            }
+            (_, Some(rate_per_s)) => Load::Open {
+                rate_per_s,
+                in_flight_max: OPEN_LOOP_IN_FLIGHT_MAX,
+            },
+            (Some(0), None) => bail!("--concurrency must be at least 1"),
+            (Some(c), None) if c > CONCURRENCY_MAX => {
+                bail!("--concurrency {c} is above the limit of {CONCURRENCY_MAX}")
+            }
+            (c, None) => Load::Closed {
+                concurrency: c.unwrap_or(CONCURRENCY_DEFAULT),
+            },
+        };
+        let target_nodes = match (self.target_nodes, &target) {
+            (Some(0), _) => bail!("--target-nodes must be at least 1"),
+            (Some(n), TargetPlan::Spawn { nodes, .. }) if n > *nodes => {
+                bail!("--target-nodes {n} is more than the {nodes} nodes the spawned cluster registers (--nodes)")
+            }
+            (Some(n), _) => n,
+            (None, TargetPlan::Spawn { nodes, .. }) => *nodes,
+            (None, TargetPlan::Cluster { .. }) => TARGET_NODES_DEFAULT_EXISTING,
+        };
+        Ok(BootsPlan {
+            target,
+            boots: self.boots,
+            load,
+            mode: self.mode,
+            max_seconds: self.max_seconds,
+            target_nodes,
+            baseline: self.baseline,
+            json: self.output.json.clone(),
+            progress: self.output.progress,
+        })
+    }
+}
+
+/// The registered node (1-based demo index) simulated node `boot_index` boots as.
+pub fn node_index(boot_index: u64, target_nodes: u32) -> u32 {
+    1 + (boot_index % u64::from(target_nodes.max(1))) as u32
+}
+
+/// Whether simulated node `boot_index` holds its overlay in `mode` (mixed: a hash of the
+/// index decides, so the choice does not follow the node's vCluster, which alternates).
+pub fn holds_overlay(mode: BootMode, boot_index: u64) -> bool {
+    match mode {
+        BootMode::Cold => false,
+        BootMode::Reboot => true,
+        BootMode::Mixed => splitmix64(boot_index) & 1 == 0,
+    }
+}
+
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// The failover orders ("racks"): one per learner, the learner first, then the other learners
+/// in order after it, then the voters; without learners one per replica, rotated. Simulated
+/// node `i` uses order `i mod orders.len()`. Indexes into `roles`.
+pub fn failover_orders(roles: &[Role]) -> Vec<Vec<usize>> {
+    let learners: Vec<usize> = (0..roles.len())
+        .filter(|&i| roles[i] == Role::Learner)
+        .collect();
+    let voters: Vec<usize> = (0..roles.len())
+        .filter(|&i| roles[i] != Role::Learner)
+        .collect();
+    let rotate = |list: &[usize], first: usize| -> Vec<usize> {
+        (0..list.len())
+            .map(|k| list[(first + k) % list.len()])
+            .collect()
+    };
+    if learners.is_empty() {
+        return (0..voters.len()).map(|r| rotate(&voters, r)).collect();
+    }
+    (0..learners.len())
+        .map(|r| {
+            let mut order = rotate(&learners, r);
+            order.extend(&voters);
+            order
+        })
+        .collect()
+}
+
+/// Counts of the measured phase, shared by the boot tasks.
+#[derive(Debug)]
+pub struct BootStats {
+    pub latency_us: Histogram<u64>,
+    pub ok: u64,
+    /// Ok boots answered `NotModified` for phase 1.
+    pub not_modified: u64,
+    pub failures_by_kind: BTreeMap<String, u64>,
+    pub failure_examples: BTreeMap<String, String>,
+    /// Failed attempts inside boots (ok or not): each one a retry or failover.
+    pub failed_attempts: u64,
+    /// Of those, answered `Overloaded` by a replica.
+    pub overloaded_answers: u64,
+    /// Ok boots that needed more than one attempt.
+    pub boots_retried: u64,
+    /// Ok boots by the replica that served them.
+    pub per_replica_boots: BTreeMap<String, u64>,
+    /// Payload bytes received by ok boots (phase 1 + phase 2).
+    pub bytes_received: u64,
+}
+
+impl Default for BootStats {
+    fn default() -> Self {
+        BootStats {
+            latency_us: latency_histogram(),
+            ok: 0,
+            not_modified: 0,
+            failures_by_kind: BTreeMap::new(),
+            failure_examples: BTreeMap::new(),
+            failed_attempts: 0,
+            overloaded_answers: 0,
+            boots_retried: 0,
+            per_replica_boots: BTreeMap::new(),
+            bytes_received: 0,
+        }
+    }
+}
+
+fn is_overloaded(answer: &str) -> bool {
+    answer.starts_with("overloaded")
+}
+
+impl BootStats {
+    pub fn record(&mut self, result: &Result<FetchOutcome, FetchError>, latency: Duration) {
+        match result {
+            Ok(outcome) => {
+                self.ok += 1;
+                let us = (latency.as_micros() as u64).clamp(1, crate::report::LATENCY_MAX_US);
+                self.latency_us.saturating_record(us);
+                if outcome.base.payload_bytes() == 0 {
+                    self.not_modified += 1;
+                }
+                self.bytes_received +=
+                    (outcome.base.payload_bytes() + outcome.delta.bytes.len()) as u64;
+                *self
+                    .per_replica_boots
+                    .entry(outcome.replica.clone())
+                    .or_default() += 1;
+                let failed = &outcome.failed_attempts;
+                if !failed.is_empty() {
+                    self.boots_retried += 1;
+                }
+                self.failed_attempts += failed.len() as u64;
+                self.overloaded_answers +=
+                    failed.iter().filter(|a| is_overloaded(&a.answer)).count() as u64;
+            }
+            Err(error) => {
+                let kind = match error {
+                    FetchError::Refused { code, .. } => format!("refused:{code}"),
+                    FetchError::Exhausted { attempts, .. } => {
+                        self.failed_attempts += attempts.len() as u64;
+                        self.overloaded_answers +=
+                            attempts.iter().filter(|a| is_overloaded(&a.answer)).count() as u64;
+                        "exhausted".to_owned()
+                    }
+                    FetchError::InvalidNode { .. } => "invalid-node".to_owned(),
+                    FetchError::NoReplicas => "no-replicas".to_owned(),
+                };
+                self.fail(&kind, &error.to_string(), 1);
+            }
+        }
+    }
+
+    pub fn fail(&mut self, kind: &str, example: &str, count: u64) {
+        if count == 0 {
+            return;
+        }
+        *self.failures_by_kind.entry(kind.to_owned()).or_default() += count;
+        self.failure_examples
+            .entry(kind.to_owned())
+            .or_insert_with(|| one_line(example));
+    }
+}
+
+/// Collapses a multi-line message to one line of at most `FAILURE_EXAMPLE_MAX_CHARS`.
+fn one_line(message: &str) -> String {
+    let joined = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ");
+    if joined.chars().count() > FAILURE_EXAMPLE_MAX_CHARS {
+        let cut: String = joined.chars().take(FAILURE_EXAMPLE_MAX_CHARS).collect();
+        format!("{cut}…")
+    } else {
+        joined
+    }
+}
+
+/// The same-run numbers of the nginx baseline, mapped onto our key names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BootsBaseline {
+    pub peer: String,
+    pub concurrency: u32,
+    /// Requests asked for.
+    pub requests: u64,
+    /// Size of the file served (the gpu overlay's compressed bytes).
+    pub file_bytes: u64,
+    pub boots_ok: u64,
+    pub boots_failed: u64,
+    pub boots_per_s: f64,
+    /// p50, p99 and max as the peer reports them (whole ms); p90 and p99.9 are null.
+    pub latency_ms: LatencyMs,
+    /// nginx worker CPU per successful request.
+    pub server_cpu_ms_per_boot: Option<f64>,
+    pub client_cpu_s: Option<f64>,
+    pub wall_s: Option<f64>,
+    /// The script's own JSON object, unchanged.
+    pub raw: serde_json::Value,
+}
+
+/// Ours divided by the peer's: above 1 is better for `boots_per_s`, below 1 for CPU and
+/// latency.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BootsRatio {
+    pub boots_per_s: Option<f64>,
+    pub server_cpu_ms_per_boot: Option<f64>,
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+/// The report of a `boots` run. Field names are the JSON keys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BootsReport {
+    /// Always `boots`.
+    pub workload: String,
+    pub target: String,
+    pub mode: BootMode,
+    /// Closed loop: boots in flight; null for the open loop.
+    pub concurrency: Option<u32>,
+    /// Open loop: boots started per second; null for the closed loop.
+    pub rate_per_s: Option<u32>,
+    /// Simulated nodes asked for (`--boots`).
+    pub boots: u64,
+    /// Registered node ids the simulated nodes map onto (cyclically).
+    pub target_nodes: u32,
+    pub boots_ok: u64,
+    pub boots_failed: u64,
+    /// Ok boots whose phase 1 was `NotModified` (the agent's hash was current).
+    pub boots_not_modified: u64,
+    /// `boots_ok / wall_s`.
+    pub boots_per_s: f64,
+    pub wall_s: f64,
+    pub latency_ms: LatencyMs,
+    pub failures_by_kind: BTreeMap<String, u64>,
+    pub failure_examples: BTreeMap<String, String>,
+    /// Failed attempts (retries and failovers) inside boots.
+    pub failed_attempts: u64,
+    /// Failed attempts answered `Overloaded`.
+    pub overloaded_answers: u64,
+    /// Ok boots that needed more than one attempt.
+    pub boots_retried: u64,
+    pub per_replica_boots: BTreeMap<String, u64>,
+    /// Payload bytes (phase 1 + phase 2) the ok boots received.
+    pub bytes_received: u64,
+    pub bytes_per_boot: Option<f64>,
+    /// Replica CPU (user + system, /proc) during the measured phase; null for `--cluster`.
+    pub cluster_cpu_s: Option<f64>,
+    pub server_cpu_ms_per_boot: Option<f64>,
+    /// CPU this process (all the agents) used during the measured phase.
+    pub client_cpu_s: f64,
+    pub stopped_by: StoppedBy,
+    pub max_seconds: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BootsBaseline>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<BootsRatio>,
+}
+
+/// What the measured phase produced besides the stats.
+#[derive(Clone, Debug)]
+pub struct Measurement {
+    pub wall_s: f64,
+    pub cluster_cpu_s: Option<f64>,
+    pub client_cpu_s: f64,
+    pub stopped_by: StoppedBy,
+}
+
+impl BootsReport {
+    pub fn new(
+        plan: &BootsPlan,
+        target: &str,
+        stats: &BootStats,
+        measurement: &Measurement,
+    ) -> BootsReport {
+        let failed: u64 = stats.failures_by_kind.values().sum();
+        let per_ok = |v: f64| (stats.ok > 0).then(|| round3(v / stats.ok as f64));
+        let (concurrency, rate_per_s) = match plan.load {
+            Load::Closed { concurrency } => (Some(concurrency), None),
+            Load::Open { rate_per_s, .. } => (None, Some(rate_per_s)),
+        };
+        BootsReport {
+            workload: "boots".to_owned(),
+            target: target.to_owned(),
+            mode: plan.mode,
+            concurrency,
+            rate_per_s,
+            boots: plan.boots,
+            target_nodes: plan.target_nodes,
+            boots_ok: stats.ok,
+            boots_failed: failed,
+            boots_not_modified: stats.not_modified,
+            boots_per_s: if measurement.wall_s > 0.0 {
+                round3(stats.ok as f64 / measurement.wall_s)
+            } else {
+                0.0
+            },
+            wall_s: round3(measurement.wall_s),
+            latency_ms: LatencyMs::from_histogram_us(&stats.latency_us),
+            failures_by_kind: stats.failures_by_kind.clone(),
+            failure_examples: stats.failure_examples.clone(),
+            failed_attempts: stats.failed_attempts,
+            overloaded_answers: stats.overloaded_answers,
+            boots_retried: stats.boots_retried,
+            per_replica_boots: stats.per_replica_boots.clone(),
+            bytes_received: stats.bytes_received,
+            bytes_per_boot: per_ok(stats.bytes_received as f64),
+            cluster_cpu_s: measurement.cluster_cpu_s.map(round3),
+            server_cpu_ms_per_boot: measurement.cluster_cpu_s.and_then(|s| per_ok(s * 1000.0)),
+            client_cpu_s: round3(measurement.client_cpu_s),
+            stopped_by: measurement.stopped_by,
+            max_seconds: plan.max_seconds,
+            baseline: None,
+            ratio: None,
+        }
+    }
+
+    /// Attaches the peer's same-run numbers and the ratios.
+    pub fn with_baseline(mut self, baseline: BootsBaseline) -> BootsReport {
+        let divide = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => Some(round3(a / b)),
+            _ => None,
+        };
+        self.ratio = Some(BootsRatio {
+            boots_per_s: divide(Some(self.boots_per_s), Some(baseline.boots_per_s)),
+            server_cpu_ms_per_boot: divide(
+                self.server_cpu_ms_per_boot,
+                baseline.server_cpu_ms_per_boot,
+            ),
+            p50: divide(self.latency_ms.p50, baseline.latency_ms.p50),
+            p99: divide(self.latency_ms.p99, baseline.latency_ms.p99),
+        });
+        self.baseline = Some(baseline);
+        self
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+
+    pub fn write_json(&self, path: &std::path::Path) -> Result<()> {
+        std::fs::write(path, self.to_json() + "\n")
+            .with_context(|| format!("writing the JSON report to {}", path.display()))
+    }
+
+    /// The readable table printed at the end of a run.
+    pub fn table(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let load = match (self.concurrency, self.rate_per_s) {
+            (Some(c), _) => format!("closed loop, {c} in flight"),
+            (_, Some(r)) => format!("open loop, {r} boots/s"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "boots: {} simulated nodes ({:?} mode, {load}) over {} node ids, target {}; stopped by {}",
+            self.boots,
+            self.mode,
+            self.target_nodes,
+            self.target,
+            match self.stopped_by {
+                StoppedBy::Count => "count",
+                StoppedBy::MaxSeconds => "--max-seconds",
+                StoppedBy::Interrupted => "Ctrl-C",
+            }
+        );
+        let peer = self.baseline.as_ref();
+        let ratios = self.ratio.clone().unwrap_or_default();
+        let number = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
+        let ratio = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}×"));
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "  {:<24} {:>12} {:>12} {:>10}",
+            "",
+            "bootstorm",
+            peer.map_or("", |p| p.peer.as_str()),
+            if peer.is_some() { "ratio" } else { "" }
+        );
+        let mut row = |label: &str, ours: String, theirs: Option<String>, r: String| {
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>12} {:>12} {:>10}",
+                label,
+                ours,
+                theirs.unwrap_or_default(),
+                r
+            );
+        };
+        row(
+            "boots ok",
+            self.boots_ok.to_string(),
+            peer.map(|p| p.boots_ok.to_string()),
+            String::new(),
+        );
+        row(
+            "boots failed",
+            self.boots_failed.to_string(),
+            peer.map(|p| p.boots_failed.to_string()),
+            String::new(),
+        );
+        row(
+            "boots not modified",
+            self.boots_not_modified.to_string(),
+            None,
+            String::new(),
+        );
+        row(
+            "boots/s",
+            format!("{:.1}", self.boots_per_s),
+            peer.map(|p| format!("{:.1}", p.boots_per_s)),
+            ratio(ratios.boots_per_s),
+        );
+        let ours = &self.latency_ms;
+        let theirs = peer.map(|p| &p.latency_ms);
+        row(
+            "latency p50 ms",
+            number(ours.p50),
+            theirs.map(|t| number(t.p50)),
+            ratio(ratios.p50),
+        );
+        row(
+            "latency p90 ms",
+            number(ours.p90),
+            theirs.map(|t| number(t.p90)),
+            String::new(),
+        );
+        row(
+            "latency p99 ms",
+            number(ours.p99),
+            theirs.map(|t| number(t.p99)),
+            ratio(ratios.p99),
+        );
+        row(
+            "latency p99.9 ms",
+            number(ours.p999),
+            theirs.map(|t| number(t.p999)),
+            String::new(),
+        );
+        row(
+            "latency max ms",
+            number(ours.max),
+            theirs.map(|t| number(t.max)),
+            String::new(),
+        );
+        row(
+            "server CPU ms/boot",
+            number(self.server_cpu_ms_per_boot),
+            peer.map(|p| number(p.server_cpu_ms_per_boot)),
+            ratio(ratios.server_cpu_ms_per_boot),
+        );
+        row(
+            "client CPU ms/boot",
+            number((self.boots_ok > 0).then(|| self.client_cpu_s * 1000.0 / self.boots_ok as f64)),
+            peer.map(|p| {
+                number(
+                    p.client_cpu_s
+                        .filter(|_| p.boots_ok > 0)
+                        .map(|s| s * 1000.0 / p.boots_ok as f64),
+                )
+            }),
+            String::new(),
+        );
+        row(
+            "bytes/boot",
+            number(self.bytes_per_boot),
+            peer.map(|p| p.file_bytes.to_string()),
+            String::new(),
+        );
+        row(
+            "retries (failed attempts)",
+            self.failed_attempts.to_string(),
+            None,
+            String::new(),
+        );
+        row(
+            "  of which Overloaded",
+            self.overloaded_answers.to_string(),
+            None,
+            String::new(),
+        );
+        row(
+            "boots needing a retry",
+            self.boots_retried.to_string(),
+            None,
+            String::new(),
+        );
+        row(
+            "wall s",
+            format!("{:.3}", self.wall_s),
+            peer.and_then(|p| p.wall_s).map(|w| format!("{w:.3}")),
+            String::new(),
+        );
+        let _ = writeln!(
+            out,
+            "\n  bytes moved: {} ({:.1} MB)",
+            self.bytes_received,
+            self.bytes_received as f64 / 1e6
+        );
+        let _ = writeln!(out, "  boots served per replica:");
+        for (replica, count) in &self.per_replica_boots {
+            let _ = writeln!(out, "    {replica:<24} {count:>8}");
+        }
+        if !self.failures_by_kind.is_empty() {
+            let _ = writeln!(out, "\n  failures by kind:");
+            for (kind, count) in &self.failures_by_kind {
+                let example = self
+                    .failure_examples
+                    .get(kind)
+                    .map_or(String::new(), |e| format!("  e.g. {e}"));
+                let _ = writeln!(out, "    {kind:<24} {count:>8}{example}");
+            }
+        }
+        if let Some(peer) = peer {
+            let _ = writeln!(
+                out,
+                "\n  ratio = bootstorm / {}: above 1 is better for boots/s, below 1 for CPU and latencies.\n  {} = one HTTPS GET of the {}-byte gpu overlay per new TLS 1.3 connection ({} requests at concurrency {}); a bootstorm boot is both phases, verified.",
+                peer.peer, peer.peer, peer.file_bytes, peer.requests, peer.concurrency
+            );
+        }
+        out
+    }
+}
+
+/// Runs `bootstorm-loadtest boots` and returns the process exit code.
+pub async fn main(plan: &BootsPlan, interrupt: &Interrupt) -> Result<ExitCode> {
+    let mut target = Target::open(&plan.target, interrupt).await?;
+    let description = target.description();
+    let replica_pids = target.replica_pids();
+    let measured = measure(plan, target.cluster_file(), &replica_pids, interrupt).await;
+    target.close(measured.is_err()).await;
+    let (stats, measurement, overlays) = measured?;
+    let mut report = BootsReport::new(plan, &description, &stats, &measurement);
+    let mut baseline_failed = false;
+    match plan.baseline {
+        None => {}
+        Some(_) if measurement.stopped_by == StoppedBy::Interrupted => {
+            eprintln!("interrupted: the baseline is not run");
+        }
+        Some(BootsBaselinePeer::Nginx) => {
+            let concurrency = plan.baseline_concurrency();
+            let requests = plan.boots.min(NGINX_REQUESTS_MAX);
+            let file = overlays
+                .get(BASELINE_VCLUSTER)
+                .or_else(|| overlays.values().max_by_key(|b| b.len()));
+            let baseline = match file {
+                None => Err(anyhow::anyhow!(
+                    "no overlay was fetched to serve (the prefetch found no vCluster)"
+                )),
+                Some(bytes) => {
+                    eprintln!(
+                        "running the nginx baseline: {} bytes, concurrency {concurrency}, {requests} requests (shared/bench/nginx-https-baseline)",
+                        bytes.len()
+                    );
+                    tokio::select! {
+                        baseline = crate::nginx::run_nginx(bytes, concurrency, requests) => baseline,
+                        _ = interrupt.wait() => Err(anyhow::anyhow!("interrupted during the nginx baseline")),
+                    }
+                }
+            };
+            match baseline {
+                Ok(baseline) => report = report.with_baseline(baseline),
+                Err(error) => {
+                    eprintln!("error: the nginx baseline failed: {error:#}");
+                    baseline_failed = true;
+                }
+            }
+        }
+    }
+    print!("{}", report.table());
+    if let Some(path) = &plan.json {
+        report.write_json(path)?;
+    }
+    Ok(if measurement.stopped_by == StoppedBy::Interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if baseline_failed {
+        ExitCode::from(EXIT_ERROR)
+    } else if report.boots_failed > 0 {
+        ExitCode::from(EXIT_FAILURES)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One agent per failover order (each with its own UDP endpoint, shared by the boots that
+/// start from that replica).
+fn agents(cluster_path: &std::path::Path) -> Result<Vec<Arc<BootClient>>> {
+    let cluster = ClusterFile::load(cluster_path)
+        .with_context(|| format!("loading the cluster file {}", cluster_path.display()))?;
+    let ca_pem = std::fs::read(&cluster.ca)
+        .with_context(|| format!("reading the cluster CA {}", cluster.ca.display()))?;
+    let roles: Vec<Role> = cluster.replicas.iter().map(|r| r.role).collect();
+    let orders = failover_orders(&roles);
+    if orders.is_empty() {
+        bail!("{} lists no replica", cluster_path.display());
+    }
+    orders
+        .iter()
+        .map(|order| {
+            let replicas = order
+                .iter()
+                .map(|&i| {
+                    let r = &cluster.replicas[i];
+                    Replica {
+                        name: r.name.clone(),
+                        addr: r.boot,
+                        server_name: r.name.clone(),
+                    }
+                })
+                .collect();
+            let tls = ClientTls::from_pem(&ca_pem, None).context("building the agent's TLS")?;
+            let client = BootClient::new(ClientConfig::new(replicas, tls))
+                .context("creating a boot agent")?;
+            Ok(Arc::new(client))
+        })
+        .collect()
+}
+
+/// Overlays learned before the measured phase: hash and compressed bytes per vCluster.
+struct Prefetched {
+    hashes: BTreeMap<String, Hash>,
+    compressed: BTreeMap<String, Bytes>,
+}
+
+async fn prefetch(agent: &BootClient, target_nodes: u32) -> Result<Prefetched> {
+    let mut hashes = BTreeMap::new();
+    let mut compressed = BTreeMap::new();
+    for index in 1..=target_nodes.min(PREFETCH_NODES_MAX) {
+        if demo::DEMO_VCLUSTERS
+            .iter()
+            .all(|vc| hashes.contains_key(*vc))
+        {
+            break;
+        }
+        let node = demo::node_name(index);
+        let outcome = agent.fetch(&node, None, None).await.with_context(|| {
+            format!("the first boot (of {node}, before the measured phase) failed")
+        })?;
+        if let proto::client::BaseOutcome::Fetched(base) = &outcome.base {
+            hashes.insert(base.vcluster.clone(), base.hash);
+            compressed.insert(base.vcluster.clone(), base.compressed.clone());
+        }
+    }
+    Ok(Prefetched { hashes, compressed })
+}
+
+/// Everything a boot task needs.
+struct Storm {
+    plan: BootsPlan,
+    agents: Vec<Arc<BootClient>>,
+    hashes: BTreeMap<String, Hash>,
+    stats: Mutex<BootStats>,
+    /// Boots started and finished: started − finished at the end are cut at the deadline.
+    started: AtomicU64,
+    finished: AtomicU64,
+    failed: AtomicU64,
+    /// Set at the deadline or on Ctrl-C: start no more boots.
+    stop: AtomicBool,
+}
+
+impl Storm {
+    async fn boot(&self, index: u64, due: Instant) {
+        let node_index = node_index(index, self.plan.target_nodes);
+        let node = demo::node_name(node_index);
+        let have_hash = if holds_overlay(self.plan.mode, index) {
+            self.hashes.get(demo::vcluster_of(node_index)).copied()
+        } else {
+            None
+        };
+        let agent = &self.agents[(index % self.agents.len() as u64) as usize];
+        let result = agent.fetch(&node, have_hash, None).await;
+        let latency = due.elapsed();
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats
+            .lock()
+            .expect("the stats lock")
+            .record(&result, latency);
+        self.finished.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Claims the next boot index, if the run goes on.
+    fn claim(&self) -> Option<u64> {
+        if self.stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        let index = self.started.fetch_add(1, Ordering::Relaxed);
+        if index >= self.plan.boots {
+            self.started.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(index)
+    }
+}
+
+async fn drive(storm: Arc<Storm>) {
+    let mut tasks = JoinSet::new();
+    match storm.plan.load {
+        Load::Closed { concurrency } => {
+            for _ in 0..concurrency {
+                let storm = storm.clone();
+                tasks.spawn(async move {
+                    while let Some(index) = storm.claim() {
+                        storm.boot(index, Instant::now()).await;
+                    }
+                });
+            }
+        }
+        Load::Open {
+            rate_per_s,
+            in_flight_max,
+        } => {
+            let permits = Arc::new(tokio::sync::Semaphore::new(in_flight_max as usize));
+            let start = Instant::now();
+            let interval_ns = 1_000_000_000 / u64::from(rate_per_s);
+            loop {
+                let next = storm.started.load(Ordering::Relaxed);
+                let due = start + Duration::from_nanos(next.saturating_mul(interval_ns));
+                tokio::time::sleep_until(due).await;
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let Some(index) = storm.claim() else {
+                    break;
+                };
+                let storm = storm.clone();
+                tasks.spawn(async move {
+                    storm.boot(index, due).await;
+                    drop(permit);
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Prefetch, then the measured phase. Returns the stats and the prefetched overlays' bytes.
+async fn measure(
+    plan: &BootsPlan,
+    cluster_path: &std::path::Path,
+    replica_pids: &[u32],
+    interrupt: &Interrupt,
+) -> Result<(BootStats, Measurement, BTreeMap<String, Bytes>)> {
+    let agents = agents(cluster_path)?;
+    let prefetched = tokio::select! {
+        p = prefetch(&agents[0], plan.target_nodes) => p?,
+        _ = interrupt.wait() => bail!("interrupted before the measured phase"),
+    };
+    if plan.mode != BootMode::Cold {
+        let missing: Vec<&str> = demo::DEMO_VCLUSTERS
+            .iter()
+            .copied()
+            .filter(|vc| !prefetched.hashes.contains_key(*vc))
+            .collect();
+        if !missing.is_empty() {
+            eprintln!(
+                "warning: no overlay hash learned for vCluster(s) {missing:?}; their reboots are cold"
+            );
+        }
+    }
+    let storm = Arc::new(Storm {
+        plan: plan.clone(),
+        agents: agents.clone(),
+        hashes: prefetched.hashes,
+        stats: Mutex::new(BootStats::default()),
+        started: AtomicU64::new(0),
+        finished: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    });
+    let progress = Progress::new(plan.boots, "boots", plan.progress);
+    let cpu = |pids: &[u32]| -> Option<f64> {
+        (!pids.is_empty()).then(|| pids.iter().filter_map(|p| process_cpu_s(*p)).sum())
+    };
+    let cluster_cpu_before = cpu(replica_pids);
+    let client_cpu_before = own_cpu_s();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(plan.max_seconds);
+    let show_progress = || {
+        progress.update(
+            storm.finished.load(Ordering::Relaxed),
+            storm.failed.load(Ordering::Relaxed),
+        )
+    };
+    let ticker = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(PROGRESS_TICK_MS)).await;
+            show_progress();
+        }
+    };
+    // Boxed, not pinned on the stack: dropping it must drop (abort) the boots still running.
+    let mut run = Box::pin(drive(storm.clone()));
+    let stopped_by = tokio::select! {
+        _ = &mut run => StoppedBy::Count,
+        _ = tokio::time::sleep_until(deadline) => StoppedBy::MaxSeconds,
+        _ = interrupt.wait() => StoppedBy::Interrupted,
+        _ = ticker => unreachable!("the progress ticker never ends"),
+    };
+    if stopped_by != StoppedBy::Count {
+        storm.stop.store(true, Ordering::Relaxed);
+        let _ = tokio::time::timeout(Duration::from_millis(DEADLINE_GRACE_MS), &mut run).await;
+    }
+    // Dropping the drive aborts boots still running after the grace period.
+    drop(run);
+    let wall_s = started.elapsed().as_secs_f64();
+    show_progress();
+    progress.finish();
+    let cluster_cpu_s = match (cluster_cpu_before, cpu(replica_pids)) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    };
+    let client_cpu_s = own_cpu_s() - client_cpu_before;
+    let mut stats = std::mem::take(&mut *storm.stats.lock().expect("the stats lock"));
+    let cut = storm.started.load(Ordering::Relaxed) - storm.finished.load(Ordering::Relaxed);
+    stats.fail(
+        "cut-at-deadline",
+        &format!("still in flight {DEADLINE_GRACE_MS} ms after the run was stopped"),
+        cut,
+    );
+    if stopped_by == StoppedBy::MaxSeconds {
+        let not_started = plan.boots - storm.started.load(Ordering::Relaxed);
+        if not_started > 0 {
+            eprintln!(
+                "--max-seconds {} ran out: {not_started} boots were not started",
+                plan.max_seconds
+            );
+        }
+    }
+    for agent in &agents {
+        agent
+            .shutdown(Duration::from_millis(AGENT_CLOSE_WAIT_MS))
+            .await;
+    }
+    Ok((
+        stats,
+        Measurement {
+            wall_s,
+            cluster_cpu_s,
+            client_cpu_s,
+            stopped_by,
+        },
+        prefetched.compressed,
+    ))
+}

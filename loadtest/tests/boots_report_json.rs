@@ -1,0 +1,129 @@
+//! The `boots` report's JSON shape (pure): the keys scripts read (`boots_ok, boots_failed,
+//! boots_per_s, latency_ms.p50, latency_ms.p99, server_cpu_ms_per_boot`), the nginx baseline
+//! mapped onto the same keys with `ratio`, and an empty run reporting null percentiles.
+
+use bootstorm_loadtest::boots::{BootStats, BootsArgs, BootsReport, Measurement};
+use bootstorm_loadtest::cli::{Cli, Command};
+use bootstorm_loadtest::nginx::parse_nginx;
+use bootstorm_loadtest::report::StoppedBy;
+use clap::Parser as _;
+
+fn args(extra: &[&str]) -> BootsArgs {
+    let argv = ["bootstorm-loadtest", "boots", "--spawn"]
+        .into_iter()
+        .chain(extra.iter().copied());
+    match Cli::try_parse_from(argv).unwrap().command {
+        Command::Boots(args) => args,
+        _ => unreachable!(),
+    }
+}
+
+const NGINX_JSON: &str = r#"{"peer": "nginx-https", "mode": "cold", "file_bytes": 158000, "concurrency": 64, "requests_ok": 20000, "requests_failed": 0, "req_per_s": 1450.5, "p50_ms": 40.0, "p99_ms": 60.0, "max_ms": 90.0, "server_cpu_ms_per_req": 0.47, "client_cpu_s": 12.5, "wall_s": 13.8}"#;
+
+fn report() -> BootsReport {
+    let plan = args(&["--boots", "1000", "--concurrency", "64"])
+        .plan()
+        .unwrap();
+    let mut stats = BootStats::default();
+    for ms in 1..=1000u64 {
+        stats.ok += 1;
+        stats.latency_us.record(ms * 100).unwrap();
+    }
+    stats.bytes_received = 1000 * 150_000;
+    stats.per_replica_boots.insert("learner-1".into(), 500);
+    stats.per_replica_boots.insert("learner-2".into(), 500);
+    stats.fail("exhausted", "no replica served node", 2);
+    let measurement = Measurement {
+        wall_s: 0.5,
+        cluster_cpu_s: Some(1.0),
+        client_cpu_s: 2.0,
+        stopped_by: StoppedBy::Count,
+    };
+    BootsReport::new(&plan, "spawned: 3 voters, 2 learners", &stats, &measurement)
+}
+
+#[test]
+fn the_report_has_the_documented_keys() {
+    let json: serde_json::Value = serde_json::from_str(&report().to_json()).unwrap();
+    assert_eq!(json["workload"], "boots");
+    assert_eq!(json["mode"], "cold");
+    assert_eq!(json["boots_ok"], 1000);
+    assert_eq!(json["boots_failed"], 2);
+    assert_eq!(json["boots_per_s"], 2000.0);
+    let p50 = json["latency_ms"]["p50"].as_f64().unwrap();
+    assert!(
+        (p50 - 50.0).abs() < 0.1,
+        "p50 {p50} (hdrhistogram keeps 3 digits)"
+    );
+    assert!(json["latency_ms"]["p99"].as_f64().unwrap() > 98.0);
+    for key in ["p90", "p999", "max"] {
+        assert!(json["latency_ms"][key].is_number(), "latency_ms.{key}");
+    }
+    assert_eq!(json["server_cpu_ms_per_boot"], 1.0);
+    assert_eq!(json["bytes_per_boot"], 150_000.0);
+    assert_eq!(json["per_replica_boots"]["learner-1"], 500);
+    assert_eq!(json["failures_by_kind"]["exhausted"], 2);
+    for key in [
+        "failed_attempts",
+        "overloaded_answers",
+        "boots_retried",
+        "boots_not_modified",
+        "bytes_received",
+        "cluster_cpu_s",
+        "client_cpu_s",
+        "wall_s",
+        "stopped_by",
+        "concurrency",
+        "target_nodes",
+    ] {
+        assert!(json.get(key).is_some(), "missing key {key}");
+    }
+    assert!(
+        json.get("baseline").is_none(),
+        "no baseline without --baseline"
+    );
+    assert!(json.get("ratio").is_none());
+}
+
+#[test]
+fn the_nginx_baseline_is_mapped_onto_our_keys_with_ratios() {
+    let baseline = parse_nginx(NGINX_JSON, 64, 20_000).unwrap();
+    let report = report().with_baseline(baseline);
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    let peer = &json["baseline"];
+    assert_eq!(peer["peer"], "nginx-https");
+    assert_eq!(peer["boots_ok"], 20_000);
+    assert_eq!(peer["boots_failed"], 0);
+    assert_eq!(peer["boots_per_s"], 1450.5);
+    assert_eq!(peer["latency_ms"]["p50"], 40.0);
+    assert_eq!(peer["latency_ms"]["p99"], 60.0);
+    assert!(peer["latency_ms"]["p90"].is_null(), "ab reports no p90");
+    assert_eq!(peer["server_cpu_ms_per_boot"], 0.47);
+    assert_eq!(peer["file_bytes"], 158_000);
+    assert_eq!(peer["raw"]["req_per_s"], 1450.5);
+    assert_eq!(json["ratio"]["boots_per_s"], 1.379);
+    assert_eq!(json["ratio"]["server_cpu_ms_per_boot"], 2.128);
+    assert!(report.table().contains("nginx-https"));
+}
+
+#[test]
+fn a_malformed_peer_answer_is_an_error_naming_the_key() {
+    let error = parse_nginx(r#"{"req_per_s": 10.0}"#, 64, 100).unwrap_err();
+    assert!(format!("{error:#}").contains("file_bytes"), "{error:#}");
+}
+
+#[test]
+fn an_empty_run_reports_null_percentiles() {
+    let plan = args(&["--boots", "10"]).plan().unwrap();
+    let measurement = Measurement {
+        wall_s: 0.0,
+        cluster_cpu_s: None,
+        client_cpu_s: 0.0,
+        stopped_by: StoppedBy::Interrupted,
+    };
+    let report = BootsReport::new(&plan, "cluster: x", &BootStats::default(), &measurement);
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert!(json["latency_ms"]["p50"].is_null());
+    assert!(json["server_cpu_ms_per_boot"].is_null());
+    assert_eq!(json["boots_per_s"], 0.0);
+}
