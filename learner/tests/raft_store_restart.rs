@@ -610,3 +610,46 @@ fn a_garbled_last_record_is_a_torn_write() {
     let read = storage.log.read_entries(..).unwrap();
     assert_eq!(read.len(), entries.len() - 1);
 }
+
+#[test]
+fn replication_batches_are_cut_by_encoded_size_and_never_empty() {
+    let dir = TempDir::new().unwrap();
+    let entries = demo_entries(20);
+    let sizes: Vec<usize> = entries
+        .iter()
+        .map(|e| postcard::to_stdvec(e).unwrap().len())
+        .collect();
+    let storage = open(dir.path());
+    append_durable(&storage.log, entries.clone());
+    let (first, end) = (1u64, entries.len() as u64 + 1);
+    // No limit in reach: the whole range.
+    assert_eq!(storage.log.batch_end(first, end, usize::MAX), end);
+    // A limit below one entry: still that one entry (a batch is never empty).
+    assert_eq!(storage.log.batch_end(first, end, 1), first + 1);
+    assert_eq!(storage.log.batch_end(5, end, 0), 6);
+    // Exactly three entries' worth: three; one byte less: two.
+    let three: usize = sizes[..3].iter().sum();
+    assert_eq!(storage.log.batch_end(first, end, three), first + 3);
+    assert_eq!(storage.log.batch_end(first, end, three - 1), first + 2);
+    // The end of the asked range bounds it too.
+    assert_eq!(storage.log.batch_end(first, 3, usize::MAX), 3);
+
+    // A request carrying a cut batch fits the raft frame: entries encode in the request exactly
+    // as in their records, plus an envelope far below the slack.
+    let cap = three;
+    let batch = storage
+        .log
+        .read_entries(first..storage.log.batch_end(first, end, cap))
+        .unwrap();
+    let request = openraft::raft::AppendEntriesRequest::<raft::TypeConfig> {
+        vote: Vote::new_committed(u64::MAX, u64::MAX),
+        prev_log_id: Some(log_id(u64::MAX, u64::MAX)),
+        leader_commit: Some(log_id(u64::MAX, u64::MAX)),
+        entries: batch,
+    };
+    let encoded = postcard::to_stdvec(&request).unwrap().len();
+    assert!(
+        encoded <= cap + proto::limits::RAFT_ENTRY_ENCODING_SLACK_BYTES,
+        "{encoded} bytes for {cap} bytes of entries"
+    );
+}

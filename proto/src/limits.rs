@@ -180,15 +180,24 @@ pub const RAFT_ENTRY_ENCODING_SLACK_BYTES: usize = 64 * 1024;
 pub const RAFT_ENTRY_SIZE_MAX_BYTES: usize =
     max(OVERLAY_SIZE_MAX_BYTES, ADMIN_REQUEST_SIZE_MAX_BYTES) + RAFT_ENTRY_ENCODING_SLACK_BYTES;
 
-/// Largest AppendEntries request payload. Large enough for a batch of
-/// [`RAFT_APPEND_ENTRIES_BATCH_MAX`] worst-case entries; raft peers are mutually authenticated
-/// voters and learners, so a buffer this size per raft stream is an accepted cost.
+/// Largest AppendEntries request payload. Holds [`RAFT_APPEND_ENTRIES_ENTRIES_SIZE_MAX_BYTES`]
+/// of entries plus the request's envelope; raft peers are mutually authenticated voters and
+/// learners, so a buffer this size per raft stream is an accepted cost.
 pub const RAFT_APPEND_ENTRIES_PAYLOAD_SIZE_MAX_BYTES: usize = 64 * 1024 * 1024;
 
-/// Most entries the daemon may put in one AppendEntries (openraft `max_payload_entries`) so that
-/// a batch of worst-case entries always fits in [`RAFT_APPEND_ENTRIES_PAYLOAD_SIZE_MAX_BYTES`].
-pub const RAFT_APPEND_ENTRIES_BATCH_MAX: usize =
-    RAFT_APPEND_ENTRIES_PAYLOAD_SIZE_MAX_BYTES / RAFT_ENTRY_SIZE_MAX_BYTES;
+/// Most entries one AppendEntries carries (openraft `max_payload_entries`). Sized for small
+/// entries, the common case: one replication round trip per few hundred commits under load
+/// (at 15 per batch, sized for worst-case entries, a follower fell a round trip behind per 15
+/// commits). Big entries are bounded by bytes instead, see
+/// [`RAFT_APPEND_ENTRIES_ENTRIES_SIZE_MAX_BYTES`].
+pub const RAFT_APPEND_ENTRIES_BATCH_MAX: usize = 512;
+
+/// Most bytes of encoded entries one AppendEntries carries: the leader's log reader ends a
+/// batch before it would exceed this (a batch always has at least one entry, and one
+/// worst-case entry fits). Leaves [`RAFT_ENTRY_ENCODING_SLACK_BYTES`] of the payload for the
+/// request's envelope (vote, log ids, lengths).
+pub const RAFT_APPEND_ENTRIES_ENTRIES_SIZE_MAX_BYTES: usize =
+    RAFT_APPEND_ENTRIES_PAYLOAD_SIZE_MAX_BYTES - RAFT_ENTRY_ENCODING_SLACK_BYTES;
 
 /// Largest snapshot chunk the daemon sends in one InstallSnapshot (openraft
 /// `snapshot_max_chunk_size`). A few MiB keeps per-chunk retransmission cheap on a lossy link.
@@ -255,6 +264,8 @@ const _: () = assert!(LOG_ENTRIES_PER_RESPONSE_MAX > 0);
 const _: () = assert!(RAFT_ENTRY_SIZE_MAX_BYTES > OVERLAY_SIZE_MAX_BYTES);
 const _: () = assert!(RAFT_ENTRY_SIZE_MAX_BYTES > ADMIN_REQUEST_SIZE_MAX_BYTES);
 const _: () = assert!(RAFT_APPEND_ENTRIES_BATCH_MAX >= 8);
+// One worst-case entry always fits a batch on its own.
+const _: () = assert!(RAFT_ENTRY_SIZE_MAX_BYTES <= RAFT_APPEND_ENTRIES_ENTRIES_SIZE_MAX_BYTES);
 const _: () =
     assert!(RAFT_SNAPSHOT_PAYLOAD_SIZE_MAX_BYTES <= RAFT_APPEND_ENTRIES_PAYLOAD_SIZE_MAX_BYTES);
 const _: () = assert!(RAFT_VOTE_PAYLOAD_SIZE_MAX_BYTES < RAFT_SNAPSHOT_PAYLOAD_SIZE_MAX_BYTES);

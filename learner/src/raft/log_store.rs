@@ -44,6 +44,7 @@ use std::time::Duration;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
+use proto::limits::RAFT_APPEND_ENTRIES_ENTRIES_SIZE_MAX_BYTES;
 
 use super::error::StoreError;
 use super::fsutil::{create_dir_durable, fsync_dir, read_meta, remove_tmp_files, write_meta};
@@ -701,6 +702,21 @@ impl LogStore {
         Ok(entries)
     }
 
+    /// The end (exclusive) of the longest prefix of `[start, end)` whose encoded entries sum to
+    /// at most `size_max_bytes`, but at least `start + 1` (when `start < end`): one entry is
+    /// always sent, whatever its size.
+    pub fn batch_end(&self, start: u64, end: u64, size_max_bytes: usize) -> u64 {
+        let log = lock(&self.inner.log);
+        let mut size_bytes = 0usize;
+        for (&index, record) in log.records.range(start..end) {
+            size_bytes += record.payload_bytes as usize;
+            if size_bytes > size_max_bytes && index > start {
+                return index;
+            }
+        }
+        end
+    }
+
     /// Last purged and last log id, as `get_log_state` reports them.
     pub fn log_state(&self) -> LogState<TypeConfig> {
         let log = lock(&self.inner.log);
@@ -1045,6 +1061,20 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         self.read_entries(range).map_err(StoreError::read_logs)
+    }
+
+    /// What openraft's replication sends in one AppendEntries: the entries of `[start, end)`
+    /// up to [`RAFT_APPEND_ENTRIES_ENTRIES_SIZE_MAX_BYTES`] of encoded entries (never fewer
+    /// than one), so a batch of up to `max_payload_entries` always fits one raft frame. A
+    /// record's payload is the entry's postcard encoding, which is also its encoding inside the
+    /// request, so the index knows the size without reading anything.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let end = self.batch_end(start, end, RAFT_APPEND_ENTRIES_ENTRIES_SIZE_MAX_BYTES);
+        self.read_entries(start..end).map_err(StoreError::read_logs)
     }
 }
 

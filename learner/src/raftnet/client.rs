@@ -459,8 +459,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let entries = rpc.entries.len();
         match self.call(RaftRpcKind::AppendEntries, &rpc, &option).await {
             Ok(response) => Ok(response),
-            // A batch over the frame limit (only possible if entry limits and
-            // `max_payload_entries` disagree): ask openraft to send fewer entries.
+            // A batch over the frame limit (only possible if the log store's size cut in
+            // `limited_get_log_entries` and the wire limits disagree): openraft 0.9 retries at
+            // once with at most this many entries for its next few AppendEntries.
             Err(CallError::Network(RaftNetError::Encode { .. })) if entries > 1 => Err(
                 RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(entries as u64 / 2)),
             ),

@@ -22,8 +22,10 @@
 //! - snapshots: `install_snapshot_timeout` is per chunk (the last one includes the install) and
 //!   is raised from 200 ms to `RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS`; chunks are
 //!   `proto::limits::RAFT_SNAPSHOT_CHUNK_SIZE_MAX_BYTES`, so every chunk frame fits the wire limit;
-//! - AppendEntries batches are at most `proto::limits::RAFT_APPEND_ENTRIES_BATCH_MAX` entries,
-//!   so a batch of worst-case entries fits one frame.
+//! - AppendEntries batches are at most `proto::limits::RAFT_APPEND_ENTRIES_BATCH_MAX` entries
+//!   (a few hundred: small entries replicate in few round trips) and at most
+//!   `RAFT_APPEND_ENTRIES_ENTRIES_SIZE_MAX_BYTES` of encoded entries (the log store's
+//!   `limited_get_log_entries` cuts the batch), so every batch fits one frame.
 
 pub mod leader;
 
