@@ -1,12 +1,18 @@
 //! A learner added after 20,000 entries catches up by snapshot install, with the daemon's own
 //! snapshot policy (a snapshot every 10,000 entries, 10,000 kept after it): the early log is
 //! purged by then, so replication alone cannot bring it up to date.
+//!
+//! Elections are not what this test is about: its voters use long election timeouts so that
+//! 20,000 pipelined proposals on a loaded 2-core CI machine are not cut by a leader change
+//! (failover has its own tests: cluster_inprocess, cluster_process, dev_cluster).
 
 mod cluster_support;
 
 use std::time::Instant;
 
-use bootstorm::conf::Role;
+use std::collections::BTreeMap;
+
+use bootstorm::conf::{RaftTuning, Role};
 use bootstorm::replica::{Replica, ReplicaOptions};
 use cluster_support::*;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +22,40 @@ const ENTRIES_BEFORE_JOIN: usize = 20_000;
 /// Commits proposed per batch: bounded memory for pending responses.
 const PROPOSE_BATCH: usize = 2_000;
 
+/// The daemon's snapshot policy with elections slowed down (see the module doc).
+fn steady_tuning() -> RaftTuning {
+    RaftTuning {
+        heartbeat_interval_ms: 250,
+        election_timeout_min_ms: 3_000,
+        election_timeout_max_ms: 6_000,
+        ..RaftTuning::default()
+    }
+}
+
+async fn start_steady_voters(
+    root: &std::path::Path,
+    certs: &bootstorm::net::ClusterCertFiles,
+) -> Vec<Replica> {
+    let mut voters = Vec::new();
+    for id in 1..=3u64 {
+        let name = format!("voter-{id}");
+        let mut conf = replica_conf(root, certs, id, &name, Role::Voter, any_ports(), Vec::new());
+        conf.raft = steady_tuning();
+        voters.push(
+            Replica::start_with(conf, ReplicaOptions::default(), CancellationToken::new())
+                .await
+                .expect("start voter"),
+        );
+    }
+    let members: BTreeMap<u64, _> = voters.iter().map(|r| (r.node_id, node(r))).collect();
+    voters[0]
+        .raft
+        .initialize(members)
+        .await
+        .expect("initialize");
+    voters
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_learner_added_after_20000_entries_catches_up_by_snapshot() {
     let dir = tempfile::tempdir().unwrap();
@@ -23,7 +63,7 @@ async fn a_learner_added_after_20000_entries_catches_up_by_snapshot() {
         &dir.path().join("certs"),
         &["voter-1", "voter-2", "voter-3", "learner-4"],
     );
-    let voters = start_voters(dir.path(), &certs, 3, ReplicaOptions::default()).await;
+    let voters = start_steady_voters(dir.path(), &certs).await;
     let leader_id = wait_leader(&voters.iter().collect::<Vec<_>>(), None).await;
     let leader = by_id(&voters, leader_id);
     let writing = Instant::now();
@@ -59,7 +99,7 @@ async fn a_learner_added_after_20000_entries_catches_up_by_snapshot() {
         metrics.snapshot.map(|s| s.index)
     );
 
-    let learner_conf = replica_conf(
+    let mut learner_conf = replica_conf(
         dir.path(),
         &certs,
         4,
@@ -68,6 +108,7 @@ async fn a_learner_added_after_20000_entries_catches_up_by_snapshot() {
         any_ports(),
         Vec::new(),
     );
+    learner_conf.raft = steady_tuning();
     let learner = Replica::start_with(
         learner_conf,
         ReplicaOptions::default(),
