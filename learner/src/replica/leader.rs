@@ -37,6 +37,9 @@ pub const OVERLAY_REBUILD_DEBOUNCE_MS: u64 = 20;
 /// outcome is unknown; the task re-reads the state and proposes again if still stale.
 pub const OVERLAY_PROPOSE_TIMEOUT_MS: u64 = 10_000;
 
+/// Pause before retrying a failed `SetOverlay` proposal when nothing else wakes the builder.
+pub const OVERLAY_RETRY_AFTER_FAILURE_MS: u64 = 200;
+
 /// How often the leader checks for entries whose TTL is due. TTLs are given in seconds, so a
 /// second of lateness is within their resolution.
 pub const TTL_CHECK_INTERVAL_MS: u64 = 1_000;
@@ -118,9 +121,19 @@ pub async fn run_overlay_task(
         }
         let mut applied = reader.applied_seq();
         let mut raft_metrics = raft.metrics();
+        // A rebuild pass is due on taking leadership and after the journal moved (debounced);
+        // not on every raft metrics change, which happens per replicated entry: waking the
+        // builder on those bypassed the debounce and rebuilt per commit under load.
+        let mut rebuild_due = true;
         loop {
-            applied.mark_unchanged();
-            let stale = stale_vclusters(&reader.read().journal, &failed);
+            let stale = if rebuild_due {
+                // Seen from here on: a change applied during this pass wakes the next one.
+                applied.mark_unchanged();
+                stale_vclusters(&reader.read().journal, &failed)
+            } else {
+                Vec::new()
+            };
+            rebuild_due = false;
             for vc in stale {
                 if shutdown.is_cancelled() {
                     return;
@@ -167,8 +180,17 @@ pub async fn run_overlay_task(
                     Proposed::Failed(error) => {
                         metrics.overlay_rebuild_failures.increment(1);
                         tracing::warn!(vcluster = %vc, seq, %error, "overlay proposal failed; will retry");
+                        rebuild_due = true;
                     }
                 }
+            }
+            if rebuild_due {
+                // A proposal failed: try again after a pause even if nothing else happens.
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(OVERLAY_RETRY_AFTER_FAILURE_MS)) => {}
+                }
+                continue;
             }
             // Sleep until the journal moves or leadership changes.
             tokio::select! {
@@ -179,6 +201,7 @@ pub async fn run_overlay_task(
                     }
                     // Let the rest of a burst land before building.
                     tokio::time::sleep(debounce).await;
+                    rebuild_due = true;
                 }
                 changed = raft_metrics.changed() => {
                     if changed.is_err() {
