@@ -83,20 +83,36 @@ pub fn free_etcd_port_base() -> Result<u16> {
 pub async fn run_etcd(clients: u32, count: u64) -> Result<Baseline> {
     let script = locate_etcd_script()?;
     let port_base = free_etcd_port_base()?;
-    let mut child = tokio::process::Command::new(&script)
-        .arg("--clients")
-        .arg(clients.to_string())
-        .arg("--count")
-        .arg(count.to_string())
-        .arg("--port-base")
-        .arg(port_base.to_string())
+    let args = [
+        "--clients".to_owned(),
+        clients.to_string(),
+        "--count".to_owned(),
+        count.to_string(),
+        "--port-base".to_owned(),
+        port_base.to_string(),
+    ];
+    let line = run_script_json(&script, &args).await?;
+    parse_etcd(&line, clients, count)
+}
+
+/// Runs a peer baseline script to completion and returns the last JSON object it printed.
+/// Bounded by `BASELINE_TIMEOUT_S`: on timeout the script is stopped (SIGTERM, its exit trap
+/// stops the peer by PID; SIGKILL after `BASELINE_STOP_GRACE_S`). Shared by every peer.
+pub async fn run_script_json(
+    script: &Path,
+    args: &[impl AsRef<std::ffi::OsStr>],
+) -> Result<String> {
+    let mut child = tokio::process::Command::new(script)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", script.display()))?;
-    let pid = child.id().context("the etcd baseline exited at once")?;
+    let pid = child
+        .id()
+        .with_context(|| format!("{} exited at once", script.display()))?;
     let mut stdout = child.stdout.take().context("the baseline's stdout")?;
     let mut stderr = child.stderr.take().context("the baseline's stderr")?;
     let read_all = async {
@@ -134,10 +150,10 @@ pub async fn run_etcd(clients: u32, count: u64) -> Result<Baseline> {
         .rev()
         .find(|l| l.trim_start().starts_with('{'))
         .with_context(|| format!("{} printed no JSON object:\n{out}{err}", script.display()))?;
-    parse_etcd(line, clients, count)
+    Ok(line.to_owned())
 }
 
-/// SIGTERM to the script (its exit trap stops the etcd members by PID), SIGKILL after a grace.
+/// SIGTERM to the script (its exit trap stops the peer by PID), SIGKILL after a grace.
 async fn stop_script(pid: u32) {
     // SAFETY: kill(2) on a PID this process spawned and has not reaped; no memory is touched.
     unsafe {

@@ -5,27 +5,21 @@
 //! server_cpu_ms_per_req, client_cpu_s, wall_s, file_bytes`) onto the boots report's keys.
 //!
 //! Invariants: runs after our cluster stopped (the caller's duty), never beside it; bounded by
-//! `NGINX_TIMEOUT_S`, after which the script is ended by PID (its exit trap stops nginx);
+//! `baseline::BASELINE_TIMEOUT_S` (the script runner is shared with the etcd baseline), after
+//! which the script is ended by PID (its exit trap stops nginx);
 //! nginx listens on 127.0.0.1 only, on a port probed free first.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::baseline::{shared_dir_candidates, SHARED_DIR_ENV};
+use crate::baseline::{run_script_json, shared_dir_candidates, SHARED_DIR_ENV};
 use crate::boots::BootsBaseline;
 use crate::report::LatencyMs;
 
 /// The nginx baseline script, relative to the shared directory.
 pub const NGINX_SCRIPT: &str = "bench/nginx-https-baseline";
-/// Longest the script may take: package install on first use, nginx start, the load (bounded
-/// at 300 s by the script) and the stop.
-pub const NGINX_TIMEOUT_S: u64 = 420;
-/// How long the script gets after SIGTERM to stop nginx before it is killed.
-pub const NGINX_STOP_GRACE_S: u64 = 15;
 
 /// The script, or an error naming every place looked at.
 pub fn locate_nginx_script() -> Result<PathBuf> {
@@ -71,79 +65,18 @@ pub async fn run_nginx(bytes: &[u8], concurrency: u32, requests: u64) -> Result<
         .tempfile()
         .context("creating the file nginx serves")?;
     std::io::Write::write_all(&mut file, bytes).context("writing the file nginx serves")?;
-    let mut child = tokio::process::Command::new(&script)
-        .arg("--file")
-        .arg(file.path())
-        .arg("--concurrency")
-        .arg(concurrency.to_string())
-        .arg("--requests")
-        .arg(requests.to_string())
-        .arg("--port")
-        .arg(port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", script.display()))?;
-    let pid = child.id().context("the nginx baseline exited at once")?;
-    let mut stdout = child.stdout.take().context("the baseline's stdout")?;
-    let mut stderr = child.stderr.take().context("the baseline's stderr")?;
-    let read_all = async {
-        use tokio::io::AsyncReadExt as _;
-        let (mut out, mut err) = (String::new(), String::new());
-        let (a, b) = tokio::join!(
-            stdout.read_to_string(&mut out),
-            stderr.read_to_string(&mut err)
-        );
-        a.context("reading the baseline's output")?;
-        b.context("reading the baseline's errors")?;
-        let status = child.wait().await.context("waiting for the baseline")?;
-        Ok::<_, anyhow::Error>((status, out, err))
-    };
-    let (status, out, err) =
-        match tokio::time::timeout(Duration::from_secs(NGINX_TIMEOUT_S), read_all).await {
-            Ok(result) => result?,
-            Err(_) => {
-                stop_script(pid).await;
-                bail!(
-                    "{} did not finish within {NGINX_TIMEOUT_S} s; stopped it",
-                    script.display()
-                );
-            }
-        };
-    if !status.success() {
-        bail!(
-            "{} failed ({status}):\n{}",
-            script.display(),
-            err.trim_end()
-        );
-    }
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .with_context(|| format!("{} printed no JSON object:\n{out}{err}", script.display()))?;
-    parse_nginx(line, concurrency, requests)
-}
-
-/// SIGTERM to the script (its exit trap stops nginx by PID), SIGKILL after a grace.
-async fn stop_script(pid: u32) {
-    // SAFETY: kill(2) on a PID this process spawned and has not reaped; no memory is touched.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGTERM);
-    }
-    for _ in 0..NGINX_STOP_GRACE_S * 10 {
-        // SAFETY: signal 0 only checks that the process exists.
-        if unsafe { libc::kill(pid as libc::pid_t, 0) } != 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // SAFETY: as above.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
-    }
+    let args: [std::ffi::OsString; 8] = [
+        "--file".into(),
+        file.path().into(),
+        "--concurrency".into(),
+        concurrency.to_string().into(),
+        "--requests".into(),
+        requests.to_string().into(),
+        "--port".into(),
+        port.to_string().into(),
+    ];
+    let line = run_script_json(&script, &args).await?;
+    parse_nginx(&line, concurrency, requests)
 }
 
 /// Maps the script's JSON onto the boots report's keys: `requests_*` → `boots_*`,
