@@ -44,7 +44,9 @@ use crate::cli::{
     TARGET_NODES_DEFAULT_EXISTING,
 };
 use crate::progress::{Progress, PROGRESS_TICK_MS};
-use crate::report::{latency_histogram, round3, LatencyMs, StoppedBy};
+use crate::report::{
+    fmt_number, fmt_ratio, latency_histogram, round3, ComparisonTable, LatencyMs, StoppedBy,
+};
 use crate::target::{own_cpu_s, process_cpu_s, Target};
 use crate::{Interrupt, EXIT_ERROR, EXIT_FAILURES, EXIT_INTERRUPTED};
 
@@ -572,94 +574,50 @@ impl BootsReport {
         );
         let peer = self.baseline.as_ref();
         let ratios = self.ratio.clone().unwrap_or_default();
-        let number = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
-        let ratio = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}×"));
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "  {:<24} {:>12} {:>12} {:>10}",
-            "",
-            "bootstorm",
-            peer.map_or("", |p| p.peer.as_str()),
-            if peer.is_some() { "ratio" } else { "" }
-        );
-        let mut row = |label: &str, ours: String, theirs: Option<String>, r: String| {
-            let _ = writeln!(
-                out,
-                "  {:<24} {:>12} {:>12} {:>10}",
-                label,
-                ours,
-                theirs.unwrap_or_default(),
-                r
-            );
-        };
-        row(
+        let mut table = ComparisonTable::new(24, peer.map(|p| p.peer.as_str()));
+        table.row(
             "boots ok",
             self.boots_ok.to_string(),
             peer.map(|p| p.boots_ok.to_string()),
             String::new(),
         );
-        row(
+        table.row(
             "boots failed",
             self.boots_failed.to_string(),
             peer.map(|p| p.boots_failed.to_string()),
             String::new(),
         );
-        row(
+        table.row(
             "boots not modified",
             self.boots_not_modified.to_string(),
             None,
             String::new(),
         );
-        row(
+        table.row(
             "boots/s",
             format!("{:.1}", self.boots_per_s),
             peer.map(|p| format!("{:.1}", p.boots_per_s)),
-            ratio(ratios.boots_per_s),
+            fmt_ratio(ratios.boots_per_s),
         );
-        let ours = &self.latency_ms;
-        let theirs = peer.map(|p| &p.latency_ms);
-        row(
-            "latency p50 ms",
-            number(ours.p50),
-            theirs.map(|t| number(t.p50)),
-            ratio(ratios.p50),
+        table.latency_rows(
+            &self.latency_ms,
+            peer.map(|p| &p.latency_ms),
+            ratios.p50,
+            ratios.p99,
         );
-        row(
-            "latency p90 ms",
-            number(ours.p90),
-            theirs.map(|t| number(t.p90)),
-            String::new(),
-        );
-        row(
-            "latency p99 ms",
-            number(ours.p99),
-            theirs.map(|t| number(t.p99)),
-            ratio(ratios.p99),
-        );
-        row(
-            "latency p99.9 ms",
-            number(ours.p999),
-            theirs.map(|t| number(t.p999)),
-            String::new(),
-        );
-        row(
-            "latency max ms",
-            number(ours.max),
-            theirs.map(|t| number(t.max)),
-            String::new(),
-        );
-        row(
+        table.row(
             "server CPU ms/boot",
-            number(self.server_cpu_ms_per_boot),
-            peer.map(|p| number(p.server_cpu_ms_per_boot)),
-            ratio(ratios.server_cpu_ms_per_boot),
+            fmt_number(self.server_cpu_ms_per_boot),
+            peer.map(|p| fmt_number(p.server_cpu_ms_per_boot)),
+            fmt_ratio(ratios.server_cpu_ms_per_boot),
         );
-        row(
+        table.row(
             "client CPU ms/boot",
-            number((self.boots_ok > 0).then(|| self.client_cpu_s * 1000.0 / self.boots_ok as f64)),
+            fmt_number(
+                (self.boots_ok > 0).then(|| self.client_cpu_s * 1000.0 / self.boots_ok as f64),
+            ),
             peer.map(|p| {
-                number(
+                fmt_number(
                     p.client_cpu_s
                         .filter(|_| p.boots_ok > 0)
                         .map(|s| s * 1000.0 / p.boots_ok as f64),
@@ -667,36 +625,37 @@ impl BootsReport {
             }),
             String::new(),
         );
-        row(
+        table.row(
             "bytes/boot",
-            number(self.bytes_per_boot),
+            fmt_number(self.bytes_per_boot),
             peer.map(|p| p.file_bytes.to_string()),
             String::new(),
         );
-        row(
+        table.row(
             "retries (failed attempts)",
             self.failed_attempts.to_string(),
             None,
             String::new(),
         );
-        row(
+        table.row(
             "  of which Overloaded",
             self.overloaded_answers.to_string(),
             None,
             String::new(),
         );
-        row(
+        table.row(
             "boots needing a retry",
             self.boots_retried.to_string(),
             None,
             String::new(),
         );
-        row(
+        table.row(
             "wall s",
             format!("{:.3}", self.wall_s),
             peer.and_then(|p| p.wall_s).map(|w| format!("{w:.3}")),
             String::new(),
         );
+        out.push_str(&table.finish());
         let _ = writeln!(
             out,
             "\n  bytes moved: {} ({:.1} MB)",

@@ -59,6 +59,85 @@ impl LatencyMs {
     }
 }
 
+/// The "ours vs peer (and ratio)" table both workloads print: a header naming the peer, one
+/// row per figure, and the five latency rows every workload shares.
+pub struct ComparisonTable {
+    out: String,
+    label_width: usize,
+}
+
+/// A figure with 3 decimals, `-` when absent.
+pub fn fmt_number(value: Option<f64>) -> String {
+    value.map_or("-".to_owned(), |v| format!("{v:.3}"))
+}
+
+/// A ratio with 3 decimals and `×`, empty when absent.
+pub fn fmt_ratio(value: Option<f64>) -> String {
+    value.map_or(String::new(), |v| format!("{v:.3}×"))
+}
+
+impl ComparisonTable {
+    /// Starts the table with its header row (`bootstorm`, the peer's name, `ratio`).
+    pub fn new(label_width: usize, peer_name: Option<&str>) -> Self {
+        let mut table = ComparisonTable {
+            out: String::new(),
+            label_width,
+        };
+        let _ = writeln!(table.out);
+        table.row(
+            "",
+            "bootstorm".to_owned(),
+            Some(peer_name.unwrap_or_default().to_owned()),
+            if peer_name.is_some() { "ratio" } else { "" }.to_owned(),
+        );
+        table
+    }
+
+    /// One row: our figure, the peer's (if any) and the ratio (may be empty).
+    pub fn row(&mut self, label: &str, ours: String, theirs: Option<String>, ratio: String) {
+        let _ = writeln!(
+            self.out,
+            "  {:<width$} {:>12} {:>12} {:>10}",
+            label,
+            ours,
+            theirs.unwrap_or_default(),
+            ratio,
+            width = self.label_width
+        );
+    }
+
+    /// The latency rows (p50, p90, p99, p99.9, max in ms); ratios are shown for p50 and p99.
+    pub fn latency_rows(
+        &mut self,
+        ours: &LatencyMs,
+        theirs: Option<&LatencyMs>,
+        p50_ratio: Option<f64>,
+        p99_ratio: Option<f64>,
+    ) {
+        type Pick = fn(&LatencyMs) -> Option<f64>;
+        let rows: [(&str, Pick, Option<f64>); 5] = [
+            ("latency p50 ms", |l| l.p50, p50_ratio),
+            ("latency p90 ms", |l| l.p90, None),
+            ("latency p99 ms", |l| l.p99, p99_ratio),
+            ("latency p99.9 ms", |l| l.p999, None),
+            ("latency max ms", |l| l.max, None),
+        ];
+        for (label, pick, ratio) in rows {
+            self.row(
+                label,
+                fmt_number(pick(ours)),
+                theirs.map(|t| fmt_number(pick(t))),
+                fmt_ratio(ratio),
+            );
+        }
+    }
+
+    /// The rows written so far.
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
 /// Why the measured phase ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -243,100 +322,55 @@ impl CommitsReport {
         );
         let peer = self.baseline.as_ref();
         let peer_name = peer.map_or("", |p| p.peer.as_str());
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "  {:<18} {:>12} {:>12} {:>10}",
-            "",
-            "bootstorm",
-            peer_name,
-            if peer.is_some() { "ratio" } else { "" }
-        );
-        let number = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
-        let ratio = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}×"));
-        let mut row = |label: &str, ours: String, theirs: Option<String>, r: String| {
-            let _ = writeln!(
-                out,
-                "  {:<18} {:>12} {:>12} {:>10}",
-                label,
-                ours,
-                theirs.unwrap_or_default(),
-                r
-            );
-        };
+        let mut table = ComparisonTable::new(18, peer.map(|p| p.peer.as_str()));
         let ratios = self.ratio.clone().unwrap_or_default();
-        row(
+        table.row(
             "commits ok",
             self.commits_ok.to_string(),
             peer.map(|p| p.commits_ok.to_string()),
             String::new(),
         );
-        row(
+        table.row(
             "commits failed",
             self.commits_failed.to_string(),
             peer.map(|p| p.commits_failed.to_string()),
             String::new(),
         );
-        row(
+        table.row(
             "commits/s",
             format!("{:.1}", self.commits_per_s),
             peer.map(|p| format!("{:.1}", p.commits_per_s)),
-            ratio(ratios.commits_per_s),
+            fmt_ratio(ratios.commits_per_s),
         );
-        let ours = &self.latency_ms;
-        let theirs = peer.map(|p| &p.latency_ms);
-        row(
-            "latency p50 ms",
-            number(ours.p50),
-            theirs.map(|t| number(t.p50)),
-            ratio(ratios.p50),
-        );
-        row(
-            "latency p90 ms",
-            number(ours.p90),
-            theirs.map(|t| number(t.p90)),
-            String::new(),
-        );
-        row(
-            "latency p99 ms",
-            number(ours.p99),
-            theirs.map(|t| number(t.p99)),
-            ratio(ratios.p99),
-        );
-        row(
-            "latency p99.9 ms",
-            number(ours.p999),
-            theirs.map(|t| number(t.p999)),
-            String::new(),
-        );
-        row(
-            "latency max ms",
-            number(ours.max),
-            theirs.map(|t| number(t.max)),
-            String::new(),
+        table.latency_rows(
+            &self.latency_ms,
+            peer.map(|p| &p.latency_ms),
+            ratios.p50,
+            ratios.p99,
         );
         let per_commit = |cpu_s: Option<f64>, ok: u64| match cpu_s {
             Some(cpu_s) if ok > 0 => format!("{:.3}", cpu_s * 1000.0 / ok as f64),
             _ => "-".to_owned(),
         };
-        row(
+        table.row(
             "server CPU ms/op",
             per_commit(self.cluster_cpu_s, self.commits_ok),
             peer.map(|p| per_commit(p.cluster_cpu_s, p.commits_ok)),
             String::new(),
         );
-        row(
+        table.row(
             "client CPU ms/op",
             per_commit(Some(self.client_cpu_s), self.commits_ok),
             peer.map(|p| per_commit(p.client_cpu_s, p.commits_ok)),
             String::new(),
         );
-        row(
+        table.row(
             "wall s",
             format!("{:.3}", self.wall_s),
             peer.map(|p| format!("{:.3}", p.wall_s)),
             String::new(),
         );
+        out.push_str(&table.finish());
         if !self.failures_by_kind.is_empty() {
             let _ = writeln!(out, "\n  failures by kind:");
             for (kind, count) in &self.failures_by_kind {
