@@ -48,7 +48,7 @@ use crate::report::{
     fmt_number, fmt_ratio, latency_histogram, round3, ComparisonTable, LatencyMs, StoppedBy,
 };
 use crate::target::{own_cpu_s, process_cpu_s, Target};
-use crate::{Interrupt, EXIT_ERROR, EXIT_FAILURES, EXIT_INTERRUPTED};
+use crate::{run_exit_code, Interrupt};
 
 /// Simulated nodes booted by default: the storm the product is sized for.
 pub const BOOTS_DEFAULT: u64 = 100_000;
@@ -736,15 +736,11 @@ pub async fn main(plan: &BootsPlan, interrupt: &Interrupt) -> Result<ExitCode> {
     if let Some(path) = &plan.json {
         report.write_json(path)?;
     }
-    Ok(if measurement.stopped_by == StoppedBy::Interrupted {
-        ExitCode::from(EXIT_INTERRUPTED)
-    } else if baseline_failed {
-        ExitCode::from(EXIT_ERROR)
-    } else if report.boots_failed > 0 {
-        ExitCode::from(EXIT_FAILURES)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(run_exit_code(
+        measurement.stopped_by == StoppedBy::Interrupted,
+        baseline_failed,
+        report.boots_failed,
+    ))
 }
 
 /// One agent per failover order (each with its own UDP endpoint, shared by the boots that

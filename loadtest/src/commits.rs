@@ -29,7 +29,7 @@ use crate::progress::{Progress, PROGRESS_TICK_MS};
 use crate::report::{latency_histogram, CommitsReport, Measured, RunShape, StoppedBy};
 use crate::target::{own_cpu_s, process_cpu_s, Target};
 use crate::workload::CommitWorkload;
-use crate::{Interrupt, EXIT_ERROR, EXIT_FAILURES, EXIT_INTERRUPTED};
+use crate::{run_exit_code, Interrupt};
 
 /// How long commits still in flight when `--max-seconds` ends may take before they are
 /// abandoned and counted as `cut-at-deadline` (outcome unknown).
@@ -86,15 +86,11 @@ pub async fn main(plan: &CommitsPlan, interrupt: &Interrupt) -> Result<ExitCode>
     if let Some(path) = &plan.json {
         report.write_json(path)?;
     }
-    Ok(if measured.stopped_by == StoppedBy::Interrupted {
-        ExitCode::from(EXIT_INTERRUPTED)
-    } else if baseline_failed {
-        ExitCode::from(EXIT_ERROR)
-    } else if report.commits_failed > 0 {
-        ExitCode::from(EXIT_FAILURES)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(run_exit_code(
+        measured.stopped_by == StoppedBy::Interrupted,
+        baseline_failed,
+        report.commits_failed,
+    ))
 }
 
 /// Connects one admin client, retrying refusals and unreachable replicas a few times.

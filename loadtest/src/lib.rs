@@ -31,6 +31,20 @@ pub const EXIT_ERROR: u8 = 2;
 /// Exit code after Ctrl-C (128 + SIGINT, as shells report it).
 pub const EXIT_INTERRUPTED: u8 = 130;
 
+/// The exit code of a finished run, the same for every workload: interrupted beats a failed
+/// baseline, which beats failed operations.
+pub fn run_exit_code(interrupted: bool, baseline_failed: bool, operations_failed: u64) -> ExitCode {
+    if interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if baseline_failed {
+        ExitCode::from(EXIT_ERROR)
+    } else if operations_failed > 0 {
+        ExitCode::from(EXIT_FAILURES)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// Set by Ctrl-C (or SIGTERM): workloads stop claiming work, report what they measured and
 /// the spawned cluster is stopped.
 #[derive(Clone, Default)]

@@ -149,11 +149,12 @@ pub async fn main(args: &PropagationArgs, interrupt: &Interrupt) -> Result<ExitC
     if let Some(path) = &args.output.json {
         write_json(path, &report)?;
     }
-    Ok(if report.failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(crate::EXIT_FAILURES)
-    })
+    // No baseline here; an interrupted run exits 130 like the other workloads.
+    Ok(crate::run_exit_code(
+        interrupt.is_set(),
+        false,
+        report.failed,
+    ))
 }
 
 fn write_json(path: &PathBuf, report: &PropagationReport) -> Result<()> {
