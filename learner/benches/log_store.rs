@@ -48,7 +48,7 @@ impl Log {
         let entries = (self.next_index..self.next_index + n)
             .map(|index| Entry {
                 log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-                payload: EntryPayload::Normal(self.command.clone()),
+                payload: EntryPayload::Normal(self.command.clone().into()),
             })
             .collect();
         self.next_index += n;

@@ -56,7 +56,7 @@ async fn serve(dir: &Path) {
     }
     let entries = commands.into_iter().enumerate().map(|(i, command)| Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), i as u64 + 1),
-        payload: EntryPayload::Normal(command),
+        payload: EntryPayload::Normal(command.into()),
     });
     storage.state_machine.apply_entries(entries);
     let material =

@@ -97,6 +97,14 @@ fn describe() {
         "bootstorm_log_appends_acked_total",
         "raft log append requests acknowledged after fsync"
     );
+    describe_counter!(
+        "bootstorm_admin_proposals_total",
+        "raft entries the admin plane proposed for admin writes (each carries one or more)"
+    );
+    describe_counter!(
+        "bootstorm_admin_proposal_commands_total",
+        "admin writes proposed; divided by bootstorm_admin_proposals_total: the mean batch"
+    );
     describe_gauge!("bootstorm_raft_term", "current raft term");
     describe_gauge!(
         "bootstorm_raft_last_log_index",

@@ -144,6 +144,79 @@ async fn commit_returns_the_seq_and_the_author_is_the_certificate_not_the_reques
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_share_raft_entries_yet_each_gets_its_own_seq_or_refusal() {
+    const CLIENTS: usize = 8;
+    const WRITES_PER_CLIENT: usize = 48;
+    // Every 8th write names a parent that does not exist: refused alone, the rest of its
+    // proposal still commits.
+    const REFUSED_EVERY: usize = 8;
+    let cluster = TestCluster::single().await;
+    let file = cluster.cluster_file("cluster.toml", &[&cluster.nodes[0]]);
+    let before = last_seq(&cluster);
+
+    let mut writers = tokio::task::JoinSet::new();
+    for client_index in 0..CLIENTS {
+        let client = std::sync::Arc::new(admin_client(&cluster, &file).await);
+        for write in 0..WRITES_PER_CLIENT {
+            let client = client.clone();
+            let number = client_index * WRITES_PER_CLIENT + write;
+            writers.spawn(async move {
+                let mut delta = StateDelta::default();
+                delta
+                    .settings
+                    .insert(format!("test.writer{number}"), number.to_string());
+                let mut entry = NewEntry::commit(Scope::Global, "ignored", 0, delta);
+                if number % REFUSED_EVERY == 0 {
+                    entry.parent = Some(999_999);
+                }
+                let answer = client.request(AdminRequest::Commit { entry }).await;
+                (number, answer.expect("every write is answered"))
+            });
+        }
+    }
+    let mut seqs = Vec::new();
+    let mut log_indexes = std::collections::BTreeSet::new();
+    while let Some(joined) = writers.join_next().await {
+        let (number, answer) = joined.expect("writer task");
+        match answer {
+            AdminResponse::Committed {
+                seq: Some(seq),
+                log_index,
+            } => {
+                assert_ne!(number % REFUSED_EVERY, 0, "write {number} must be refused");
+                seqs.push(seq);
+                log_indexes.insert(log_index);
+            }
+            AdminResponse::Error { code, message } => {
+                assert_eq!(
+                    number % REFUSED_EVERY,
+                    0,
+                    "write {number} failed: {message}"
+                );
+                assert_eq!(code, ErrorCode::Rejected, "{message}");
+                assert!(message.contains("parent seq 999999"), "{message}");
+            }
+            other => panic!("write {number}: unexpected answer {other:?}"),
+        }
+    }
+    let writes = CLIENTS * WRITES_PER_CLIENT;
+    let committed = writes - writes / REFUSED_EVERY;
+    // Each committed write has its own seq, and together they are exactly the next seqs.
+    seqs.sort_unstable();
+    let expected: Vec<u64> = (before + 1..=before + committed as u64).collect();
+    assert_eq!(seqs, expected);
+    assert_eq!(last_seq(&cluster), before + committed as u64);
+    // Writes in flight together travelled in shared raft entries.
+    println!("{committed} commits in {} raft entries", log_indexes.len());
+    assert!(
+        log_indexes.len() < committed,
+        "{committed} concurrent commits took {} raft entries: none were batched",
+        log_indexes.len()
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_delta_is_refused_locally_naming_the_line_and_nothing_is_committed() {
     let cluster = TestCluster::single().await;
     let file = cluster.cluster_file("cluster.toml", &[&cluster.nodes[0]]);

@@ -26,7 +26,7 @@ fn log_id(term: u64, index: u64) -> LogId<u64> {
 fn command_entry(term: u64, index: u64, command: JournalCommand) -> Entry<raft::TypeConfig> {
     Entry {
         log_id: log_id(term, index),
-        payload: EntryPayload::Normal(command),
+        payload: EntryPayload::Normal(command.into()),
     }
 }
 
@@ -55,8 +55,10 @@ fn demo_entries(nodes: u32) -> Vec<Entry<raft::TypeConfig>> {
 fn direct_state(entries: &[Entry<raft::TypeConfig>]) -> JournalState {
     let mut state = JournalState::new();
     for entry in entries {
-        if let EntryPayload::Normal(command) = &entry.payload {
-            let _ = config::apply(&mut state, command.clone());
+        if let EntryPayload::Normal(proposal) = &entry.payload {
+            for command in &proposal.commands {
+                let _ = config::apply(&mut state, command.clone());
+            }
         }
     }
     state

@@ -20,6 +20,25 @@ pub const ADMIN_RESPONSE_WRITE_TIMEOUT_MS: u64 = 30_000;
 /// (the outcome is then unknown: the client must check the journal before retrying).
 pub const ADMIN_WRITE_TIMEOUT_MS: u64 = 15_000;
 
+/// Proposals (raft entries of admin writes) in flight at once. Two let one batch's leader
+/// fsync overlap the previous batch's replication while writes queue for the next; more
+/// slots make batches smaller without adding overlap (openraft 0.9 replicates one
+/// AppendEntries at a time per follower).
+pub const PROPOSALS_IN_FLIGHT_MAX: usize = 2;
+
+/// Most admin writes in one proposal (raft entry). Bounds one entry's apply time and the
+/// answers that share one proposal's fate.
+pub const PROPOSAL_COMMANDS_MAX: usize = 512;
+
+/// Most bytes of encoded commands in one proposal; a single larger command (up to an admin
+/// request's limit) travels alone. Keeps a batched raft entry under the raft entry limit.
+pub const PROPOSAL_COMMANDS_SIZE_MAX_BYTES: usize = 2 * 1024 * 1024;
+
+/// Admin writes waiting for a proposal slot per replica. Beyond it a writer waits to enqueue
+/// (bounded by its write timeout); admin connections and their streams are bounded anyway,
+/// so this is never the first limit hit.
+pub const PROPOSAL_QUEUE_CAPACITY: usize = 4_096;
+
 /// Room left in a `Log` answer for the response's own framing (enum tag, `next_since`, the
 /// length prefix of the entry list) when the server fills a page up to the response limit.
 pub const LOG_RESPONSE_SLACK_BYTES: usize = 64 * 1024;
@@ -59,6 +78,14 @@ pub const JOIN_BACKOFF_INITIAL_MS: u64 = 200;
 pub const JOIN_BACKOFF_MAX_MS: u64 = 5_000;
 
 const _: () = assert!(ADMIN_CONNECTIONS_CONCURRENT_MAX > 0);
+const _: () = assert!(PROPOSALS_IN_FLIGHT_MAX >= 1 && PROPOSAL_COMMANDS_MAX >= 1);
+// A batch's commands plus their list length fit one raft entry; one command alone is bounded
+// by the admin request limit, which the raft entry limit already covers.
+const _: () = assert!(
+    PROPOSAL_COMMANDS_SIZE_MAX_BYTES + 16 + proto::limits::RAFT_ENTRY_ENCODING_SLACK_BYTES
+        <= proto::limits::RAFT_ENTRY_SIZE_MAX_BYTES
+);
+const _: () = assert!(PROPOSAL_QUEUE_CAPACITY >= PROPOSAL_COMMANDS_MAX);
 const _: () =
     assert!(CLIENT_REQUEST_TIMEOUT_MS > ADMIN_WRITE_TIMEOUT_MS + ADMIN_RESPONSE_WRITE_TIMEOUT_MS);
 const _: () = assert!(CLIENT_TOTAL_TIMEOUT_MS >= CLIENT_REQUEST_TIMEOUT_MS);

@@ -14,6 +14,7 @@
 //!   leader's admin address and the client follows it (bounded hops);
 //! - Status and Log are answered from the local state machine and never enter Raft.
 
+pub mod batch;
 pub mod client;
 pub mod commands;
 pub mod join;

@@ -37,6 +37,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::batch::{Batcher, WriteFailure};
 use super::limits::{
     ADMIN_CONNECTIONS_CONCURRENT_MAX, ADMIN_HANDSHAKE_TIMEOUT_MS, ADMIN_REQUEST_READ_TIMEOUT_MS,
     ADMIN_RESPONSE_WRITE_TIMEOUT_MS, ADMIN_WRITE_TIMEOUT_MS, LOG_RESPONSE_SLACK_BYTES,
@@ -55,6 +56,8 @@ const CLOSE_SHUTDOWN: u32 = 0;
 /// State shared by every connection task of one admin server.
 struct Server {
     ctx: Arc<AdminContext>,
+    /// Admin writes go through it: writes that arrive together share one raft entry.
+    batcher: Batcher,
     /// The state digest of the last applied index a Status computed, so repeated status polls
     /// do not re-serialize the whole journal (it only changes when the applied index does).
     digest: Mutex<Option<(Option<u64>, String)>>,
@@ -66,8 +69,10 @@ struct Server {
 /// Beyond `ADMIN_CONNECTIONS_CONCURRENT_MAX` open connections a new one is refused at once
 /// (the client sees "connection refused" and may retry) rather than queued.
 pub async fn serve(endpoint: quinn::Endpoint, ctx: Arc<AdminContext>, shutdown: CancellationToken) {
+    let batcher = Batcher::start(ctx.raft.clone(), shutdown.child_token());
     let server = Arc::new(Server {
         ctx,
+        batcher,
         digest: Mutex::new(None),
     });
     let permits = Arc::new(Semaphore::new(ADMIN_CONNECTIONS_CONCURRENT_MAX));
@@ -260,19 +265,26 @@ impl Server {
         }
     }
 
-    /// Proposes `command` through Raft and answers with its outcome.
+    /// Proposes `command` through Raft (batched with concurrent writes) and answers with its
+    /// outcome.
     async fn write(&self, command: JournalCommand) -> AdminResponse {
         let timeout = Duration::from_millis(ADMIN_WRITE_TIMEOUT_MS);
-        match tokio::time::timeout(timeout, self.ctx.raft.client_write(command)).await {
+        match tokio::time::timeout(timeout, self.batcher.write(command)).await {
             Err(_) => write_timed_out(),
-            Ok(Ok(response)) => match response.data.result {
-                Ok(applied) => AdminResponse::Committed {
-                    seq: applied.seq,
-                    log_index: response.log_id.index,
-                },
-                Err(refusal) => AdminResponse::error(ErrorCode::Rejected, refusal.message),
+            Ok(Ok((Ok(applied), log_index))) => AdminResponse::Committed {
+                seq: applied.seq,
+                log_index,
             },
-            Ok(Err(error)) => self.write_error(error),
+            Ok(Ok((Err(refusal), _))) => AdminResponse::error(ErrorCode::Rejected, refusal.message),
+            Ok(Err(WriteFailure::Raft(error))) => self.write_error(error),
+            Ok(Err(WriteFailure::Stopped)) => AdminResponse::error(
+                ErrorCode::Unavailable,
+                "this replica is shutting down and did not propose the change; retry (another replica will lead)",
+            ),
+            Ok(Err(WriteFailure::Unencodable(reason))) => AdminResponse::error(
+                ErrorCode::BadRequest,
+                format!("the command cannot be encoded for the journal: {reason}"),
+            ),
         }
     }
 

@@ -11,7 +11,7 @@
 //! the leader; it is never ahead of what openraft reported committed.
 //!
 //! On disk (`<data>/raft/log/`): segment files `{first_index:020}.seg`, each a 16-byte header
-//! (magic `BSLOG001`, first index) followed by records `[len u32 LE][blake3(len ‖ payload)]
+//! (magic `BSLOG002`, first index) followed by records `[len u32 LE][blake3(len ‖ payload)]
 //! [payload = postcard(Entry)]`; and `purged`, the last purged log id. In memory: an index from
 //! log index to (segment, offset, length). Reads go to the file (page cache) with `pread`.
 //!
@@ -52,7 +52,10 @@ use super::limits::{COMMITTED_SAVE_INTERVAL_MS, RECORD_SIZE_MAX_BYTES, SEGMENT_S
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// Segment file header: magic (8 bytes, last two = format version) + first index (u64 LE).
-const SEGMENT_MAGIC: [u8; 8] = *b"BSLOG001";
+/// Version 02: a normal entry carries a `Proposal` (a list of commands), not one command.
+const SEGMENT_MAGIC: [u8; 8] = *b"BSLOG002";
+/// The magic without its version, to tell "another format version" from "not a segment".
+const SEGMENT_MAGIC_FAMILY: &[u8] = b"BSLOG0";
 const SEGMENT_HEADER_BYTES: u64 = 16;
 /// Record header: payload length (u32 LE) + blake3 of (length ‖ payload).
 const RECORD_HEADER_BYTES: usize = 4 + 32;
@@ -920,6 +923,18 @@ fn recover(log_dir: &Path) -> Result<(Log, LogRecovery), StoreError> {
                 continue;
             }
             return Err(StoreError::corrupt(path, "segment shorter than its header"));
+        }
+        if bytes[..8] != SEGMENT_MAGIC
+            && bytes[..SEGMENT_MAGIC_FAMILY.len()] == *SEGMENT_MAGIC_FAMILY
+        {
+            return Err(StoreError::corrupt(
+                path,
+                format!(
+                    "segment format {} is not the format this build reads ({}); start this data directory with the bootstorm version that wrote it, or move it away to start empty",
+                    String::from_utf8_lossy(&bytes[..8]),
+                    String::from_utf8_lossy(&SEGMENT_MAGIC)
+                ),
+            ));
         }
         if bytes[..8] != SEGMENT_MAGIC || bytes[8..16] != first_index.to_le_bytes() {
             return Err(StoreError::corrupt(

@@ -45,7 +45,9 @@ pub use error::StoreError;
 pub use log_store::{LogRecovery, LogStore, LogStoreOptions, LogSyncStats, TornTail};
 pub use snapshot::{CorruptSnapshot, SnapshotStore};
 pub use state_machine::{ReplicaReader, ReplicaState, SnapshotBuilder, StateMachineStore};
-pub use types::{JournalResponse, RaftNodeId, Refusal, ReplicaNode, TypeConfig};
+pub use types::{
+    CommandResult, JournalResponse, Proposal, RaftNodeId, Refusal, ReplicaNode, TypeConfig,
+};
 
 use limits::SNAPSHOTS_KEPT;
 

@@ -117,20 +117,23 @@ pub struct StateMachineStore {
     snapshots: Arc<SnapshotStore>,
 }
 
-/// Applies one entry to `state`. Shared by openraft's `apply` and `open`'s replay.
+/// Applies one entry to `state`: each command of a normal entry's proposal in order. Shared
+/// by openraft's `apply` and `open`'s replay.
 pub(crate) fn apply_entry(state: &mut ReplicaState, entry: Entry) -> JournalResponse {
     state.last_applied = Some(entry.log_id);
-    let result = match entry.payload {
-        EntryPayload::Blank => Ok(config::Applied::default()),
-        EntryPayload::Normal(command) => {
-            config::apply(&mut state.journal, command).map_err(Into::into)
-        }
+    let results = match entry.payload {
+        EntryPayload::Blank => Vec::new(),
+        EntryPayload::Normal(proposal) => proposal
+            .commands
+            .into_iter()
+            .map(|command| config::apply(&mut state.journal, command).map_err(Into::into))
+            .collect(),
         EntryPayload::Membership(membership) => {
             state.last_membership = StoredMembership::new(Some(entry.log_id), membership);
-            Ok(config::Applied::default())
+            Vec::new()
         }
     };
-    JournalResponse { result }
+    JournalResponse { results }
 }
 
 impl StateMachineStore {
@@ -307,5 +310,71 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: image.meta,
             snapshot: Box::new(Cursor::new(image.bytes)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use config::{JournalCommand, JournalState, NewEntry, Scope, StateDelta};
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+    use super::*;
+    use crate::raft::Proposal;
+
+    fn commit(salt: u32, parent: Option<u64>) -> JournalCommand {
+        let mut delta = StateDelta::default();
+        delta
+            .settings
+            .insert("test.salt".to_owned(), salt.to_string());
+        let mut entry = NewEntry::commit(Scope::Global, "test", 1_800_000_000_000, delta);
+        entry.parent = parent;
+        JournalCommand::AppendEntry(entry)
+    }
+
+    fn entry(index: u64, commands: Vec<JournalCommand>) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Proposal { commands }),
+        }
+    }
+
+    #[test]
+    fn a_batched_proposal_applies_each_command_as_if_alone_and_a_refusal_spares_the_others() {
+        let wrong_parent = commit(2, Some(999));
+        let batch = vec![commit(1, None), wrong_parent.clone(), commit(3, None)];
+        let mut batched = ReplicaState::default();
+        let response = apply_entry(&mut batched, entry(1, batch));
+
+        assert_eq!(response.results.len(), 3, "one result per command");
+        assert_eq!(response.results[0].as_ref().expect("first").seq, Some(1));
+        let refusal = response.results[1].as_ref().expect_err("wrong parent");
+        assert!(
+            refusal.message.contains("parent seq 999"),
+            "{}",
+            refusal.message
+        );
+        assert_eq!(response.results[2].as_ref().expect("third").seq, Some(2));
+        assert_eq!(batched.last_applied.map(|id| id.index), Some(1));
+
+        // The same commands one by one through the pure state machine: the same journal.
+        let mut alone = JournalState::new();
+        config::apply(&mut alone, commit(1, None)).expect("first");
+        config::apply(&mut alone, wrong_parent).expect_err("wrong parent");
+        config::apply(&mut alone, commit(3, None)).expect("third");
+        assert_eq!(batched.journal, alone);
+    }
+
+    #[test]
+    fn blank_entries_answer_no_result() {
+        let mut state = ReplicaState::default();
+        let blank = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+            payload: EntryPayload::Blank,
+        };
+        assert!(apply_entry(&mut state, blank).results.is_empty());
+        assert!(apply_entry(&mut state, entry(2, Vec::new()))
+            .results
+            .is_empty());
+        assert_eq!(state.journal, JournalState::new());
     }
 }

@@ -17,7 +17,7 @@ pub type RaftNodeId = u64;
 openraft::declare_raft_types!(
     /// The bootstorm raft group: journal commands in, `apply` outcomes out.
     pub TypeConfig:
-        D = config::JournalCommand,
+        D = Proposal,
         R = JournalResponse,
         NodeId = RaftNodeId,
         Node = ReplicaNode,
@@ -38,12 +38,56 @@ pub type StoredMembership = openraft::StoredMembership<RaftNodeId, ReplicaNode>;
 pub type SnapshotMeta = openraft::SnapshotMeta<RaftNodeId, ReplicaNode>;
 pub type StorageError = openraft::StorageError<RaftNodeId>;
 
-/// What applying one log entry answered. Blank and membership entries answer
-/// `Ok(Applied::default())`; a command the state machine refused answers `Err` (the entry is
-/// still committed and applied: a refusal is a deterministic outcome, not a failure).
+/// What one raft log entry carries: journal commands, applied in order, each on its own.
+///
+/// Usually one command. The admin plane gathers the writes that arrive while earlier ones are
+/// in flight into one proposal (`admin::batch`), so one append, one fsync per replica and one
+/// replication round trip commit many of them: group commit at the Raft level, on top of the
+/// log store's group fsync.
+///
+/// Invariant: applying a proposal applies each command exactly as `config::apply` would alone;
+/// a command the state machine refuses leaves the state untouched and does not affect the
+/// others (they are independent requests from independent clients).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub commands: Vec<config::JournalCommand>,
+}
+
+impl From<config::JournalCommand> for Proposal {
+    fn from(command: config::JournalCommand) -> Self {
+        Proposal {
+            commands: vec![command],
+        }
+    }
+}
+
+/// The outcome of applying one command: what `config::apply` answered, or why it refused.
+/// A refusal is a deterministic outcome (the entry is still committed and applied), not a
+/// failure.
+pub type CommandResult = Result<config::Applied, Refusal>;
+
+/// What applying one log entry answered: one result per command of its `Proposal`, in order.
+/// Blank and membership entries carry no command and answer no result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalResponse {
-    pub result: Result<config::Applied, Refusal>,
+    pub results: Vec<CommandResult>,
+}
+
+impl JournalResponse {
+    /// The result of a single-command proposal. A response of any other shape (a blank or
+    /// membership entry, a batch) answers a refusal saying so rather than panicking: callers
+    /// propose single commands through this path.
+    pub fn single(self) -> CommandResult {
+        let count = self.results.len();
+        let mut results = self.results.into_iter();
+        match (results.next(), count) {
+            (Some(result), 1) => result,
+            _ => Err(Refusal {
+                message: format!("expected one command result, got {count}"),
+                rejected: None,
+            }),
+        }
+    }
 }
 
 /// A refused command: the typed `config::Rejected` where the command was applied, and its

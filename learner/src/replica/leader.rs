@@ -90,10 +90,10 @@ async fn propose(
     timeout_ms: u64,
     benign: impl Fn(&Rejected) -> bool,
 ) -> Proposed {
-    let write = raft.client_write(command);
+    let write = raft.client_write(command.into());
     match tokio::time::timeout(Duration::from_millis(timeout_ms), write).await {
         Err(_) => Proposed::Failed(format!("not applied within {timeout_ms} ms")),
-        Ok(Ok(response)) => match response.data.result {
+        Ok(Ok(response)) => match response.data.single() {
             Ok(_) => Proposed::Done,
             Err(refusal) if refusal.rejected.as_ref().is_some_and(&benign) => Proposed::Done,
             Err(refusal) => Proposed::Failed(format!("refused: {}", refusal.message)),

@@ -50,11 +50,11 @@ impl Journal {
                     CommittedLeaderId::new(1, 1),
                     self.next_index.fetch_add(1, Ordering::SeqCst),
                 ),
-                payload: EntryPayload::Normal(command),
+                payload: EntryPayload::Normal(command.into()),
             })
             .collect();
         for response in self.sm.apply_entries(entries) {
-            response.result.expect("test commands are valid");
+            response.single().expect("test commands are valid");
         }
     }
 

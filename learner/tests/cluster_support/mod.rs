@@ -208,7 +208,7 @@ pub fn global_commits(count: usize, salt: u64) -> Vec<JournalCommand> {
 pub async fn propose_all(raft: &Raft<TypeConfig>, commands: Vec<JournalCommand>) {
     let mut pending = Vec::with_capacity(commands.len());
     for command in commands {
-        pending.push(raft.client_write_ff(command).await.expect("submit"));
+        pending.push(raft.client_write_ff(command.into()).await.expect("submit"));
     }
     for rx in pending {
         let response = tokio::time::timeout(WAIT, rx)
@@ -216,7 +216,7 @@ pub async fn propose_all(raft: &Raft<TypeConfig>, commands: Vec<JournalCommand>)
             .expect("commit in time")
             .expect("responder alive")
             .expect("committed");
-        if let Err(refusal) = response.data.result {
+        if let Err(refusal) = response.data.single() {
             panic!("command refused: {}", refusal.message);
         }
     }
