@@ -47,7 +47,8 @@ use crate::progress::{Progress, PROGRESS_TICK_MS};
 use crate::report::{
     fmt_number, fmt_ratio, latency_histogram, round3, ComparisonTable, LatencyMs, StoppedBy,
 };
-use crate::target::{own_cpu_s, process_cpu_s, Target};
+use crate::server_load::{serving_cpu_s, ReplicaReport, ServerLoad};
+use crate::target::{own_cpu_s, Target, TargetReplica};
 use crate::{run_exit_code, Interrupt};
 
 /// Simulated nodes booted by default: the storm the product is sized for.
@@ -74,6 +75,9 @@ pub const PREFETCH_NODES_MAX: u32 = 16;
 pub const NGINX_REQUESTS_MAX: u64 = 20_000;
 /// How long the agents get to send their close frames at the end.
 pub const AGENT_CLOSE_WAIT_MS: u64 = 200;
+/// Progress ticks between two readings of the replicas' CPU and RSS (once a second): a
+/// replica killed mid-run keeps the CPU it used up to its last reading.
+pub const SERVER_LOAD_SAMPLE_TICKS: u64 = 1_000 / PROGRESS_TICK_MS;
 /// Longest failure example kept in the report.
 pub const FAILURE_EXAMPLE_MAX_CHARS: usize = 300;
 /// The vCluster whose overlay the nginx baseline serves (the larger demo overlay).
@@ -98,7 +102,17 @@ pub enum BootsBaselinePeer {
     Nginx,
 }
 
+/// Shown after `boots --help`: what the server-side numbers of the report mean.
+pub const BOOTS_REPORT_HELP: &str = "\
+Server load in the report (read from /proc by PID, so only with --spawn; null with --cluster):
+  server_cpu_ms_per_boot          CPU of every replica (voters included), summed, per ok boot
+  server_cpu_ms_per_boot_serving  CPU of only the replicas that served boots, per ok boot:
+                                  the cost a rack's learners pay for a storm
+  replicas[]                      per replica: boots served, cpu_s, cpu_ms_per_boot, rss_mib
+                                  (VmRSS at the last reading), rss_peak_mib (VmHWM)";
+
 #[derive(Debug, Clone, Args)]
+#[command(after_help = BOOTS_REPORT_HELP)]
 pub struct BootsArgs {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -451,9 +465,17 @@ pub struct BootsReport {
     /// Payload bytes (phase 1 + phase 2) the ok boots received.
     pub bytes_received: u64,
     pub bytes_per_boot: Option<f64>,
-    /// Replica CPU (user + system, /proc) during the measured phase; null for `--cluster`.
+    /// Replica CPU (user + system, /proc) during the measured phase, every replica summed;
+    /// null for `--cluster`.
     pub cluster_cpu_s: Option<f64>,
+    /// `cluster_cpu_s` per ok boot: what the whole cluster (voters committing and
+    /// replicating included) spent per boot.
     pub server_cpu_ms_per_boot: Option<f64>,
+    /// CPU of only the replicas that served boots, per ok boot: the serving cost a rack's
+    /// learners pay (idle voters excluded).
+    pub server_cpu_ms_per_boot_serving: Option<f64>,
+    /// Per replica: boots served, CPU seconds, RSS now and peak (null for `--cluster`).
+    pub replicas: Vec<ReplicaReport>,
     /// CPU this process (all the agents) used during the measured phase.
     pub client_cpu_s: f64,
     pub stopped_by: StoppedBy,
@@ -471,6 +493,8 @@ pub struct Measurement {
     pub cluster_cpu_s: Option<f64>,
     pub client_cpu_s: f64,
     pub stopped_by: StoppedBy,
+    /// Per-replica load (boots filled in from the stats by the report).
+    pub replicas: Vec<ReplicaReport>,
 }
 
 impl BootsReport {
@@ -514,6 +538,9 @@ impl BootsReport {
             bytes_per_boot: per_ok(stats.bytes_received as f64),
             cluster_cpu_s: measurement.cluster_cpu_s.map(round3),
             server_cpu_ms_per_boot: measurement.cluster_cpu_s.and_then(|s| per_ok(s * 1000.0)),
+            server_cpu_ms_per_boot_serving: serving_cpu_s(&measurement.replicas)
+                .and_then(|s| per_ok(s * 1000.0)),
+            replicas: measurement.replicas.clone(),
             client_cpu_s: round3(measurement.client_cpu_s),
             stopped_by: measurement.stopped_by,
             max_seconds: plan.max_seconds,
@@ -612,6 +639,12 @@ impl BootsReport {
             fmt_ratio(ratios.server_cpu_ms_per_boot),
         );
         table.row(
+            "  serving replicas only",
+            fmt_number(self.server_cpu_ms_per_boot_serving),
+            None,
+            String::new(),
+        );
+        table.row(
             "client CPU ms/boot",
             fmt_number(
                 (self.boots_ok > 0).then(|| self.client_cpu_s * 1000.0 / self.boots_ok as f64),
@@ -662,10 +695,7 @@ impl BootsReport {
             self.bytes_received,
             self.bytes_received as f64 / 1e6
         );
-        let _ = writeln!(out, "  boots served per replica:");
-        for (replica, count) in &self.per_replica_boots {
-            let _ = writeln!(out, "    {replica:<24} {count:>8}");
-        }
+        out.push_str(&replica_table(&self.replicas));
         if !self.failures_by_kind.is_empty() {
             let _ = writeln!(out, "\n  failures by kind:");
             for (kind, count) in &self.failures_by_kind {
@@ -687,12 +717,52 @@ impl BootsReport {
     }
 }
 
+/// The per-replica table: boots served, CPU, CPU per boot served, RSS now and peak.
+fn replica_table(replicas: &[ReplicaReport]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let opt = |v: Option<f64>, precision: usize| {
+        v.map_or_else(|| "-".to_owned(), |v| format!("{v:.precision$}"))
+    };
+    let _ = writeln!(
+        out,
+        "  per replica:\n    {:<14} {:<8} {:>8} {:>8} {:>11} {:>8} {:>9}",
+        "replica", "role", "boots", "CPU s", "CPU ms/boot", "RSS MiB", "peak MiB"
+    );
+    for r in replicas {
+        let role = match r.role {
+            Role::Voter => "voter",
+            Role::Learner => "learner",
+        };
+        let _ = writeln!(
+            out,
+            "    {:<14} {:<8} {:>8} {:>8} {:>11} {:>8} {:>9}",
+            r.name,
+            role,
+            r.boots,
+            opt(r.cpu_s, 2),
+            opt(r.cpu_ms_per_boot, 3),
+            opt(r.rss_mib, 1),
+            opt(r.rss_peak_mib, 1)
+        );
+    }
+    if replicas.iter().all(|r| r.cpu_s.is_none()) {
+        let _ = writeln!(
+            out,
+            "    (CPU and RSS are read from /proc by PID: only for a cluster this run started, --spawn)"
+        );
+    }
+    out
+}
+
 /// Runs `bootstorm-loadtest boots` and returns the process exit code.
 pub async fn main(plan: &BootsPlan, interrupt: &Interrupt) -> Result<ExitCode> {
     let mut target = Target::open(&plan.target, interrupt).await?;
     let description = target.description();
-    let replica_pids = target.replica_pids();
-    let measured = measure(plan, target.cluster_file(), &replica_pids, interrupt).await;
+    let measured = match target.replicas() {
+        Ok(replicas) => measure(plan, target.cluster_file(), &replicas, interrupt).await,
+        Err(error) => Err(error),
+    };
     target.close(measured.is_err()).await;
     let (stats, measurement, overlays) = measured?;
     let mut report = BootsReport::new(plan, &description, &stats, &measurement);
@@ -901,7 +971,7 @@ async fn drive(storm: Arc<Storm>) {
 async fn measure(
     plan: &BootsPlan,
     cluster_path: &std::path::Path,
-    replica_pids: &[u32],
+    replicas: &[TargetReplica],
     interrupt: &Interrupt,
 ) -> Result<(BootStats, Measurement, BTreeMap<String, Bytes>)> {
     let agents = agents(cluster_path)?;
@@ -932,10 +1002,7 @@ async fn measure(
         stop: AtomicBool::new(false),
     });
     let progress = Progress::new(plan.boots, "boots", plan.progress);
-    let cpu = |pids: &[u32]| -> Option<f64> {
-        (!pids.is_empty()).then(|| pids.iter().filter_map(|p| process_cpu_s(*p)).sum())
-    };
-    let cluster_cpu_before = cpu(replica_pids);
+    let server_load = Mutex::new(ServerLoad::start(replicas));
     let client_cpu_before = own_cpu_s();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(plan.max_seconds);
@@ -946,9 +1013,14 @@ async fn measure(
         )
     };
     let ticker = async {
+        let mut ticks = 0u64;
         loop {
             tokio::time::sleep(Duration::from_millis(PROGRESS_TICK_MS)).await;
             show_progress();
+            ticks += 1;
+            if ticks.is_multiple_of(SERVER_LOAD_SAMPLE_TICKS) {
+                server_load.lock().expect("the server load lock").sample();
+            }
         }
     };
     // Boxed, not pinned on the stack: dropping it must drop (abort) the boots still running.
@@ -968,12 +1040,14 @@ async fn measure(
     let wall_s = started.elapsed().as_secs_f64();
     show_progress();
     progress.finish();
-    let cluster_cpu_s = match (cluster_cpu_before, cpu(replica_pids)) {
-        (Some(before), Some(after)) => Some(after - before),
-        _ => None,
+    let server_load = {
+        let mut load = server_load.into_inner().expect("the server load lock");
+        load.sample();
+        load
     };
     let client_cpu_s = own_cpu_s() - client_cpu_before;
     let mut stats = std::mem::take(&mut *storm.stats.lock().expect("the stats lock"));
+    let replicas = server_load.rows(&stats.per_replica_boots);
     let cut = storm.started.load(Ordering::Relaxed) - storm.finished.load(Ordering::Relaxed);
     stats.fail(
         "cut-at-deadline",
@@ -998,9 +1072,10 @@ async fn measure(
         stats,
         Measurement {
             wall_s,
-            cluster_cpu_s,
+            cluster_cpu_s: server_load.total_cpu_s(),
             client_cpu_s,
             stopped_by,
+            replicas,
         },
         prefetched.compressed,
     ))

@@ -15,6 +15,7 @@ pub mod nginx;
 pub mod progress;
 pub mod propagation;
 pub mod report;
+pub mod server_load;
 pub mod target;
 pub mod workload;
 

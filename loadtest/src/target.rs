@@ -11,6 +11,7 @@ use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use bootstorm::conf::{ClusterFile, Role};
 use bootstorm::dev::{DevCluster, DevOptions, PORTS_PER_REPLICA_STRIDE};
 
 use crate::cli::TargetPlan;
@@ -37,15 +38,72 @@ pub fn bootstorm_exe(explicit: Option<&Path>) -> Result<PathBuf> {
 /// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`; `None` if
 /// it is gone or unreadable.
 pub fn process_cpu_s(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    proc_stat(pid).map(|stat| stat.cpu_s)
+}
+
+/// One reading of `/proc/PID/stat`: CPU used so far and when the process started.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProcStat {
+    /// User + system CPU seconds.
+    pub cpu_s: f64,
+    /// Start time in clock ticks after boot: with the PID it names the process, so a PID the
+    /// kernel reused for another process after ours died is not read as ours.
+    pub start_ticks: u64,
+}
+
+/// Parses a `/proc/PID/stat` line with `ticks_per_s` clock ticks per second.
+pub fn parse_proc_stat(stat: &str, ticks_per_s: f64) -> Option<ProcStat> {
     // Fields after the command name (which may hold spaces) start after the last ')'.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    // utime, stime and starttime are fields 14, 15 and 22 of the line: 12, 13 and 20 after
+    // the name (the first field after it is field 3).
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
+    let start_ticks: u64 = fields.get(19)?.parse().ok()?;
+    (ticks_per_s > 0.0).then(|| ProcStat {
+        cpu_s: (utime + stime) as f64 / ticks_per_s,
+        start_ticks,
+    })
+}
+
+/// `/proc/PID/stat` of a process; `None` if it is gone or unreadable.
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // SAFETY: sysconf reads a constant of the system; no memory is touched.
     let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (ticks_per_s > 0).then(|| (utime + stime) as f64 / ticks_per_s as f64)
+    parse_proc_stat(&stat, ticks_per_s as f64)
+}
+
+/// Resident memory of a process from `/proc/PID/status`, in KiB.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryKib {
+    /// `VmRSS`: resident now.
+    pub rss_kib: u64,
+    /// `VmHWM`: the highest resident size since the process started.
+    pub rss_peak_kib: u64,
+}
+
+/// Parses the `VmRSS` and `VmHWM` lines of a `/proc/PID/status` text.
+pub fn parse_proc_status_memory(status: &str) -> Option<MemoryKib> {
+    let field = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some(MemoryKib {
+        rss_kib: field("VmRSS:")?,
+        rss_peak_kib: field("VmHWM:")?,
+    })
+}
+
+/// Resident memory of a process; `None` if it is gone or unreadable.
+pub fn proc_memory(pid: u32) -> Option<MemoryKib> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_proc_status_memory(&status)
 }
 
 /// CPU seconds this process (the load generator) has used so far.
@@ -79,6 +137,15 @@ pub fn free_base_port(replicas: u16) -> Result<u16> {
         .map(|attempt| 30_000 + (seed.wrapping_mul(13).wrapping_add(attempt * 61) % 300) * 100)
         .find(|base| ports_free(*base, replicas))
         .context("no free port range found for the spawned cluster; pass --base-port")
+}
+
+/// One replica of a target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetReplica {
+    pub name: String,
+    pub role: Role,
+    /// Known when this process started it (`--spawn`) and it still runs.
+    pub pid: Option<u32>,
 }
 
 /// A cluster a workload runs against.
@@ -177,6 +244,49 @@ impl Target {
         }
     }
 
+    /// Every replica of the target with its PID when this process started it: the spawned
+    /// cluster's replicas with PIDs, or the cluster file's replicas without (`--cluster`).
+    pub fn replicas(&mut self) -> Result<Vec<TargetReplica>> {
+        match self {
+            Target::Spawned { cluster, .. } => {
+                let planned: Vec<(String, Role)> = cluster
+                    .planned
+                    .iter()
+                    .map(|p| (p.conf.name.clone(), p.conf.role))
+                    .collect();
+                Ok(planned
+                    .into_iter()
+                    .map(|(name, role)| TargetReplica {
+                        pid: cluster.pid(&name),
+                        name,
+                        role,
+                    })
+                    .collect())
+            }
+            Target::Existing { file } => {
+                let cluster = ClusterFile::load(file)
+                    .with_context(|| format!("loading the cluster file {}", file.display()))?;
+                Ok(cluster
+                    .replicas
+                    .into_iter()
+                    .map(|r| TargetReplica {
+                        name: r.name,
+                        role: r.role,
+                        pid: None,
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// The cluster this process started (kills and additions need it); `None` for `--cluster`.
+    pub fn dev_cluster(&mut self) -> Option<&mut DevCluster> {
+        match self {
+            Target::Spawned { cluster, .. } => Some(cluster),
+            Target::Existing { .. } => None,
+        }
+    }
+
     /// The client file (`--cluster`) of the target.
     pub fn cluster_file(&self) -> &Path {
         match self {
@@ -212,5 +322,41 @@ impl Target {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stat_line_whose_name_holds_spaces_and_parens_parses() {
+        // Fields 14, 15 (utime, stime) = 250, 50 ticks; field 22 (starttime) = 123456.
+        let line = "4242 (boot (storm) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 8 0 123456 1000000 2000 18446744073709551615";
+        let stat = parse_proc_stat(line, 100.0).unwrap();
+        assert_eq!(stat.cpu_s, 3.0);
+        assert_eq!(stat.start_ticks, 123456);
+        assert_eq!(parse_proc_stat("4242 (cut", 100.0), None);
+    }
+
+    #[test]
+    fn status_memory_lines_parse_in_kib() {
+        let status = "Name:\tbootstorm\nVmPeak:\t  900000 kB\nVmHWM:\t   81234 kB\nVmRSS:\t   70000 kB\nThreads:\t5\n";
+        assert_eq!(
+            parse_proc_status_memory(status),
+            Some(MemoryKib {
+                rss_kib: 70_000,
+                rss_peak_kib: 81_234
+            })
+        );
+        // A zombie has no memory lines.
+        assert_eq!(parse_proc_status_memory("Name:\tx\nState:\tZ\n"), None);
+    }
+
+    #[test]
+    fn our_own_process_reads() {
+        let me = std::process::id();
+        assert!(proc_stat(me).is_some_and(|s| s.start_ticks > 0));
+        assert!(proc_memory(me).is_some_and(|m| m.rss_kib > 0 && m.rss_peak_kib >= m.rss_kib));
     }
 }

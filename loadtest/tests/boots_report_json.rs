@@ -2,10 +2,12 @@
 //! boots_per_s, latency_ms.p50, latency_ms.p99, server_cpu_ms_per_boot`), the nginx baseline
 //! mapped onto the same keys with `ratio`, and an empty run reporting null percentiles.
 
+use bootstorm::conf::Role;
 use bootstorm_loadtest::boots::{BootStats, BootsArgs, BootsReport, Measurement};
 use bootstorm_loadtest::cli::{Cli, Command};
 use bootstorm_loadtest::nginx::parse_nginx;
 use bootstorm_loadtest::report::StoppedBy;
+use bootstorm_loadtest::server_load::ReplicaReport;
 use clap::Parser as _;
 
 fn args(extra: &[&str]) -> BootsArgs {
@@ -19,6 +21,18 @@ fn args(extra: &[&str]) -> BootsArgs {
 }
 
 const NGINX_JSON: &str = r#"{"peer": "nginx-https", "mode": "cold", "file_bytes": 158000, "concurrency": 64, "requests_ok": 20000, "requests_failed": 0, "req_per_s": 1450.5, "p50_ms": 40.0, "p99_ms": 60.0, "max_ms": 90.0, "server_cpu_ms_per_req": 0.47, "client_cpu_s": 12.5, "wall_s": 13.8}"#;
+
+fn replica(name: &str, role: Role, boots: u64, cpu_s: Option<f64>) -> ReplicaReport {
+    ReplicaReport {
+        name: name.to_owned(),
+        role,
+        boots,
+        cpu_s,
+        cpu_ms_per_boot: None,
+        rss_mib: cpu_s.map(|_| 50.0),
+        rss_peak_mib: cpu_s.map(|_| 60.0),
+    }
+}
 
 fn report() -> BootsReport {
     let plan = args(&["--boots", "1000", "--concurrency", "64"])
@@ -38,6 +52,11 @@ fn report() -> BootsReport {
         cluster_cpu_s: Some(1.0),
         client_cpu_s: 2.0,
         stopped_by: StoppedBy::Count,
+        replicas: vec![
+            replica("learner-1", Role::Learner, 500, Some(0.3)),
+            replica("learner-2", Role::Learner, 500, Some(0.1)),
+            replica("voter-1", Role::Voter, 0, Some(0.6)),
+        ],
     };
     BootsReport::new(&plan, "spawned: 3 voters, 2 learners", &stats, &measurement)
 }
@@ -60,6 +79,16 @@ fn the_report_has_the_documented_keys() {
         assert!(json["latency_ms"][key].is_number(), "latency_ms.{key}");
     }
     assert_eq!(json["server_cpu_ms_per_boot"], 1.0);
+    // Only learner-1 and learner-2 served: 0.4 s over 1000 boots.
+    assert_eq!(json["server_cpu_ms_per_boot_serving"], 0.4);
+    let replicas = json["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 3);
+    assert_eq!(replicas[0]["name"], "learner-1");
+    assert_eq!(replicas[0]["role"], "learner");
+    assert_eq!(replicas[0]["boots"], 500);
+    for key in ["cpu_s", "rss_mib", "rss_peak_mib"] {
+        assert!(replicas[2][key].is_number(), "replicas[].{key}");
+    }
     assert_eq!(json["bytes_per_boot"], 150_000.0);
     assert_eq!(json["per_replica_boots"]["learner-1"], 500);
     assert_eq!(json["failures_by_kind"]["exhausted"], 2);
@@ -120,10 +149,12 @@ fn an_empty_run_reports_null_percentiles() {
         cluster_cpu_s: None,
         client_cpu_s: 0.0,
         stopped_by: StoppedBy::Interrupted,
+        replicas: Vec::new(),
     };
     let report = BootsReport::new(&plan, "cluster: x", &BootStats::default(), &measurement);
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert!(json["latency_ms"]["p50"].is_null());
     assert!(json["server_cpu_ms_per_boot"].is_null());
+    assert!(json["server_cpu_ms_per_boot_serving"].is_null());
     assert_eq!(json["boots_per_s"], 0.0);
 }
