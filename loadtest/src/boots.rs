@@ -49,6 +49,7 @@ use crate::report::{
 };
 use crate::server_load::{serving_cpu_s, ReplicaReport, ServerLoad};
 use crate::target::{own_cpu_s, Target, TargetReplica};
+use crate::timeline::{Event, Timeline, TimelinePoint};
 use crate::{run_exit_code, Interrupt};
 
 /// Simulated nodes booted by default: the storm the product is sized for.
@@ -142,6 +143,10 @@ pub struct BootsArgs {
     /// overlay's bytes) and report ratios.
     #[arg(long, value_enum)]
     pub baseline: Option<BootsBaselinePeer>,
+    /// Also draw the storm over time as an SVG: boots/s and cumulative boots, p50/p99 latency
+    /// per second, scenario events as vertical lines.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -167,6 +172,7 @@ pub struct BootsPlan {
     pub target_nodes: u32,
     pub baseline: Option<BootsBaselinePeer>,
     pub json: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
     pub progress: bool,
 }
 
@@ -234,6 +240,7 @@ impl BootsArgs {
             target_nodes,
             baseline: self.baseline,
             json: self.output.json.clone(),
+            plot: self.plot.clone(),
             progress: self.output.progress,
         })
     }
@@ -307,6 +314,8 @@ pub struct BootStats {
     pub per_replica_boots: BTreeMap<String, u64>,
     /// Payload bytes received by ok boots (phase 1 + phase 2).
     pub bytes_received: u64,
+    /// Boots finished per second of the measured phase, with their latencies.
+    pub timeline: Timeline,
 }
 
 impl Default for BootStats {
@@ -322,6 +331,7 @@ impl Default for BootStats {
             boots_retried: 0,
             per_replica_boots: BTreeMap::new(),
             bytes_received: 0,
+            timeline: Timeline::default(),
         }
     }
 }
@@ -476,6 +486,11 @@ pub struct BootsReport {
     pub server_cpu_ms_per_boot_serving: Option<f64>,
     /// Per replica: boots served, CPU seconds, RSS now and peak (null for `--cluster`).
     pub replicas: Vec<ReplicaReport>,
+    /// One point per second of the measured phase: boots finished ok / failed in it, the
+    /// cumulative ok boots, p50 and p99 of its ok boots.
+    pub timeline: Vec<TimelinePoint>,
+    /// What the scenarios did, and when (seconds since the measured phase started).
+    pub events: Vec<Event>,
     /// CPU this process (all the agents) used during the measured phase.
     pub client_cpu_s: f64,
     pub stopped_by: StoppedBy,
@@ -495,6 +510,8 @@ pub struct Measurement {
     pub stopped_by: StoppedBy,
     /// Per-replica load (boots filled in from the stats by the report).
     pub replicas: Vec<ReplicaReport>,
+    /// What the scenarios did, and when.
+    pub events: Vec<Event>,
 }
 
 impl BootsReport {
@@ -541,6 +558,8 @@ impl BootsReport {
             server_cpu_ms_per_boot_serving: serving_cpu_s(&measurement.replicas)
                 .and_then(|s| per_ok(s * 1000.0)),
             replicas: measurement.replicas.clone(),
+            timeline: stats.timeline.points(),
+            events: measurement.events.clone(),
             client_cpu_s: round3(measurement.client_cpu_s),
             stopped_by: measurement.stopped_by,
             max_seconds: plan.max_seconds,
@@ -575,6 +594,20 @@ impl BootsReport {
     pub fn write_json(&self, path: &std::path::Path) -> Result<()> {
         std::fs::write(path, self.to_json() + "\n")
             .with_context(|| format!("writing the JSON report to {}", path.display()))
+    }
+
+    /// The `--plot` SVG of this report.
+    pub fn plot_svg(&self) -> String {
+        let title = format!(
+            "bootstorm boots: {} ok, {} failed in {:.1} s ({:.0} boots/s, {:?}, {})",
+            self.boots_ok, self.boots_failed, self.wall_s, self.boots_per_s, self.mode, self.target
+        );
+        crate::plot::svg(&self.timeline, &self.events, &title)
+    }
+
+    pub fn write_plot(&self, path: &std::path::Path) -> Result<()> {
+        std::fs::write(path, self.plot_svg())
+            .with_context(|| format!("writing the plot to {}", path.display()))
     }
 
     /// The readable table printed at the end of a run.
@@ -806,6 +839,9 @@ pub async fn main(plan: &BootsPlan, interrupt: &Interrupt) -> Result<ExitCode> {
     if let Some(path) = &plan.json {
         report.write_json(path)?;
     }
+    if let Some(path) = &plan.plot {
+        report.write_plot(path)?;
+    }
     Ok(run_exit_code(
         measurement.stopped_by == StoppedBy::Interrupted,
         baseline_failed,
@@ -887,6 +923,8 @@ struct Storm {
     failed: AtomicU64,
     /// Set at the deadline or on Ctrl-C: start no more boots.
     stop: AtomicBool,
+    /// Start of the measured phase: the timeline's and the events' zero.
+    t0: Instant,
 }
 
 impl Storm {
@@ -904,10 +942,11 @@ impl Storm {
         if result.is_err() {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
-        self.stats
-            .lock()
-            .expect("the stats lock")
-            .record(&result, latency);
+        let mut stats = self.stats.lock().expect("the stats lock");
+        stats.record(&result, latency);
+        stats
+            .timeline
+            .record(self.t0.elapsed(), result.is_ok(), latency);
         self.finished.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -1000,11 +1039,12 @@ async fn measure(
         finished: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         stop: AtomicBool::new(false),
+        t0: Instant::now(),
     });
     let progress = Progress::new(plan.boots, "boots", plan.progress);
     let server_load = Mutex::new(ServerLoad::start(replicas));
     let client_cpu_before = own_cpu_s();
-    let started = Instant::now();
+    let started = storm.t0;
     let deadline = started + Duration::from_secs(plan.max_seconds);
     let show_progress = || {
         progress.update(
@@ -1076,6 +1116,7 @@ async fn measure(
             client_cpu_s,
             stopped_by,
             replicas,
+            events: Vec::new(),
         },
         prefetched.compressed,
     ))

@@ -12,11 +12,13 @@ pub mod boots;
 pub mod cli;
 pub mod commits;
 pub mod nginx;
+pub mod plot;
 pub mod progress;
 pub mod propagation;
 pub mod report;
 pub mod server_load;
 pub mod target;
+pub mod timeline;
 pub mod workload;
 
 use std::process::ExitCode;

@@ -8,7 +8,9 @@ use bootstorm_loadtest::cli::{Cli, Command};
 use bootstorm_loadtest::nginx::parse_nginx;
 use bootstorm_loadtest::report::StoppedBy;
 use bootstorm_loadtest::server_load::ReplicaReport;
+use bootstorm_loadtest::timeline::Event;
 use clap::Parser as _;
+use std::time::Duration;
 
 fn args(extra: &[&str]) -> BootsArgs {
     let argv = ["bootstorm-loadtest", "boots", "--spawn"]
@@ -42,6 +44,11 @@ fn report() -> BootsReport {
     for ms in 1..=1000u64 {
         stats.ok += 1;
         stats.latency_us.record(ms * 100).unwrap();
+        stats.timeline.record(
+            Duration::from_micros(ms * 500),
+            true,
+            Duration::from_micros(ms * 100),
+        );
     }
     stats.bytes_received = 1000 * 150_000;
     stats.per_replica_boots.insert("learner-1".into(), 500);
@@ -57,6 +64,10 @@ fn report() -> BootsReport {
             replica("learner-2", Role::Learner, 500, Some(0.1)),
             replica("voter-1", Role::Voter, 0, Some(0.6)),
         ],
+        events: vec![Event {
+            t_s: 0.25,
+            label: "kill -9 learner-1".into(),
+        }],
     };
     BootsReport::new(&plan, "spawned: 3 voters, 2 learners", &stats, &measurement)
 }
@@ -81,6 +92,14 @@ fn the_report_has_the_documented_keys() {
     assert_eq!(json["server_cpu_ms_per_boot"], 1.0);
     // Only learner-1 and learner-2 served: 0.4 s over 1000 boots.
     assert_eq!(json["server_cpu_ms_per_boot_serving"], 0.4);
+    // 1000 boots finishing over the first 0.5 s: one timeline point.
+    let timeline = json["timeline"].as_array().unwrap();
+    assert_eq!(timeline.len(), 1, "{json:#}");
+    for key in ["t_s", "boots_ok", "boots_failed", "p50_ms", "p99_ms"] {
+        assert!(timeline[0][key].is_number(), "timeline[].{key}");
+    }
+    assert_eq!(timeline[0]["boots_ok"], 1000);
+    assert_eq!(json["events"][0]["label"], "kill -9 learner-1");
     let replicas = json["replicas"].as_array().unwrap();
     assert_eq!(replicas.len(), 3);
     assert_eq!(replicas[0]["name"], "learner-1");
@@ -150,6 +169,7 @@ fn an_empty_run_reports_null_percentiles() {
         client_cpu_s: 0.0,
         stopped_by: StoppedBy::Interrupted,
         replicas: Vec::new(),
+        events: Vec::new(),
     };
     let report = BootsReport::new(&plan, "cluster: x", &BootStats::default(), &measurement);
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
@@ -157,4 +177,16 @@ fn an_empty_run_reports_null_percentiles() {
     assert!(json["server_cpu_ms_per_boot"].is_null());
     assert!(json["server_cpu_ms_per_boot_serving"].is_null());
     assert_eq!(json["boots_per_s"], 0.0);
+}
+
+#[test]
+fn the_plot_of_a_report_shows_its_timeline_and_events() {
+    let svg = report().plot_svg();
+    bootstorm_loadtest::plot::check_well_formed(&svg).unwrap();
+    assert!(svg.starts_with("<svg"));
+    assert!(svg.contains("kill -9 learner-1 (0.25s)"), "{svg}");
+    assert!(
+        svg.contains("1000 ok, 2 failed"),
+        "the title sums the run up: {svg}"
+    );
 }
