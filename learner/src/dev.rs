@@ -27,6 +27,11 @@ pub const REPLICA_READY_TIMEOUT_MS: u64 = 30_000;
 pub const REPLICA_STOP_TIMEOUT_MS: u64 = 10_000;
 /// Ports per replica: raft, admin, boot, metrics at base + 10 * index + 1..=4.
 pub const PORTS_PER_REPLICA_STRIDE: u16 = 10;
+/// Membership requests `add_learner` sends at most (a change already in progress, e.g. the
+/// learner's own join, is answered with an error: the next attempt finds it done).
+pub const ADD_LEARNER_ATTEMPTS_MAX: u32 = 10;
+/// Pause between two of them.
+pub const ADD_LEARNER_RETRY_MS: u64 = 500;
 /// The admin identity `dev` issues; its CN is the author of demo commits.
 pub const DEV_ADMIN_NAME: &str = "admin";
 
@@ -100,44 +105,29 @@ pub fn plan(options: &DevOptions) -> Result<(Vec<PlannedReplica>, PathBuf)> {
             });
         }
     }
-    let relative = |path: &Path| -> PathBuf {
-        path.strip_prefix(&dir)
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|_| path.to_path_buf())
-    };
+    let relative = |path: &Path| relative_to(&dir, path);
     let mut planned = Vec::new();
     let mut cluster_replicas = Vec::new();
     for (index, (name, role)) in names.iter().enumerate() {
         let listen = listen_of(index)?;
-        let pair: &CertKeyPaths = &cert_files.replicas[name];
-        let conf = ReplicaConf {
-            node_id: index as u64 + 1,
-            name: name.clone(),
-            role: *role,
-            data_dir: PathBuf::from(name),
-            listen: listen.clone(),
-            tls: Tls {
-                ca: relative(&cert_files.ca_cert),
-                cert: relative(&pair.cert),
-                key: relative(&pair.key),
-            },
-            peers: peers.clone(),
-            raft: RaftTuning::default(),
-            boot: Default::default(),
-        };
-        let config_path = dir.join(format!("{name}.toml"));
-        let text = toml::to_string_pretty(&conf).context("serializing a replica config")?;
-        write_if_changed(&config_path, &format!("# bootstorm replica config written by `bootstorm dev`; start by hand with\n#   bootstorm serve --config {}\n{text}", config_path.display()))?;
         cluster_replicas.push(ClusterReplica {
             name: name.clone(),
             role: *role,
             boot: listen.boot,
             admin: listen.admin,
         });
-        planned.push(PlannedReplica {
-            conf: ReplicaConf::load(&config_path)?,
-            config_path,
-        });
+        let conf = ReplicaConf {
+            node_id: index as u64 + 1,
+            name: name.clone(),
+            role: *role,
+            data_dir: PathBuf::from(name),
+            listen,
+            tls: replica_tls(&dir, &cert_files.ca_cert, &cert_files.replicas[name]),
+            peers: peers.clone(),
+            raft: RaftTuning::default(),
+            boot: Default::default(),
+        };
+        planned.push(write_replica_conf(&dir, &conf)?);
     }
     let admin_pair = &cert_files.admins[DEV_ADMIN_NAME];
     // Clients prefer learners for reads (they are the rack-local replicas), voters after.
@@ -157,6 +147,33 @@ pub fn plan(options: &DevOptions) -> Result<(Vec<PlannedReplica>, PathBuf)> {
         ),
     )?;
     Ok((planned, cluster_path))
+}
+
+/// `path` relative to `dir` when it lies inside it (configs stay valid if DIR moves).
+fn relative_to(dir: &Path, path: &Path) -> PathBuf {
+    path.strip_prefix(dir)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// A replica's TLS paths, relative to the data dir.
+fn replica_tls(dir: &Path, ca_cert: &Path, pair: &CertKeyPaths) -> Tls {
+    Tls {
+        ca: relative_to(dir, ca_cert),
+        cert: relative_to(dir, &pair.cert),
+        key: relative_to(dir, &pair.key),
+    }
+}
+
+/// Writes `DIR/<name>.toml` (unless unchanged) and loads it back as the replica will.
+fn write_replica_conf(dir: &Path, conf: &ReplicaConf) -> Result<PlannedReplica> {
+    let config_path = dir.join(format!("{}.toml", conf.name));
+    let text = toml::to_string_pretty(conf).context("serializing a replica config")?;
+    write_if_changed(&config_path, &format!("# bootstorm replica config written by `bootstorm dev`; start by hand with\n#   bootstorm serve --config {}\n{text}", config_path.display()))?;
+    Ok(PlannedReplica {
+        conf: ReplicaConf::load(&config_path)?,
+        config_path,
+    })
 }
 
 fn write_if_changed(path: &Path, text: &str) -> Result<()> {
@@ -289,6 +306,8 @@ struct DevReplicaLine<'a> {
 pub struct DevCluster {
     pub dir: PathBuf,
     exe: PathBuf,
+    /// Port slot 0's base: a learner added later takes the next slot.
+    base_port: u16,
     pub cluster_path: PathBuf,
     pub planned: Vec<PlannedReplica>,
     running: Vec<RunningReplica>,
@@ -340,6 +359,7 @@ impl DevCluster {
             Ok((demo_committed, last_seq)) => Ok(DevCluster {
                 dir,
                 exe: options.exe.clone(),
+                base_port: options.base_port,
                 cluster_path,
                 planned,
                 running,
@@ -382,6 +402,92 @@ impl DevCluster {
         self.running.retain(|r| r.name != name);
         self.running.push(replica);
         Ok(())
+    }
+
+    /// Adds a learner to the running cluster, as an operator adding a rack would: the next
+    /// name (`learner-{n}`), node id and port slot; a replica certificate from the cluster's
+    /// CA; its config written like the others' (`DIR/<name>.toml`, the voters as peers); its
+    /// process started (waiting for its ready line); then the membership change the `members
+    /// add-learner` command sends (idempotent with the learner's own join, retried while the
+    /// cluster answers anything but `Ok`, at most `ADD_LEARNER_ATTEMPTS_MAX` times). Returns
+    /// once the cluster accepted it as a member; catching up is the caller's to wait for. The
+    /// client file is left as it is (clients find the learner through `status`).
+    pub async fn add_learner(&mut self) -> Result<PlannedReplica> {
+        let learners = self
+            .planned
+            .iter()
+            .filter(|p| p.conf.role == Role::Learner)
+            .count();
+        let name = format!("learner-{}", learners + 1);
+        let node_id = self
+            .planned
+            .iter()
+            .map(|p| p.conf.node_id)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let base = u16::try_from(node_id - 1)
+            .ok()
+            .and_then(|slot| slot.checked_mul(PORTS_PER_REPLICA_STRIDE))
+            .and_then(|offset| offset.checked_add(self.base_port))
+            .filter(|base| base.checked_add(4).is_some())
+            .context("no port slot left for another learner")?;
+        let certs_dir = self.dir.join("certs");
+        let cert_files = certs::ensure_cluster_certs(&certs_dir, &[&name], &[DEV_ADMIN_NAME])
+            .with_context(|| format!("issuing the certificate of {name}"))?;
+        let peers = self
+            .planned
+            .first()
+            .map(|p| p.conf.peers.clone())
+            .context("the cluster has no replica to copy the peers from")?;
+        let listen = Listen {
+            raft: addr(base + 1),
+            admin: addr(base + 2),
+            boot: addr(base + 3),
+            metrics: Some(addr(base + 4)),
+        };
+        let conf = ReplicaConf {
+            node_id,
+            name: name.clone(),
+            role: Role::Learner,
+            data_dir: PathBuf::from(&name),
+            listen: listen.clone(),
+            tls: replica_tls(&self.dir, &cert_files.ca_cert, &cert_files.replicas[&name]),
+            peers,
+            raft: RaftTuning::default(),
+            boot: Default::default(),
+        };
+        let planned = write_replica_conf(&self.dir, &conf)?;
+        let replica = spawn_replica(&self.exe, &planned, &self.dir).await?;
+        self.running.push(replica);
+        self.planned.push(planned.clone());
+
+        let client = crate::admin::AdminClient::connect(&ClusterFile::load(&self.cluster_path)?)
+            .await
+            .context("connecting to the dev cluster's admin plane")?;
+        let request = crate::admin::commands::members_request(
+            &crate::admin::commands::MembersAction::AddLearner {
+                node_id,
+                name: name.clone(),
+                raft_addr: listen.raft.to_string(),
+                admin_addr: listen.admin.to_string(),
+                boot_addr: listen.boot.to_string(),
+            },
+        );
+        let mut last = String::new();
+        for attempt in 1..=ADD_LEARNER_ATTEMPTS_MAX {
+            match client.request(request.clone()).await {
+                Ok(proto::AdminResponse::Ok) => return Ok(planned),
+                Ok(other) => last = format!("{other:?}"),
+                Err(error) => last = error.to_string(),
+            }
+            if attempt < ADD_LEARNER_ATTEMPTS_MAX {
+                tokio::time::sleep(Duration::from_millis(ADD_LEARNER_RETRY_MS)).await;
+            }
+        }
+        bail!(
+            "the cluster did not add {name} as a learner after {ADD_LEARNER_ATTEMPTS_MAX} attempts; last answer: {last}"
+        )
     }
 
     /// Stops every replica (SIGTERM, then SIGKILL after `REPLICA_STOP_TIMEOUT_MS`).
