@@ -24,11 +24,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bootstorm::conf::{ClusterFile, Role};
+use bootstorm::conf::{ClusterFile, ClusterReplica, Role};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use config::demo;
@@ -47,8 +47,11 @@ use crate::progress::{Progress, PROGRESS_TICK_MS};
 use crate::report::{
     fmt_number, fmt_ratio, latency_histogram, round3, ComparisonTable, LatencyMs, StoppedBy,
 };
+use crate::scenario::{
+    chaos, commit_loop, CommitsDuringStorm, ScenarioOutcome, ScenarioPlan, ScenarioState,
+};
 use crate::server_load::{serving_cpu_s, ReplicaReport, ServerLoad};
-use crate::target::{own_cpu_s, Target, TargetReplica};
+use crate::target::{own_cpu_s, Target};
 use crate::timeline::{Event, Timeline, TimelinePoint};
 use crate::{run_exit_code, Interrupt};
 
@@ -147,6 +150,22 @@ pub struct BootsArgs {
     /// per second, scenario events as vertical lines.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Scenario: commit a small node or vCluster change through the admin plane every MS
+    /// during the storm; boots starting after a commit was acknowledged fetch with min_seq =
+    /// its seq and must see it (violations are counted and fail the run). Works on --cluster.
+    #[arg(long, value_name = "MS")]
+    pub commit_every_ms: Option<u64>,
+    /// Scenario (--spawn): kill -9 the first learner SECS into the storm; its nodes must fail
+    /// over.
+    #[arg(long, value_name = "SECS")]
+    pub kill_learner_at: Option<f64>,
+    /// Scenario (--spawn): kill -9 the Raft leader SECS into the storm; learners keep serving.
+    #[arg(long, value_name = "SECS")]
+    pub kill_leader_at: Option<f64>,
+    /// Scenario (--spawn): start and join a new learner SECS into the storm; once it caught up,
+    /// boots starting afterwards list it (rack-local for its share of the nodes).
+    #[arg(long, value_name = "SECS")]
+    pub add_learner_at: Option<f64>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -161,7 +180,7 @@ pub enum Load {
 }
 
 /// A validated `boots` run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BootsPlan {
     pub target: TargetPlan,
     pub boots: u64,
@@ -173,6 +192,7 @@ pub struct BootsPlan {
     pub baseline: Option<BootsBaselinePeer>,
     pub json: Option<PathBuf>,
     pub plot: Option<PathBuf>,
+    pub scenarios: ScenarioPlan,
     pub progress: bool,
 }
 
@@ -231,7 +251,15 @@ impl BootsArgs {
             (None, TargetPlan::Spawn { nodes, .. }) => *nodes,
             (None, TargetPlan::Cluster { .. }) => TARGET_NODES_DEFAULT_EXISTING,
         };
+        let scenarios = ScenarioPlan {
+            commit_every_ms: self.commit_every_ms,
+            kill_learner_at_s: self.kill_learner_at,
+            kill_leader_at_s: self.kill_leader_at,
+            add_learner_at_s: self.add_learner_at,
+        };
+        scenarios.validate(&target, self.max_seconds)?;
         Ok(BootsPlan {
+            scenarios,
             target,
             boots: self.boots,
             load,
@@ -308,6 +336,8 @@ pub struct BootStats {
     pub failed_attempts: u64,
     /// Of those, answered `Overloaded` by a replica.
     pub overloaded_answers: u64,
+    /// Of those, answered `NotYet` (behind the boot's `min_seq`).
+    pub not_yet_answers: u64,
     /// Ok boots that needed more than one attempt.
     pub boots_retried: u64,
     /// Ok boots by the replica that served them.
@@ -328,6 +358,7 @@ impl Default for BootStats {
             failure_examples: BTreeMap::new(),
             failed_attempts: 0,
             overloaded_answers: 0,
+            not_yet_answers: 0,
             boots_retried: 0,
             per_replica_boots: BTreeMap::new(),
             bytes_received: 0,
@@ -338,6 +369,10 @@ impl Default for BootStats {
 
 fn is_overloaded(answer: &str) -> bool {
     answer.starts_with("overloaded")
+}
+
+fn is_not_yet(answer: &str) -> bool {
+    answer.starts_with("not yet")
 }
 
 impl BootStats {
@@ -363,6 +398,8 @@ impl BootStats {
                 self.failed_attempts += failed.len() as u64;
                 self.overloaded_answers +=
                     failed.iter().filter(|a| is_overloaded(&a.answer)).count() as u64;
+                self.not_yet_answers +=
+                    failed.iter().filter(|a| is_not_yet(&a.answer)).count() as u64;
             }
             Err(error) => {
                 let kind = match error {
@@ -371,6 +408,8 @@ impl BootStats {
                         self.failed_attempts += attempts.len() as u64;
                         self.overloaded_answers +=
                             attempts.iter().filter(|a| is_overloaded(&a.answer)).count() as u64;
+                        self.not_yet_answers +=
+                            attempts.iter().filter(|a| is_not_yet(&a.answer)).count() as u64;
                         "exhausted".to_owned()
                     }
                     FetchError::InvalidNode { .. } => "invalid-node".to_owned(),
@@ -469,6 +508,8 @@ pub struct BootsReport {
     pub failed_attempts: u64,
     /// Failed attempts answered `Overloaded`.
     pub overloaded_answers: u64,
+    /// Failed attempts answered `NotYet` (the replica was behind the boot's `min_seq`).
+    pub not_yet_answers: u64,
     /// Ok boots that needed more than one attempt.
     pub boots_retried: u64,
     pub per_replica_boots: BTreeMap<String, u64>,
@@ -491,6 +532,12 @@ pub struct BootsReport {
     pub timeline: Vec<TimelinePoint>,
     /// What the scenarios did, and when (seconds since the measured phase started).
     pub events: Vec<Event>,
+    /// `--commit-every-ms`: the commits made and what the boots saw of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commits_during_storm: Option<CommitsDuringStorm>,
+    /// Kills and additions: when they were due, done, and what failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scenarios: Vec<ScenarioOutcome>,
     /// CPU this process (all the agents) used during the measured phase.
     pub client_cpu_s: f64,
     pub stopped_by: StoppedBy,
@@ -512,6 +559,8 @@ pub struct Measurement {
     pub replicas: Vec<ReplicaReport>,
     /// What the scenarios did, and when.
     pub events: Vec<Event>,
+    pub commits_during_storm: Option<CommitsDuringStorm>,
+    pub scenarios: Vec<ScenarioOutcome>,
 }
 
 impl BootsReport {
@@ -549,6 +598,7 @@ impl BootsReport {
             failure_examples: stats.failure_examples.clone(),
             failed_attempts: stats.failed_attempts,
             overloaded_answers: stats.overloaded_answers,
+            not_yet_answers: stats.not_yet_answers,
             boots_retried: stats.boots_retried,
             per_replica_boots: stats.per_replica_boots.clone(),
             bytes_received: stats.bytes_received,
@@ -560,6 +610,8 @@ impl BootsReport {
             replicas: measurement.replicas.clone(),
             timeline: stats.timeline.points(),
             events: measurement.events.clone(),
+            commits_during_storm: measurement.commits_during_storm.clone(),
+            scenarios: measurement.scenarios.clone(),
             client_cpu_s: round3(measurement.client_cpu_s),
             stopped_by: measurement.stopped_by,
             max_seconds: plan.max_seconds,
@@ -729,6 +781,52 @@ impl BootsReport {
             self.bytes_received as f64 / 1e6
         );
         out.push_str(&replica_table(&self.replicas));
+        if let Some(c) = &self.commits_during_storm {
+            let _ = writeln!(
+                out,
+                "\n  commits during the storm (every {} ms): {} ok, {} failed{}; boots with min_seq {}, NotYet answers {}, min_seq violations {}",
+                c.commit_every_ms,
+                c.commits_ok,
+                c.commits_failed,
+                c.last_seq.map_or(String::new(), |s| format!(", last seq {s}")),
+                c.boots_with_min_seq,
+                self.not_yet_answers,
+                c.min_seq_violations
+            );
+            for (kind, count) in &c.commit_failures_by_kind {
+                let example = c
+                    .commit_failure_examples
+                    .get(kind)
+                    .map_or("", String::as_str);
+                let _ = writeln!(
+                    out,
+                    "    commit failures {kind:<20} {count:>6}  e.g. {example}"
+                );
+            }
+            if let Some(example) = &c.min_seq_violation_example {
+                let _ = writeln!(out, "    violation e.g. {example}");
+            }
+        }
+        if !self.scenarios.is_empty() {
+            let _ = writeln!(out, "\n  scenarios:");
+            for o in &self.scenarios {
+                let at = |s: Option<f64>| s.map_or("-".to_owned(), |s| format!("{s:.2} s"));
+                let _ = writeln!(
+                    out,
+                    "    {:<13} due {:>6.2} s, done {:>8}{}{}{}",
+                    o.kind,
+                    o.planned_at_s,
+                    at(o.done_at_s),
+                    o.replica
+                        .as_ref()
+                        .map_or(String::new(), |r| format!(" ({r})")),
+                    o.ready_at_s.map_or(String::new(), |s| format!(
+                        ", caught up and listed at {s:.2} s"
+                    )),
+                    o.error.as_ref().map_or(String::new(), |e| format!(": {e}"))
+                );
+            }
+        }
         if !self.failures_by_kind.is_empty() {
             let _ = writeln!(out, "\n  failures by kind:");
             for (kind, count) in &self.failures_by_kind {
@@ -792,10 +890,7 @@ fn replica_table(replicas: &[ReplicaReport]) -> String {
 pub async fn main(plan: &BootsPlan, interrupt: &Interrupt) -> Result<ExitCode> {
     let mut target = Target::open(&plan.target, interrupt).await?;
     let description = target.description();
-    let measured = match target.replicas() {
-        Ok(replicas) => measure(plan, target.cluster_file(), &replicas, interrupt).await,
-        Err(error) => Err(error),
-    };
+    let measured = measure(plan, &mut target, interrupt).await;
     target.close(measured.is_err()).await;
     let (stats, measurement, overlays) = measured?;
     let mut report = BootsReport::new(plan, &description, &stats, &measurement);
@@ -842,24 +937,25 @@ pub async fn main(plan: &BootsPlan, interrupt: &Interrupt) -> Result<ExitCode> {
     if let Some(path) = &plan.plot {
         report.write_plot(path)?;
     }
+    let scenario_failed = report.scenarios.iter().any(|o| o.error.is_some());
+    let violations = report
+        .commits_during_storm
+        .as_ref()
+        .map_or(0, |c| c.min_seq_violations);
     Ok(run_exit_code(
         measurement.stopped_by == StoppedBy::Interrupted,
-        baseline_failed,
-        report.boots_failed,
+        baseline_failed || scenario_failed,
+        report.boots_failed + violations,
     ))
 }
 
 /// One agent per failover order (each with its own UDP endpoint, shared by the boots that
-/// start from that replica).
-fn agents(cluster_path: &std::path::Path) -> Result<Vec<Arc<BootClient>>> {
-    let cluster = ClusterFile::load(cluster_path)
-        .with_context(|| format!("loading the cluster file {}", cluster_path.display()))?;
-    let ca_pem = std::fs::read(&cluster.ca)
-        .with_context(|| format!("reading the cluster CA {}", cluster.ca.display()))?;
-    let roles: Vec<Role> = cluster.replicas.iter().map(|r| r.role).collect();
+/// start from that replica) over `replicas`.
+fn agents(ca_pem: &[u8], replicas: &[ClusterReplica]) -> Result<Vec<Arc<BootClient>>> {
+    let roles: Vec<Role> = replicas.iter().map(|r| r.role).collect();
     let orders = failover_orders(&roles);
     if orders.is_empty() {
-        bail!("{} lists no replica", cluster_path.display());
+        bail!("the cluster file lists no replica");
     }
     orders
         .iter()
@@ -867,7 +963,7 @@ fn agents(cluster_path: &std::path::Path) -> Result<Vec<Arc<BootClient>>> {
             let replicas = order
                 .iter()
                 .map(|&i| {
-                    let r = &cluster.replicas[i];
+                    let r = &replicas[i];
                     Replica {
                         name: r.name.clone(),
                         addr: r.boot,
@@ -875,7 +971,7 @@ fn agents(cluster_path: &std::path::Path) -> Result<Vec<Arc<BootClient>>> {
                     }
                 })
                 .collect();
-            let tls = ClientTls::from_pem(&ca_pem, None).context("building the agent's TLS")?;
+            let tls = ClientTls::from_pem(ca_pem, None).context("building the agent's TLS")?;
             let client = BootClient::new(ClientConfig::new(replicas, tls))
                 .context("creating a boot agent")?;
             Ok(Arc::new(client))
@@ -914,7 +1010,12 @@ async fn prefetch(agent: &BootClient, target_nodes: u32) -> Result<Prefetched> {
 /// Everything a boot task needs.
 struct Storm {
     plan: BootsPlan,
-    agents: Vec<Arc<BootClient>>,
+    /// The agents boots start with now (replaced when a learner is added).
+    agents: RwLock<Arc<Vec<Arc<BootClient>>>>,
+    /// Every agent made, to shut them all down at the end.
+    all_agents: Mutex<Vec<Arc<BootClient>>>,
+    /// Commits' floors, events and outcomes of the scenarios.
+    scenario: ScenarioState,
     hashes: BTreeMap<String, Hash>,
     stats: Mutex<BootStats>,
     /// Boots started and finished: started − finished at the end are cut at the deadline.
@@ -936,11 +1037,22 @@ impl Storm {
         } else {
             None
         };
-        let agent = &self.agents[(index % self.agents.len() as u64) as usize];
-        let result = agent.fetch(&node, have_hash, None).await;
+        let agent = {
+            let agents = self.agents.read().expect("the agents lock");
+            agents[(index % agents.len() as u64) as usize].clone()
+        };
+        let floor = self.scenario.floor(&node, demo::vcluster_of(node_index));
+        let result = agent.fetch(&node, have_hash, floor.min_seq).await;
         let latency = due.elapsed();
-        if result.is_err() {
-            self.failed.fetch_add(1, Ordering::Relaxed);
+        match &result {
+            Ok(outcome) => {
+                self.scenario
+                    .check(&node, &floor, outcome.delta.seq, outcome.base.seq())
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.scenario.count_failed(&floor);
+            }
         }
         let mut stats = self.stats.lock().expect("the stats lock");
         stats.record(&result, latency);
@@ -1009,13 +1121,27 @@ async fn drive(storm: Arc<Storm>) {
 /// Prefetch, then the measured phase. Returns the stats and the prefetched overlays' bytes.
 async fn measure(
     plan: &BootsPlan,
-    cluster_path: &std::path::Path,
-    replicas: &[TargetReplica],
+    target: &mut Target,
     interrupt: &Interrupt,
 ) -> Result<(BootStats, Measurement, BTreeMap<String, Bytes>)> {
-    let agents = agents(cluster_path)?;
+    let replicas = target.replicas()?;
+    let cluster_path = target.cluster_file().to_path_buf();
+    let cluster_file = ClusterFile::load(&cluster_path)
+        .with_context(|| format!("loading the cluster file {}", cluster_path.display()))?;
+    let ca_pem = std::fs::read(&cluster_file.ca)
+        .with_context(|| format!("reading the cluster CA {}", cluster_file.ca.display()))?;
+    let first_agents = agents(&ca_pem, &cluster_file.replicas)?;
+    let admin = if plan.scenarios.needs_admin() {
+        Some(
+            crate::commits::connect(&cluster_file)
+                .await
+                .context("connecting to the admin plane for the scenarios")?,
+        )
+    } else {
+        None
+    };
     let prefetched = tokio::select! {
-        p = prefetch(&agents[0], plan.target_nodes) => p?,
+        p = prefetch(&first_agents[0], plan.target_nodes) => p?,
         _ = interrupt.wait() => bail!("interrupted before the measured phase"),
     };
     if plan.mode != BootMode::Cold {
@@ -1032,7 +1158,9 @@ async fn measure(
     }
     let storm = Arc::new(Storm {
         plan: plan.clone(),
-        agents: agents.clone(),
+        agents: RwLock::new(Arc::new(first_agents.clone())),
+        all_agents: Mutex::new(first_agents),
+        scenario: ScenarioState::new(&plan.scenarios),
         hashes: prefetched.hashes,
         stats: Mutex::new(BootStats::default()),
         started: AtomicU64::new(0),
@@ -1042,7 +1170,7 @@ async fn measure(
         t0: Instant::now(),
     });
     let progress = Progress::new(plan.boots, "boots", plan.progress);
-    let server_load = Mutex::new(ServerLoad::start(replicas));
+    let server_load = Mutex::new(ServerLoad::start(&replicas));
     let client_cpu_before = own_cpu_s();
     let started = storm.t0;
     let deadline = started + Duration::from_secs(plan.max_seconds);
@@ -1063,6 +1191,59 @@ async fn measure(
             }
         }
     };
+    // A learner added mid-storm joins the failover lists of boots that start once it is
+    // ready: new agents over the cluster file's replicas and the added ones.
+    let added: Mutex<Vec<ClusterReplica>> = Mutex::new(Vec::new());
+    let learner_ready = |replica: ClusterReplica| -> Result<()> {
+        let mut added = added.lock().expect("the added lock");
+        added.push(replica);
+        let all: Vec<ClusterReplica> = cluster_file
+            .replicas
+            .iter()
+            .cloned()
+            .chain(added.iter().cloned())
+            .collect();
+        let fresh = agents(&ca_pem, &all)?;
+        storm
+            .all_agents
+            .lock()
+            .expect("the agents lock")
+            .extend(fresh.iter().cloned());
+        *storm.agents.write().expect("the agents lock") = Arc::new(fresh);
+        Ok(())
+    };
+    let dev_cluster = target.dev_cluster();
+    // The scenarios run beside the boots and are dropped (cancelled) when the storm ends.
+    let scenarios = async {
+        let commits = async {
+            if let (Some(ms), Some(client)) = (plan.scenarios.commit_every_ms, admin.as_ref()) {
+                commit_loop(
+                    &storm.scenario,
+                    client,
+                    Duration::from_millis(ms),
+                    plan.target_nodes,
+                    storm.t0,
+                )
+                .await;
+            }
+        };
+        let kills = async {
+            if let Some(cluster) = dev_cluster {
+                chaos(
+                    &plan.scenarios,
+                    &storm.scenario,
+                    cluster,
+                    admin.as_ref(),
+                    &server_load,
+                    storm.t0,
+                    &learner_ready,
+                )
+                .await;
+            }
+        };
+        tokio::join!(commits, kills);
+        std::future::pending::<()>().await
+    };
     // Boxed, not pinned on the stack: dropping it must drop (abort) the boots still running.
     let mut run = Box::pin(drive(storm.clone()));
     let stopped_by = tokio::select! {
@@ -1070,7 +1251,9 @@ async fn measure(
         _ = tokio::time::sleep_until(deadline) => StoppedBy::MaxSeconds,
         _ = interrupt.wait() => StoppedBy::Interrupted,
         _ = ticker => unreachable!("the progress ticker never ends"),
+        _ = scenarios => unreachable!("the scenarios wait for the storm to end"),
     };
+    storm.scenario.finish();
     if stopped_by != StoppedBy::Count {
         storm.stop.store(true, Ordering::Relaxed);
         let _ = tokio::time::timeout(Duration::from_millis(DEADLINE_GRACE_MS), &mut run).await;
@@ -1103,11 +1286,13 @@ async fn measure(
             );
         }
     }
-    for agent in &agents {
+    let all_agents = std::mem::take(&mut *storm.all_agents.lock().expect("the agents lock"));
+    for agent in &all_agents {
         agent
             .shutdown(Duration::from_millis(AGENT_CLOSE_WAIT_MS))
             .await;
     }
+
     Ok((
         stats,
         Measurement {
@@ -1116,7 +1301,12 @@ async fn measure(
             client_cpu_s,
             stopped_by,
             replicas,
-            events: Vec::new(),
+            events: storm.scenario.events(),
+            commits_during_storm: plan
+                .scenarios
+                .commit_every_ms
+                .map(|_| storm.scenario.commits()),
+            scenarios: storm.scenario.outcomes(),
         },
         prefetched.compressed,
     ))

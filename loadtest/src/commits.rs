@@ -94,7 +94,7 @@ pub async fn main(plan: &CommitsPlan, interrupt: &Interrupt) -> Result<ExitCode>
 }
 
 /// Connects one admin client, retrying refusals and unreachable replicas a few times.
-async fn connect(cluster: &ClusterFile) -> Result<AdminClient> {
+pub async fn connect(cluster: &ClusterFile) -> Result<AdminClient> {
     let mut attempt = 1;
     loop {
         match AdminClient::connect(cluster).await {

@@ -7,6 +7,7 @@ use bootstorm_loadtest::boots::{BootStats, BootsArgs, BootsReport, Measurement};
 use bootstorm_loadtest::cli::{Cli, Command};
 use bootstorm_loadtest::nginx::parse_nginx;
 use bootstorm_loadtest::report::StoppedBy;
+use bootstorm_loadtest::scenario::{CommitsDuringStorm, ScenarioOutcome};
 use bootstorm_loadtest::server_load::ReplicaReport;
 use bootstorm_loadtest::timeline::Event;
 use clap::Parser as _;
@@ -68,6 +69,20 @@ fn report() -> BootsReport {
             t_s: 0.25,
             label: "kill -9 learner-1".into(),
         }],
+        commits_during_storm: Some(CommitsDuringStorm {
+            commit_every_ms: 200,
+            commits_ok: 12,
+            boots_with_min_seq: 900,
+            ..CommitsDuringStorm::default()
+        }),
+        scenarios: vec![ScenarioOutcome {
+            kind: "kill-learner".into(),
+            planned_at_s: 0.25,
+            done_at_s: Some(0.25),
+            replica: Some("learner-1".into()),
+            ready_at_s: None,
+            error: None,
+        }],
     };
     BootsReport::new(&plan, "spawned: 3 voters, 2 learners", &stats, &measurement)
 }
@@ -100,6 +115,18 @@ fn the_report_has_the_documented_keys() {
     }
     assert_eq!(timeline[0]["boots_ok"], 1000);
     assert_eq!(json["events"][0]["label"], "kill -9 learner-1");
+    let commits = &json["commits_during_storm"];
+    for key in [
+        "commits_ok",
+        "commits_failed",
+        "boots_with_min_seq",
+        "min_seq_violations",
+    ] {
+        assert!(commits[key].is_number(), "commits_during_storm.{key}");
+    }
+    assert_eq!(json["scenarios"][0]["kind"], "kill-learner");
+    assert_eq!(json["scenarios"][0]["done_at_s"], 0.25);
+    assert!(json["not_yet_answers"].is_number());
     let replicas = json["replicas"].as_array().unwrap();
     assert_eq!(replicas.len(), 3);
     assert_eq!(replicas[0]["name"], "learner-1");
@@ -170,6 +197,8 @@ fn an_empty_run_reports_null_percentiles() {
         stopped_by: StoppedBy::Interrupted,
         replicas: Vec::new(),
         events: Vec::new(),
+        commits_during_storm: None,
+        scenarios: Vec::new(),
     };
     let report = BootsReport::new(&plan, "cluster: x", &BootStats::default(), &measurement);
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
