@@ -153,3 +153,58 @@ fn mixed_mode_holds_an_overlay_about_half_the_time_on_both_vclusters() {
         assert!((2_300..2_700).contains(&held), "{held} of 5000");
     }
 }
+
+#[test]
+fn scenario_flags_parse_and_are_checked_against_the_target() {
+    let plan = plan(&[
+        "boots",
+        "--spawn",
+        "--learners",
+        "2",
+        "--commit-every-ms",
+        "200",
+        "--kill-learner-at",
+        "1.5",
+        "--kill-leader-at",
+        "3",
+        "--add-learner-at",
+        "4",
+        "--plot",
+        "storm.svg",
+    ])
+    .unwrap();
+    assert_eq!(plan.scenarios.commit_every_ms, Some(200));
+    assert_eq!(plan.scenarios.kill_learner_at_s, Some(1.5));
+    assert_eq!(plan.scenarios.kill_leader_at_s, Some(3.0));
+    assert_eq!(plan.scenarios.add_learner_at_s, Some(4.0));
+    assert_eq!(
+        plan.plot.as_deref(),
+        Some(std::path::Path::new("storm.svg"))
+    );
+    // Commits work against a running cluster; kills only on one this process started.
+    assert!(plan_ok(&[
+        "boots",
+        "--cluster",
+        "c.toml",
+        "--commit-every-ms",
+        "200"
+    ]));
+    assert!(error(&["boots", "--cluster", "c.toml", "--kill-leader-at", "1"]).contains("--spawn"));
+    assert!(error(&["boots", "--spawn", "--kill-learner-at", "1"]).contains("--learners"));
+    assert!(error(&[
+        "boots",
+        "--spawn",
+        "--learners",
+        "2",
+        "--max-seconds",
+        "10",
+        "--add-learner-at",
+        "10"
+    ])
+    .contains("--max-seconds"));
+    assert!(error(&["boots", "--spawn", "--commit-every-ms", "0"]).contains("--commit-every-ms"));
+}
+
+fn plan_ok(args: &[&str]) -> bool {
+    plan(args).is_ok()
+}
