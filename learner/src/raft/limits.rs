@@ -16,9 +16,12 @@ pub const RECORD_SIZE_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// Fewest milliseconds between two background saves of the committed log id (each is an
 /// atomic replace: two fsyncs and a rename). Commits in between only move the pending value.
-/// Short enough that a restart replays nearly everything committed before it, long enough
-/// that the saves cost the disk nothing next to the log's group-commit fsyncs.
-pub const COMMITTED_SAVE_INTERVAL_MS: u64 = 50;
+/// A restart replays the log up to the saved id at once and the rest (at most this much
+/// history) as soon as a leader confirms it, so staleness here costs a restarted replica at
+/// most a second of commits until it hears from the leader. At 50 ms the saves' three
+/// synchronous writes per replica, 20 times a second, landed between the log's fsyncs and
+/// showed in the 1-client commit tail (p90 1.7-1.9 ms, 1.25-1.5 ms at 1 s, same workload).
+pub const COMMITTED_SAVE_INTERVAL_MS: u64 = 1000;
 
 /// How many snapshot files are kept; older ones are deleted after a new one is durable.
 pub const SNAPSHOTS_KEPT: usize = 3;
