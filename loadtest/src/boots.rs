@@ -61,6 +61,9 @@ pub const BOOTS_DEFAULT: u64 = 100_000;
 pub const BOOTS_MAX: u64 = 10_000_000;
 /// Closed-loop boots in flight by default.
 pub const CONCURRENCY_DEFAULT: u32 = 64;
+/// Learners a spawned storm target has unless `--learners` says otherwise: as `bootstorm dev`,
+/// because learners are what a site boots from.
+pub const LEARNERS_DEFAULT: u16 = 2;
 /// Upper bound on `--concurrency` (and the open loop's in-flight bound): a typo is refused
 /// instead of opening that many QUIC connections at once.
 pub const CONCURRENCY_MAX: u32 = 4_096;
@@ -209,7 +212,7 @@ impl BootsPlan {
 impl BootsArgs {
     /// Validates the arguments against each other.
     pub fn plan(&self) -> Result<BootsPlan> {
-        let target = self.target.plan()?;
+        let target = self.target.plan(LEARNERS_DEFAULT)?;
         if self.boots == 0 {
             bail!("--boots must be at least 1");
         }

@@ -63,9 +63,10 @@ pub struct TargetArgs {
     /// With --spawn: number of voters (odd).
     #[arg(long, default_value_t = 3)]
     pub voters: u16,
-    /// With --spawn: number of learners.
-    #[arg(long, default_value_t = 0)]
-    pub learners: u16,
+    /// With --spawn: number of learners [default: 2 for boots, as `bootstorm dev` starts (the
+    /// replicas a site boots from); 0 for commits and propagation, which measure the voters].
+    #[arg(long)]
+    pub learners: Option<u16>,
     /// With --spawn: first port (replica i uses base+10i+1..=4); default: a free range.
     #[arg(long)]
     pub base_port: Option<u16>,
@@ -170,7 +171,8 @@ pub struct CommitsPlan {
 }
 
 impl TargetArgs {
-    pub fn plan(&self) -> Result<TargetPlan> {
+    /// The target, with `learners_default` learners when `--learners` is not given.
+    pub fn plan(&self, learners_default: u16) -> Result<TargetPlan> {
         match (&self.cluster, self.spawn) {
             (Some(file), false) => Ok(TargetPlan::Cluster { file: file.clone() }),
             (None, true) => {
@@ -182,7 +184,7 @@ impl TargetArgs {
                 }
                 Ok(TargetPlan::Spawn {
                     voters: self.voters,
-                    learners: self.learners,
+                    learners: self.learners.unwrap_or(learners_default),
                     base_port: self.base_port,
                     nodes: self.nodes,
                     bootstorm_exe: self.bootstorm_exe.clone(),
@@ -197,7 +199,7 @@ impl TargetArgs {
 impl CommitsArgs {
     /// Validates the arguments against each other and the admin plane's limits.
     pub fn plan(&self) -> Result<CommitsPlan> {
-        let target = self.target.plan()?;
+        let target = self.target.plan(0)?;
         if self.clients == 0 {
             bail!("--clients must be at least 1");
         }

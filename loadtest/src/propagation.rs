@@ -123,7 +123,7 @@ pub async fn main(args: &PropagationArgs, interrupt: &Interrupt) -> Result<ExitC
     if args.max_seconds == 0 || args.max_seconds > MAX_SECONDS_MAX {
         bail!("--max-seconds must be between 1 and {MAX_SECONDS_MAX}");
     }
-    let plan = args.target.plan()?;
+    let plan = args.target.plan(0)?;
     let target = Target::open(&plan, interrupt).await?;
     let result = run(args, &target, interrupt).await;
     target.close(result.is_err()).await;

@@ -178,7 +178,7 @@ fn propagation_parses_with_a_target_and_refuses_without() {
         Command::Propagation(args) => {
             assert_eq!(args.count, 5);
             assert_eq!(args.vcluster, "compute");
-            assert!(args.target.plan().is_ok());
+            assert!(args.target.plan(0).is_ok());
         }
         other => panic!("parsed as {other:?}"),
     }

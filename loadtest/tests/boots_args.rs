@@ -43,6 +43,15 @@ fn defaults_are_a_bounded_cold_storm() {
     assert_eq!(plan.max_seconds, 300);
     assert_eq!(plan.baseline, None);
     assert_eq!(plan.target_nodes, 1000, "--nodes of the spawned cluster");
+    // A site boots from learners: a spawned storm has two, as `bootstorm dev` starts.
+    assert!(matches!(
+        plan.target,
+        TargetPlan::Spawn {
+            voters: 3,
+            learners: 2,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -190,7 +199,15 @@ fn scenario_flags_parse_and_are_checked_against_the_target() {
         "200"
     ]));
     assert!(error(&["boots", "--cluster", "c.toml", "--kill-leader-at", "1"]).contains("--spawn"));
-    assert!(error(&["boots", "--spawn", "--kill-learner-at", "1"]).contains("--learners"));
+    assert!(error(&[
+        "boots",
+        "--spawn",
+        "--learners",
+        "0",
+        "--kill-learner-at",
+        "1"
+    ])
+    .contains("--learners"));
     assert!(error(&[
         "boots",
         "--spawn",
