@@ -11,79 +11,44 @@
 //! Needs the `bootstorm` binary of the same build (see `boots_e2e.rs`). Bounded: each run has
 //! `--max-seconds`, and the child is stopped (SIGTERM, then SIGKILL) after `RUN_TIMEOUT`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
 
 use bootstorm_loadtest::plot::check_well_formed;
+use support::run_loadtest;
 
 /// Longest one run (cluster start, storm, stop) may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(90);
-/// How long the load tester gets after SIGTERM to stop its cluster before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(20);
-
-fn bootstorm_exe() -> PathBuf {
-    let loadtest = PathBuf::from(env!("CARGO_BIN_EXE_bootstorm-loadtest"));
-    let exe = loadtest.with_file_name("bootstorm");
-    assert!(
-        exe.is_file(),
-        "the bootstorm binary is missing at {}: this test runs it as the cluster's replicas. Build it first with `cargo build -p bootstorm` (`cargo test --workspace` does this), then run the test again",
-        exe.display()
-    );
-    exe
-}
 
 /// Runs `boots --spawn` with `extra` arguments, writing JSON and SVG into `dir`; returns the
 /// parsed JSON report and the SVG text, after asserting the run exited 0.
 fn run_storm(dir: &Path, extra: &[&str]) -> (serde_json::Value, String) {
     let json_path = dir.join("boots.json");
     let plot_path = dir.join("boots.svg");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bootstorm-loadtest"))
-        .args(["boots", "--spawn", "--learners", "2", "--nodes", "50"])
-        .args(["--rate", "100", "--commit-every-ms", "200"])
-        .args(["--max-seconds", "60"])
-        .args(extra)
-        .arg("--json")
-        .arg(&json_path)
-        .arg("--plot")
-        .arg(&plot_path)
-        .arg("--bootstorm-exe")
-        .arg(bootstorm_exe())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start bootstorm-loadtest");
-    let started = Instant::now();
-    let mut stopping_since: Option<Instant> = None;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        match stopping_since {
-            None if started.elapsed() > RUN_TIMEOUT => {
-                // SAFETY: kill(2) on the PID of our own unreaped child.
-                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-                stopping_since = Some(Instant::now());
-            }
-            Some(since) if since.elapsed() > STOP_GRACE => {
-                child.kill().unwrap();
-            }
-            _ => {}
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stopping_since.is_none(),
-        "the run did not finish within {RUN_TIMEOUT:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    assert!(
-        status.success(),
-        "bootstorm-loadtest failed ({status})\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let mut args = vec![
+        "boots",
+        "--spawn",
+        "--learners",
+        "2",
+        "--nodes",
+        "50",
+        "--rate",
+        "100",
+        "--commit-every-ms",
+        "200",
+        "--max-seconds",
+        "60",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[
+        "--json",
+        json_path.to_str().unwrap(),
+        "--plot",
+        plot_path.to_str().unwrap(),
+    ]);
+    let (stdout, _stderr) = run_loadtest(&args, RUN_TIMEOUT);
     assert!(stdout.contains("per replica:"), "{stdout}");
     assert!(stdout.contains("scenarios:"), "{stdout}");
     let text = std::fs::read_to_string(&json_path).expect("the JSON report was written");

@@ -8,71 +8,35 @@
 //! `--max-seconds`, and the whole child is stopped (SIGTERM, then SIGKILL) after
 //! `RUN_TIMEOUT`.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-/// Longest the whole run (cluster start, warm-up, 200 commits, stop) may take.
+use std::time::Duration;
+
+use support::run_loadtest;
+
+/// Longest the whole run (cluster start, commits, stop) may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long the load tester gets after SIGTERM to stop its cluster before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(20);
-
-fn bootstorm_exe() -> PathBuf {
-    let loadtest = PathBuf::from(env!("CARGO_BIN_EXE_bootstorm-loadtest"));
-    let exe = loadtest.with_file_name("bootstorm");
-    assert!(
-        exe.is_file(),
-        "the bootstorm binary is missing at {}: this test runs it as the cluster's replicas. Build it first with `cargo build -p bootstorm` (`cargo test --workspace` does this), then run the test again",
-        exe.display()
-    );
-    exe
-}
 
 #[test]
 fn commits_against_a_spawned_cluster_all_succeed() {
-    let bootstorm = bootstorm_exe();
     let dir = tempfile::tempdir().unwrap();
     let json_path = dir.path().join("commits.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bootstorm-loadtest"))
-        .args(["commits", "--spawn", "--clients", "4", "--count", "200"])
-        .args(["--nodes", "40", "--max-seconds", "60", "--json"])
-        .arg(&json_path)
-        .arg("--bootstorm-exe")
-        .arg(&bootstorm)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start bootstorm-loadtest");
-    let started = Instant::now();
-    let mut stopping_since: Option<Instant> = None;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        match stopping_since {
-            None if started.elapsed() > RUN_TIMEOUT => {
-                // SAFETY: kill(2) on the PID of our own unreaped child.
-                unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-                stopping_since = Some(Instant::now());
-            }
-            Some(since) if since.elapsed() > STOP_GRACE => {
-                child.kill().unwrap();
-            }
-            _ => {}
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stopping_since.is_none(),
-        "the run did not finish within {RUN_TIMEOUT:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    assert!(
-        status.success(),
-        "bootstorm-loadtest failed ({status})\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    let (stdout, stderr) = run_loadtest(
+        &[
+            "commits",
+            "--spawn",
+            "--clients",
+            "4",
+            "--count",
+            "200",
+            "--nodes",
+            "40",
+            "--max-seconds",
+            "60",
+            "--json",
+            json_path.to_str().unwrap(),
+        ],
+        RUN_TIMEOUT,
     );
     assert!(
         stdout.contains("commits ok"),
