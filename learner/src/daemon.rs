@@ -10,9 +10,10 @@
 //! - shutdown order: stop accepting (boot, admin, raft planes), then stop raft (`Replica::shutdown`:
 //!   the log is fsynced on every append, so nothing is left to flush but the endpoints), then
 //!   metrics; the process exits 0 after a signal-initiated shutdown;
-//! - boot reads never enter Raft: the boot plane reads the local state machine; a missing or
-//!   stale overlay waits (bounded) for the leader's rebuild to arrive through Raft, then is
-//!   built locally.
+//! - boot reads never enter Raft: the boot plane reads the local state machine; for a missing
+//!   or stale overlay it asks the leader to rebuild (`admin::rebuild`: the admin plane with the
+//!   replica's certificate, or the local overlay task on the leader), waits (bounded) for the
+//!   `SetOverlay` to arrive through Raft, then builds locally.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -32,9 +33,10 @@ use crate::replica::{Replica, ReplicaOptions};
 pub const ADMIN_STOP_TIMEOUT_MS: u64 = 5_000;
 
 /// How the readiness line is printed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ReadyFormat {
     /// One human-readable line.
+    #[default]
     Text,
     /// One JSON object: `{"event":"ready","name","node_id","role","raft","admin","boot","metrics"}`.
     Json,
@@ -118,6 +120,35 @@ pub async fn serve_until(
     format: ReadyFormat,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let options = ServeOptions {
+        format,
+        ..ServeOptions::default()
+    };
+    serve_with(conf, options, shutdown).await
+}
+
+/// How [`serve_with`] runs a daemon; `Default` is `bootstorm serve`.
+#[derive(Debug, Default)]
+pub struct ServeOptions {
+    pub format: ReadyFormat,
+    /// Replica knobs (the `prometheus` handle is set by the daemon itself).
+    pub replica: ReplicaOptions,
+    /// Also sent the readiness report, for in-process callers (tests) that need the bound
+    /// addresses without parsing stdout.
+    pub ready: Option<tokio::sync::oneshot::Sender<Ready>>,
+}
+
+/// [`serve_until`] with replica knobs and a readiness channel (in-process tests).
+pub async fn serve_with(
+    conf: ReplicaConf,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let ServeOptions {
+        format,
+        replica: replica_options,
+        ready: ready_tx,
+    } = options;
     // Metrics first: series registered before the recorder exists would be no-ops.
     let mut metrics_server = None;
     let mut prometheus = None;
@@ -142,7 +173,7 @@ pub async fn serve_until(
 
     let options = ReplicaOptions {
         prometheus,
-        ..ReplicaOptions::default()
+        ..replica_options
     };
     let replica = Replica::start_with(conf.clone(), options, shutdown.clone())
         .await
@@ -197,6 +228,9 @@ pub async fn serve_until(
         stdout.flush().context("writing the ready line")?;
     }
     tracing::info!(raft = %ready.raft, admin = %ready.admin, boot = %ready.boot, "replica ready");
+    if let Some(ready_tx) = ready_tx {
+        let _ = ready_tx.send(ready);
+    }
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: closing the admin and raft planes, then raft");
@@ -256,6 +290,7 @@ fn start_admin(
         name: replica.name.clone(),
         role: conf.role,
         conf: conf.clone(),
+        overlay_nudger: Some(replica.overlay_nudger.clone()),
     });
     let task = tokio::spawn(admin::serve(endpoint, ctx, shutdown));
     Ok(AdminPlane { addr: bound, task })
@@ -267,9 +302,10 @@ struct BootPlane {
 }
 
 /// Binds the boot plane and serves it from the local state machine. A missing or stale
-/// overlay is rebuilt by the leader's overlay task as soon as the change is applied there
-/// (design decision 5), so "asking the leader" is waiting for that `SetOverlay` to arrive
-/// here; the boot plane bounds the wait and builds locally when the leader is away.
+/// overlay is asked of the leader (design decision 5) — over the admin plane with this
+/// replica's certificate, or straight to the local overlay task when this replica leads —
+/// and the boot plane bounds the wait for its `SetOverlay`, building locally when the leader
+/// is away.
 fn start_boot(
     conf: &ReplicaConf,
     replica: &Replica,
@@ -290,22 +326,24 @@ fn start_boot(
     let bound = endpoint
         .local_addr()
         .context("reading the boot plane address")?;
-    let reader = replica.reader.clone();
-    let rebuild = move |vcluster: config::VClusterId| {
-        let reader = reader.clone();
-        async move {
-            let mut applied = reader.applied_index();
-            loop {
-                let fresh = !reader.read().journal.overlay_is_stale(&vcluster);
-                if fresh {
-                    return Ok(());
-                }
-                if applied.changed().await.is_err() {
-                    return Err("the replica is stopping".to_owned());
-                }
-            }
-        }
-    };
+    let peers = conf
+        .peers
+        .iter()
+        .map(|peer| admin::client::Target {
+            name: peer.name.clone(),
+            addr: peer.admin,
+            role_hint: None,
+            boot_addr: Some(peer.boot),
+        })
+        .collect();
+    let rebuild = admin::rebuild::LeaderRebuilder::new(
+        replica.raft.clone(),
+        replica.node_id,
+        replica.overlay_nudger.clone(),
+        &replica.tls,
+        peers,
+    )
+    .context("setting up the admin client for overlay rebuild requests")?;
     let ctx = crate::boot::BootContext::new(
         &replica.name,
         replica.reader.clone(),

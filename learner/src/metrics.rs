@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::boot::Stat;
 use crate::raft::{LogStore, ReplicaReader, TypeConfig};
 
 /// `/metrics` connections served at once; more are closed at once (a scraper retries).
@@ -84,6 +85,34 @@ fn describe() {
     describe_counter!(
         "bootstorm_overlay_rebuild_failures_total",
         "overlay builds or proposals that failed (not counting benign OverlayOutdated)"
+    );
+    describe_counter!(
+        "bootstorm_overlay_rebuild_requests_total",
+        "rebuild requests (RebuildOverlay from replicas, or this leader's boot plane) its overlay task took in"
+    );
+    describe_counter!(
+        "bootstorm_overlay_rebuilds_on_request_total",
+        "overlay builds a rebuild request pulled ahead of the pacing interval (at most one per hold)"
+    );
+    describe_counter!(
+        Stat::RebuildRequested.metric(),
+        "missing/stale overlays this replica's boot plane asked the leader to rebuild (one per vCluster and seq)"
+    );
+    describe_counter!(
+        Stat::RebuildRequestFailures.metric(),
+        "rebuild requests that could not be delivered or were refused (the boot still waits, then builds locally)"
+    );
+    describe_counter!(
+        Stat::BaseRebuiltByLeader.metric(),
+        "base overlays served from the leader's SetOverlay after a missing/stale overlay was asked for"
+    );
+    describe_counter!(
+        Stat::BaseBuiltLocally.metric(),
+        "base overlays built on this replica because the leader's SetOverlay did not arrive in time"
+    );
+    describe_counter!(
+        Stat::RebuildFailures.metric(),
+        "missing/stale overlays whose leader SetOverlay did not arrive within rebuild_wait_max_ms"
     );
     describe_counter!(
         "bootstorm_ttl_expiries_proposed_total",
@@ -175,6 +204,10 @@ pub struct ReplicaMetrics {
     pub overlay_rebuilds: Counter,
     /// Leader overlay task: builds or proposals that failed.
     pub overlay_rebuild_failures: Counter,
+    /// Leader overlay task: rebuild requests taken in.
+    pub overlay_rebuild_requests: Counter,
+    /// Leader overlay task: builds a request pulled ahead of the pacing interval.
+    pub overlay_rebuilds_on_request: Counter,
     /// Leader TTL task: ExpireTtl proposals.
     pub ttl_expiries_proposed: Counter,
     log_fsync_rounds: Counter,
@@ -201,6 +234,12 @@ impl ReplicaMetrics {
             overlay_rebuilds: metrics::counter!("bootstorm_overlay_rebuilds_total", "replica" => r()),
             overlay_rebuild_failures: metrics::counter!(
                 "bootstorm_overlay_rebuild_failures_total", "replica" => r()
+            ),
+            overlay_rebuild_requests: metrics::counter!(
+                "bootstorm_overlay_rebuild_requests_total", "replica" => r()
+            ),
+            overlay_rebuilds_on_request: metrics::counter!(
+                "bootstorm_overlay_rebuilds_on_request_total", "replica" => r()
             ),
             ttl_expiries_proposed: metrics::counter!(
                 "bootstorm_ttl_expiries_proposed_total", "replica" => r()

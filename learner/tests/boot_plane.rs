@@ -347,7 +347,7 @@ async fn a_missing_overlay_with_a_leader_that_times_out_is_built_locally_once() 
     let calls = Arc::new(AtomicUsize::new(0));
     let rebuild: Arc<dyn OverlayRebuilder> = {
         let calls = calls.clone();
-        Arc::new(move |_vc: String| {
+        Arc::new(move |_vc: String, _seq: u64| {
             calls.fetch_add(1, Ordering::SeqCst);
             std::future::pending::<Result<(), String>>()
         })
@@ -380,6 +380,7 @@ async fn a_missing_overlay_with_a_leader_that_times_out_is_built_locally_once() 
         1,
         "single-flight per vCluster"
     );
+    assert_eq!(h.ctx.stats.get(Stat::RebuildRequested), 1);
     assert_eq!(h.ctx.stats.get(Stat::RebuildFailures), 1);
     assert_eq!(
         h.ctx.stats.get(Stat::BaseBuiltLocally) + h.ctx.stats.get(Stat::BaseCached),
@@ -394,7 +395,7 @@ async fn a_stale_overlay_rebuilt_by_the_leader_is_served_from_the_replicated_sta
     let journal_slot: Arc<std::sync::OnceLock<Arc<boot_support::Journal>>> = Default::default();
     let rebuild: Arc<dyn OverlayRebuilder> = {
         let slot = journal_slot.clone();
-        Arc::new(move |vc: String| {
+        Arc::new(move |vc: String, _seq: u64| {
             let journal = slot.get().expect("set before any boot").clone();
             async move {
                 let overlay =
@@ -425,6 +426,7 @@ async fn a_stale_overlay_rebuilt_by_the_leader_is_served_from_the_replicated_sta
     let after = h.journal.state();
     assert!(!after.overlay_is_stale("gpu"));
     assert_eq!(*outcome.base.hash(), after.overlays["gpu"].hash);
+    assert_eq!(h.ctx.stats.get(Stat::RebuildRequested), 1);
     assert_eq!(h.ctx.stats.get(Stat::BaseRebuiltByLeader), 1);
     // The next boot reads the stored one.
     h.client(None).fetch("node-0004", None, None).await.unwrap();

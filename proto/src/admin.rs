@@ -1,4 +1,5 @@
-//! Admin plane messages: commits, rollbacks, proposals, status, log reads and membership.
+//! Admin plane messages: commits, rollbacks, proposals, status, log reads, membership and
+//! overlay rebuild requests (a replica asking the leader, design decision 5).
 //!
 //! A commit can carry a 2 MiB delta and a log answer several entries, far beyond what a frame
 //! header may hold, so admin frames put the message in the payload: the header is only the
@@ -73,6 +74,12 @@ pub enum AdminRequest {
     Promote { node_id: u64 },
     /// Remove a replica from the cluster (voter or learner).
     Remove { node_id: u64 },
+    /// Ask the leader to rebuild `vcluster`'s overlay now and commit it with `SetOverlay`: the
+    /// asking replica's stored overlay is missing or older than `seq` (its newest seq affecting
+    /// the vCluster). Allowed for replica certificates. Advisory and idempotent: the leader
+    /// coalesces requests for one vCluster into one build, and answers `RebuildQueued` before
+    /// building (the asker watches its own state for the `SetOverlay`).
+    RebuildOverlay { vcluster: VClusterId, seq: Seq },
 }
 
 /// The header of an admin request frame: which [`AdminRequest`] the payload holds.
@@ -86,6 +93,7 @@ pub enum AdminRequestKind {
     AddLearner,
     Promote,
     Remove,
+    RebuildOverlay,
 }
 
 impl AdminRequestKind {
@@ -99,6 +107,7 @@ impl AdminRequestKind {
             AdminRequestKind::AddLearner => "add-learner",
             AdminRequestKind::Promote => "promote",
             AdminRequestKind::Remove => "remove",
+            AdminRequestKind::RebuildOverlay => "rebuild-overlay",
         }
     }
 }
@@ -115,7 +124,8 @@ impl Header for AdminRequestKind {
             | AdminRequestKind::Log
             | AdminRequestKind::AddLearner
             | AdminRequestKind::Promote
-            | AdminRequestKind::Remove => ADMIN_CONTROL_MESSAGE_SIZE_MAX_BYTES,
+            | AdminRequestKind::Remove
+            | AdminRequestKind::RebuildOverlay => ADMIN_CONTROL_MESSAGE_SIZE_MAX_BYTES,
         }
     }
 }
@@ -131,12 +141,16 @@ impl AdminRequest {
             AdminRequest::AddLearner { .. } => AdminRequestKind::AddLearner,
             AdminRequest::Promote { .. } => AdminRequestKind::Promote,
             AdminRequest::Remove { .. } => AdminRequestKind::Remove,
+            AdminRequest::RebuildOverlay { .. } => AdminRequestKind::RebuildOverlay,
         }
     }
 
     /// Checks the fields the wire bounds (names and addresses).
     pub fn validate(&self) -> Result<(), InvalidField> {
         match self {
+            AdminRequest::RebuildOverlay { vcluster, .. } => {
+                InvalidField::check("vcluster name", vcluster.len(), NAME_LEN_MAX_BYTES)
+            }
             AdminRequest::AddLearner {
                 name,
                 raft_addr,
@@ -257,6 +271,13 @@ pub enum AdminResponse {
         code: ErrorCode,
         message: String,
     },
+    /// The leader took a [`AdminRequest::RebuildOverlay`]. `queued`: a build was queued for its
+    /// overlay task (coalesced with every other pending request for the vCluster); `false`:
+    /// the leader's overlay is already current at that seq, so nothing was queued — its
+    /// `SetOverlay` is committed and on its way to the asker through Raft.
+    RebuildQueued {
+        queued: bool,
+    },
 }
 
 /// The header of an admin response frame: which [`AdminResponse`] the payload holds.
@@ -268,6 +289,7 @@ pub enum AdminResponseKind {
     Log,
     NotLeader,
     Error,
+    RebuildQueued,
 }
 
 impl AdminResponseKind {
@@ -279,6 +301,7 @@ impl AdminResponseKind {
             AdminResponseKind::Log => "log",
             AdminResponseKind::NotLeader => "not-leader",
             AdminResponseKind::Error => "error",
+            AdminResponseKind::RebuildQueued => "rebuild-queued",
         }
     }
 }
@@ -293,7 +316,8 @@ impl Header for AdminResponseKind {
             AdminResponseKind::Ok
             | AdminResponseKind::Committed
             | AdminResponseKind::NotLeader
-            | AdminResponseKind::Error => ADMIN_CONTROL_MESSAGE_SIZE_MAX_BYTES,
+            | AdminResponseKind::Error
+            | AdminResponseKind::RebuildQueued => ADMIN_CONTROL_MESSAGE_SIZE_MAX_BYTES,
         }
     }
 }
@@ -315,6 +339,7 @@ impl AdminResponse {
             AdminResponse::Log { .. } => AdminResponseKind::Log,
             AdminResponse::NotLeader { .. } => AdminResponseKind::NotLeader,
             AdminResponse::Error { .. } => AdminResponseKind::Error,
+            AdminResponse::RebuildQueued { .. } => AdminResponseKind::RebuildQueued,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The admin plane: the QUIC server every replica runs for operators and joining replicas
-//! (`server`), the client library the CLI uses (`client`), and a learner's join loop (`join`).
+//! (`server`), the client library the CLI uses (`client`), a learner's join loop (`join`) and
+//! the boot plane's rebuild requests to the leader (`rebuild`).
 //!
 //! Owns: who may do what on the admin plane, how admin requests become journal commands and
 //! membership changes, and how a client finds the leader.
@@ -8,8 +9,8 @@
 //! - the author of a commit is the admin certificate's identity, never the request's claim:
 //!   the server overwrites every author field from the verified client certificate's CN;
 //! - the timestamp of an entry is the leader's clock reading (the state machine has none);
-//! - replica certificates may only join (AddLearner) and read Status; everything else needs an
-//!   admin certificate;
+//! - replica certificates may only join (AddLearner), read Status and ask the leader to rebuild
+//!   an overlay (RebuildOverlay); everything else needs an admin certificate;
 //! - writes are never forwarded between replicas: a follower answers `NotLeader` with the
 //!   leader's admin address and the client follows it (bounded hops);
 //! - Status and Log are answered from the local state machine and never enter Raft.
@@ -19,6 +20,7 @@ pub mod client;
 pub mod commands;
 pub mod join;
 pub mod limits;
+pub mod rebuild;
 pub mod server;
 
 use crate::conf::{self, ReplicaConf};
@@ -42,4 +44,7 @@ pub struct AdminContext {
     pub role: conf::Role,
     /// The whole replica config (addresses, for NotLeader answers about ourselves).
     pub conf: ReplicaConf,
+    /// This replica's overlay task, which `RebuildOverlay` nudges while this replica leads;
+    /// `None` (no overlay task) answers such requests `Unavailable`.
+    pub overlay_nudger: Option<crate::replica::leader::OverlayNudger>,
 }

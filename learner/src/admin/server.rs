@@ -9,10 +9,13 @@
 //!   client certificate's CN before the command reaches Raft;
 //! - timestamps are the leader's clock reading, set here (the state machine has no clock);
 //! - a replica certificate may only ask to add *itself* as a learner (`AddLearner` whose name
-//!   is its CN) and read `Status`; anything else answers `Unauthorized`;
+//!   is its CN), read `Status` and ask for an overlay rebuild (`RebuildOverlay`: advisory,
+//!   idempotent, coalesced by the leader's overlay task); anything else answers `Unauthorized`;
 //! - writes are never forwarded: a follower answers `NotLeader { leader }` with the leader's
 //!   admin address from its raft metrics, and the client follows it;
 //! - `Status` and `Log` read the local state machine only; they never enter Raft;
+//! - `RebuildOverlay` never enters Raft either: the leader answers at once (`RebuildQueued`)
+//!   and its overlay task proposes the `SetOverlay` (a follower answers `NotLeader`);
 //! - every wait is bounded: handshakes, request reads, response writes (`limits.rs`), Raft
 //!   writes (`ADMIN_WRITE_TIMEOUT_MS`, answered as `Timeout`: outcome unknown).
 //!
@@ -262,6 +265,49 @@ impl Server {
             }
             AdminRequest::Promote { node_id } => self.promote(node_id).await,
             AdminRequest::Remove { node_id } => self.remove(node_id).await,
+            AdminRequest::RebuildOverlay { vcluster, seq } => self.rebuild_overlay(vcluster, seq),
+        }
+    }
+
+    /// Queues a rebuild of `vcluster` on this leader's overlay task unless its overlay is
+    /// already current for `seq`. Answers at once; the build and its `SetOverlay` follow.
+    fn rebuild_overlay(&self, vcluster: String, seq: u64) -> AdminResponse {
+        if let Some(not_leader) = self.not_leader() {
+            return not_leader;
+        }
+        let Some(nudger) = &self.ctx.overlay_nudger else {
+            return AdminResponse::error(
+                ErrorCode::Unavailable,
+                "this replica runs no overlay task; the overlay will be rebuilt by the leader's own schedule",
+            );
+        };
+        {
+            let state = self.ctx.reader.read();
+            let journal = &state.journal;
+            // Not applied here yet: the task keeps the request until it is.
+            if journal.last_seq >= seq {
+                if !journal.policies.contains_key(&vcluster) {
+                    return AdminResponse::error(
+                        ErrorCode::Rejected,
+                        format!(
+                            "vcluster {vcluster:?} does not exist on the leader (applied seq {})",
+                            journal.last_seq
+                        ),
+                    );
+                }
+                let current = journal
+                    .overlays
+                    .get(&vcluster)
+                    .is_some_and(|overlay| overlay.seq >= seq)
+                    || !journal.overlay_is_stale(&vcluster);
+                if current {
+                    return AdminResponse::RebuildQueued { queued: false };
+                }
+            }
+        }
+        match nudger.nudge(vcluster, seq) {
+            Ok(()) => AdminResponse::RebuildQueued { queued: true },
+            Err(error) => AdminResponse::error(ErrorCode::Unavailable, error.to_string()),
         }
     }
 
@@ -533,7 +579,7 @@ fn authorize(identity: &PeerIdentity, request: &AdminRequest) -> Option<AdminRes
     match identity.role {
         CertRole::Admin => None,
         CertRole::Replica => match request {
-            AdminRequest::Status => None,
+            AdminRequest::Status | AdminRequest::RebuildOverlay { .. } => None,
             AdminRequest::AddLearner { name, .. } if *name == identity.name => None,
             AdminRequest::AddLearner { name, .. } => Some(AdminResponse::error(
                 ErrorCode::Unauthorized,
@@ -545,7 +591,7 @@ fn authorize(identity: &PeerIdentity, request: &AdminRequest) -> Option<AdminRes
             other => Some(AdminResponse::error(
                 ErrorCode::Unauthorized,
                 format!(
-                    "replica certificate {:?} may only join (add-learner) and read status, not {}; use an admin certificate",
+                    "replica certificate {:?} may only join (add-learner) and read status, not {}; use an admin certificate (replicas may also ask for overlay rebuilds)",
                     identity.name,
                     other.kind().as_str()
                 ),

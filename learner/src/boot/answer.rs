@@ -2,13 +2,16 @@
 //!
 //! Order of checks for a request: node id sane → certificate binding (phase 2 only) →
 //! `min_seq` (bounded wait, else `NotYet`) → node → vCluster (else `UnknownNode`) → for phase 1
-//! the overlay (stored if current; else cache / leader rebuild / local build, single-flight) →
+//! the overlay (stored if current; else cache, or — single-flight per (vCluster, seq) — one
+//! rebuild request to the leader, a bounded wait for its `SetOverlay`, a local build) →
 //! `NotModified` if the agent holds it → a transfer permit (bounded wait, else `Overloaded`) →
 //! `Base`. Phase 2 builds the node delta on the fly (~1 µs under the read lock).
 //!
-//! Invariants: boot reads never enter Raft (the rebuilder is the only way out, bounded, with a
-//! local build as fallback); the state's read lock is never held across an await; every wait
-//! is bounded by a `BootLimits` value.
+//! Invariants: boot reads never enter Raft (the rebuild request is the only way out: sent once
+//! per (vCluster, seq), never awaited beyond the overlay's own wait, with a local build as
+//! fallback); the state's read lock is never held across an await; every wait is bounded by a
+//! `BootLimits` value. Each path is counted: `RebuildRequested` (+ `RebuildRequestFailures`),
+//! then `BaseRebuiltByLeader` or `RebuildFailures` + `BaseBuiltLocally`.
 
 use std::time::Duration;
 
@@ -19,7 +22,7 @@ use proto::{BootRequest, BootResponse, ErrorCode, Hash};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::{BaseSource, BootContext, CachedOverlay, Stat};
+use super::{BaseSource, BootContext, CachedOverlay, OverlayRebuilder, Stat};
 
 /// An answer ready to write; `_transfer` holds the transfer permit until the write ends.
 pub(super) struct Answer {
@@ -254,7 +257,8 @@ async fn missing_or_stale(
     Ok((built.overlay, built.source))
 }
 
-/// The single-flight builder: the leader first (bounded), then a local build.
+/// The single-flight builder: ask the leader (fire-and-forget), wait (bounded) for its
+/// `SetOverlay` to be applied here, else build locally.
 async fn rebuild_or_build(
     ctx: &BootContext,
     vcluster: VClusterId,
@@ -262,26 +266,27 @@ async fn rebuild_or_build(
 ) -> Result<CachedOverlay, String> {
     if let Some(rebuilder) = &ctx.rebuild {
         let deadline = Instant::now() + Duration::from_millis(ctx.limits.rebuild_wait_max_ms);
-        let asked =
-            tokio::time::timeout_at(deadline, rebuilder.request_rebuild(vcluster.clone())).await;
-        let failure = match asked {
-            Ok(Ok(())) => match wait_stored(ctx, &vcluster, &key, deadline).await {
-                Some(overlay) => {
-                    return Ok(CachedOverlay {
-                        overlay,
-                        source: BaseSource::RebuiltByLeader,
-                    })
-                }
-                None => "the leader reported the rebuild done, but the SetOverlay was not applied here in time".to_owned(),
-            },
-            Ok(Err(reason)) => reason,
-            Err(_) => format!(
-                "no answer from the leader within {} ms",
-                ctx.limits.rebuild_wait_max_ms
-            ),
+        let ask = ask_leader(ctx, rebuilder.as_ref(), &vcluster, key.seq);
+        tokio::pin!(ask);
+        let mut asked = false;
+        let stored = wait_stored(ctx, &vcluster, &key, deadline);
+        tokio::pin!(stored);
+        // The request runs alongside the wait and is dropped with it: its answer only counts.
+        let stored = loop {
+            tokio::select! {
+                stored = &mut stored => break stored,
+                () = &mut ask, if !asked => asked = true,
+            }
         };
+        if let Some(overlay) = stored {
+            return Ok(CachedOverlay {
+                overlay,
+                source: BaseSource::RebuiltByLeader,
+            });
+        }
         ctx.stats.add(Stat::RebuildFailures);
-        tracing::warn!(%vcluster, seq = key.seq, %failure, "leader rebuild of a missing/stale overlay failed; building it locally");
+        tracing::warn!(%vcluster, seq = key.seq, wait_ms = ctx.limits.rebuild_wait_max_ms,
+            "the leader's SetOverlay for a missing/stale overlay did not arrive in time; building it locally");
     }
     let reader = ctx.reader.clone();
     let built = tokio::task::spawn_blocking(move || {
@@ -294,6 +299,35 @@ async fn rebuild_or_build(
         overlay: built,
         source: BaseSource::BuiltLocally,
     })
+}
+
+/// Sends the rebuild request for (`vcluster`, `seq`) unless one already went out for that seq
+/// or a newer one; counts it and its failure.
+async fn ask_leader(
+    ctx: &BootContext,
+    rebuilder: &dyn OverlayRebuilder,
+    vcluster: &VClusterId,
+    seq: Seq,
+) {
+    {
+        let mut requested = ctx
+            .rebuild_requested
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match requested.get_mut(vcluster) {
+            Some(done) if *done >= seq => return,
+            Some(done) => *done = seq,
+            None => {
+                requested.insert(vcluster.clone(), seq);
+            }
+        }
+    }
+    ctx.stats.add(Stat::RebuildRequested);
+    if let Err(reason) = rebuilder.request_rebuild(vcluster.clone(), seq).await {
+        ctx.stats.add(Stat::RebuildRequestFailures);
+        tracing::info!(%vcluster, seq, %reason,
+            "could not ask the leader to rebuild a missing/stale overlay; waiting for its own rebuild");
+    }
 }
 
 /// Waits until the state holds an overlay of `vcluster` at `key.seq` or newer, until

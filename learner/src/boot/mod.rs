@@ -11,8 +11,9 @@
 //! Invariants:
 //! - **boot reads never enter Raft**: answers come from the local state machine
 //!   ([`ReplicaReader`]) and the overlay cache; the only contact with the leader is the optional
-//!   [`OverlayRebuilder`] for a missing or stale overlay, bounded in time, with a local build
-//!   as the fallback;
+//!   [`OverlayRebuilder`] for a missing or stale overlay: one fire-and-forget request per
+//!   (vCluster, seq) however many boots wait, then a bounded wait for the leader's `SetOverlay`
+//!   to be applied here, with a local build as the fallback;
 //! - **every wait is bounded**: handshake, request read, response write, `min_seq`, rebuild,
 //!   transfer permit — each by a [`BootLimits`] value; nothing queues without bound (beyond
 //!   the limits the answer is a refused connection or `Overloaded`);
@@ -30,7 +31,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use config::{BootOverlay, VClusterId};
+use config::{BootOverlay, Seq, VClusterId};
 use metrics::Counter;
 use overlay::{OverlayCache, Weigh};
 use proto::ErrorCode;
@@ -45,24 +46,36 @@ pub use server::serve;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Asks the leader to rebuild a vCluster's overlay and commit it with `SetOverlay` (design
-/// decision 5). The daemon implements it over the admin/raft plane; tests with closures.
+/// decision 5). The daemon implements it over the admin plane (`admin::rebuild`: a
+/// `RebuildOverlay` request with this replica's certificate, or a direct nudge of the local
+/// overlay task when this replica leads); tests with closures.
 ///
-/// Contract: the future resolves `Ok(())` once the leader has committed a `SetOverlay` for the
-/// vCluster at its current seq (the boot plane then waits — within the same bound — for it to
-/// be applied locally), or `Err(reason)` if the leader cannot do it. The boot plane bounds the
-/// wait itself ([`BootLimits::rebuild_wait_max_ms`]) and drops the future when it gives up, so
-/// an implementation need not time out on its own. Calls are single-flight per (vCluster, seq).
+/// Contract: `request_rebuild(vcluster, seq)` asks for an overlay of `vcluster` at `seq` or
+/// newer and resolves once the leader has taken the request (`Ok`) or it could not be
+/// delivered or was refused (`Err(reason)`); it does **not** wait for the `SetOverlay` — the
+/// boot plane watches its own state for that, within [`BootLimits::rebuild_wait_max_ms`],
+/// whatever the request's fate. The boot plane calls it once per (vCluster, seq) and drops the
+/// future when the overlay arrives or the wait ends, so an implementation needs no timeout of
+/// its own beyond what frees its resources early.
 pub trait OverlayRebuilder: Send + Sync + 'static {
-    fn request_rebuild(&self, vcluster: VClusterId) -> BoxFuture<'static, Result<(), String>>;
+    fn request_rebuild(
+        &self,
+        vcluster: VClusterId,
+        seq: Seq,
+    ) -> BoxFuture<'static, Result<(), String>>;
 }
 
 impl<F, Fut> OverlayRebuilder for F
 where
-    F: Fn(VClusterId) -> Fut + Send + Sync + 'static,
+    F: Fn(VClusterId, Seq) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
-    fn request_rebuild(&self, vcluster: VClusterId) -> BoxFuture<'static, Result<(), String>> {
-        Box::pin(self(vcluster))
+    fn request_rebuild(
+        &self,
+        vcluster: VClusterId,
+        seq: Seq,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(self(vcluster, seq))
     }
 }
 
@@ -122,11 +135,16 @@ pub enum Stat {
     ConnectionsRefused,
     /// Streams cut for a read or write timeout.
     StreamTimeouts,
-    /// Leader rebuilds that failed or timed out.
+    /// Missing/stale overlays whose leader `SetOverlay` did not arrive within the wait (each is
+    /// then built locally).
     RebuildFailures,
+    /// Rebuild requests sent to the leader (one per vCluster and seq, however many boots wait).
+    RebuildRequested,
+    /// Rebuild requests that could not be delivered or were refused.
+    RebuildRequestFailures,
 }
 
-const STAT_COUNT: usize = 11;
+const STAT_COUNT: usize = 13;
 
 impl Stat {
     pub const ALL: [Stat; STAT_COUNT] = [
@@ -141,6 +159,8 @@ impl Stat {
         Stat::ConnectionsRefused,
         Stat::StreamTimeouts,
         Stat::RebuildFailures,
+        Stat::RebuildRequested,
+        Stat::RebuildRequestFailures,
     ];
 
     /// Prometheus series name.
@@ -157,6 +177,8 @@ impl Stat {
             Stat::ConnectionsRefused => "bootstorm_boot_connections_refused_total",
             Stat::StreamTimeouts => "bootstorm_boot_stream_timeouts_total",
             Stat::RebuildFailures => "bootstorm_boot_rebuild_failures_total",
+            Stat::RebuildRequested => "bootstorm_boot_rebuild_requested_total",
+            Stat::RebuildRequestFailures => "bootstorm_boot_rebuild_request_failures_total",
         }
     }
 }
@@ -205,6 +227,10 @@ pub struct BootContext {
     pub limits: BootLimits,
     /// Asks the leader to rebuild a missing/stale overlay; `None` = always build locally.
     pub rebuild: Option<Arc<dyn OverlayRebuilder>>,
+    /// vCluster → newest seq a rebuild was requested for, so a request goes out once per
+    /// (vCluster, seq) even when a cache flight is abandoned and restarted. Bounded by the
+    /// vClusters of the local state (boots name nodes, nodes name existing vClusters).
+    pub(crate) rebuild_requested: std::sync::Mutex<std::collections::BTreeMap<VClusterId, Seq>>,
     pub stats: BootStats,
     /// Base-overlay transfers in flight (`limits.transfers_max` permits).
     pub(crate) transfers: Arc<Semaphore>,
@@ -232,6 +258,7 @@ impl BootContext {
             queued: std::sync::atomic::AtomicUsize::new(0),
             limits,
             rebuild,
+            rebuild_requested: Default::default(),
             stats: BootStats::new(replica),
         }))
     }

@@ -2,6 +2,11 @@
 //! leads: rebuilding stale overlays and proposing them through Raft (design decision 5), and
 //! proposing TTL expiry with the leader's clock (design decision 4).
 //!
+//! The overlay task has two inputs: the applied journal (a change that makes a vCluster's
+//! overlay stale) and *rebuild requests* ([`OverlayNudger`]): a replica whose boot plane met
+//! a missing or stale overlay asks for it (through the admin plane's `RebuildOverlay`, or
+//! directly when the leader's own boot plane asks).
+//!
 //! Invariants:
 //! - overlays enter the state machine only as `SetOverlay` commands through Raft, so every
 //!   replica holds the bytes the leader built (same blake3); no replica stores a local build;
@@ -9,19 +14,31 @@
 //!   the newest applied state, and a vCluster is rebuilt at most once per
 //!   `OVERLAY_REBUILD_INTERVAL_MIN_MS` (`RebuildPacer`), so a stream of N commits costs a few
 //!   rebuilds, not N, while the first change after a quiet spell is built at once. The watch
-//!   channels are the dirty flag: a change during a round triggers another pass;
+//!   channels and the request queue are the dirty flag: a change or request during a round
+//!   triggers another pass;
+//! - a rebuild request may pull a held vCluster's build ahead **once per hold**: the hold a
+//!   requested build sets cannot be bypassed again, so a vCluster is built at most twice per
+//!   interval however many requests arrive, and a storm of requests for one vCluster (every
+//!   rack's learner asking at once) costs one build — requests queued during it find the
+//!   overlay current (or the hold spent) and are dropped. A request never builds a vCluster
+//!   that is not stale on the leader; one for a seq the leader has not applied yet waits
+//!   (at most `OVERLAY_REQUESTS_PENDING_MAX` of them) until it has;
+//! - requests are advisory: the queue is bounded (`OVERLAY_REQUEST_QUEUE_MAX`) and a request
+//!   that does not fit is refused at once (the asker falls back to its bounded wait and a
+//!   local build); requests and holds are forgotten when leadership is lost;
 //! - `OverlayOutdated` (a newer overlay won a race) and `NothingExpired` (the entry expired
 //!   meanwhile, or the clock check raced a commit) are outcomes, not failures;
-//! - a failed build is not retried for the same seq (it would fail again); the next change
-//!   affecting the vCluster retries.
+//! - a failed build is not retried for the same seq (it would fail again), not even on
+//!   request; the next change affecting the vCluster retries.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use config::{JournalCommand, JournalState, Rejected, Seq};
+use config::{JournalCommand, JournalState, Rejected, Seq, VClusterId};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, ServerState};
 use tokio_util::sync::CancellationToken;
@@ -43,6 +60,17 @@ pub const OVERLAY_REBUILD_INTERVAL_MIN_MS: u64 = 100;
 const _: () = assert!(
     OVERLAY_REBUILD_INTERVAL_MIN_MS * 4 <= crate::boot::limits::BOOT_REBUILD_WAIT_MAX_MS_DEFAULT
 );
+
+/// Rebuild requests queued for the overlay task. Requests for one vCluster collapse into one
+/// pending entry once the task drains the queue (each pass drains it whole), so this only has
+/// to absorb the burst of one pass: a rack-wide boot storm sends one request per replica and
+/// vCluster. Beyond it a request is refused as busy and its asker relies on its bounded wait.
+pub const OVERLAY_REQUEST_QUEUE_MAX: usize = 1_024;
+
+/// Rebuild requests the overlay task keeps for a seq it has not applied yet (a replica can
+/// learn of a commit before the leader has applied it). More are dropped: the leader's own
+/// rebuild after applying serves them anyway, within the pacing interval.
+pub const OVERLAY_REQUESTS_PENDING_MAX: usize = 1_024;
 
 /// Longest the overlay task waits for one `SetOverlay` to commit and apply. On timeout the
 /// outcome is unknown; the task re-reads the state and proposes again if still stale.
@@ -116,36 +144,163 @@ async fn propose(
 }
 
 /// When each vCluster may next be rebuilt: a pure schedule, so the pacing is testable
-/// without a cluster. Invariant: a vCluster held until `t` is not rebuilt before `t`.
+/// without a cluster. Invariants: a vCluster held until `t` is not rebuilt before `t`, except
+/// once per hold on request ([`RebuildPacer::take_bypass`]); a hold set after such a requested
+/// build cannot be bypassed.
 #[derive(Debug, Default)]
 pub struct RebuildPacer {
-    held_until: BTreeMap<String, Instant>,
+    held: BTreeMap<String, Hold>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Hold {
+    until: Instant,
+    /// Whether a request may still pull a build ahead of `until`.
+    bypassable: bool,
 }
 
 impl RebuildPacer {
     /// `None` if `vcluster` may be rebuilt at `now`, else the instant it may.
     pub fn due(&self, vcluster: &str, now: Instant) -> Option<Instant> {
-        self.held_until
+        self.held
             .get(vcluster)
-            .copied()
+            .map(|hold| hold.until)
             .filter(|until| *until > now)
     }
 
     /// Holds `vcluster` for `hold` from `now` (after a build: the rebuild interval; after a
-    /// failed proposal: the retry pause).
+    /// failed proposal: the retry pause). A request may bypass this hold once.
     pub fn hold(&mut self, vcluster: &str, now: Instant, hold: Duration) {
-        self.held_until.insert(vcluster.to_owned(), now + hold);
+        self.set(vcluster, now, hold, true);
+    }
+
+    /// Holds `vcluster` after a build a request pulled ahead: no request may bypass this hold,
+    /// so requests cannot rebuild a vCluster more than twice per interval.
+    pub fn hold_after_bypass(&mut self, vcluster: &str, now: Instant, hold: Duration) {
+        self.set(vcluster, now, hold, false);
+    }
+
+    /// Whether a rebuild request may build `vcluster` now, and if so spends its hold's bypass:
+    /// `true` if it is not held at `now`, or held by a hold not yet bypassed.
+    pub fn take_bypass(&mut self, vcluster: &str, now: Instant) -> bool {
+        match self.held.get_mut(vcluster) {
+            Some(hold) if hold.until > now => std::mem::replace(&mut hold.bypassable, false),
+            _ => true,
+        }
+    }
+
+    fn set(&mut self, vcluster: &str, now: Instant, hold: Duration, bypassable: bool) {
+        let hold = Hold {
+            until: now + hold,
+            bypassable,
+        };
+        self.held.insert(vcluster.to_owned(), hold);
     }
 }
 
-/// Rebuilds and proposes stale overlays while this replica leads, until `shutdown`.
+/// One rebuild request: the asker holds no overlay of `vcluster` at `seq` or newer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RebuildRequest {
+    pub vcluster: VClusterId,
+    pub seq: Seq,
+}
+
+/// Why a rebuild request was not queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NudgeError {
+    #[error("the leader's overlay task has {OVERLAY_REQUEST_QUEUE_MAX} rebuild requests queued; try again shortly")]
+    Busy,
+    #[error("the overlay task has stopped (the replica is shutting down)")]
+    Stopped,
+}
+
+/// The sending side of the overlay task's request queue: what the admin plane (requests from
+/// other replicas) and the leader's own boot plane use to ask for a rebuild now. Cheap to
+/// clone; never blocks.
+#[derive(Clone, Debug)]
+pub struct OverlayNudger {
+    tx: mpsc::Sender<RebuildRequest>,
+}
+
+/// The receiving side, handed to [`run_overlay_task`].
+#[derive(Debug)]
+pub struct OverlayRequests {
+    rx: mpsc::Receiver<RebuildRequest>,
+}
+
+/// A bounded (`OVERLAY_REQUEST_QUEUE_MAX`) request queue into the overlay task.
+pub fn overlay_request_queue() -> (OverlayNudger, OverlayRequests) {
+    let (tx, rx) = mpsc::channel(OVERLAY_REQUEST_QUEUE_MAX);
+    (OverlayNudger { tx }, OverlayRequests { rx })
+}
+
+impl OverlayNudger {
+    /// Queues a request to rebuild `vcluster` (stale below `seq`) without waiting. Whether it
+    /// leads to a build is the task's decision (module invariants).
+    pub fn nudge(&self, vcluster: VClusterId, seq: Seq) -> Result<(), NudgeError> {
+        self.tx
+            .try_send(RebuildRequest { vcluster, seq })
+            .map_err(|error| match error {
+                mpsc::error::TrySendError::Full(_) => NudgeError::Busy,
+                mpsc::error::TrySendError::Closed(_) => NudgeError::Stopped,
+            })
+    }
+}
+
+/// Requests the overlay task holds between passes: vCluster → newest seq asked for.
+#[derive(Debug, Default)]
+struct PendingRequests(BTreeMap<VClusterId, Seq>);
+
+impl PendingRequests {
+    fn add(&mut self, request: RebuildRequest) {
+        if let Some(seq) = self.0.get_mut(&request.vcluster) {
+            *seq = (*seq).max(request.seq);
+        } else if self.0.len() < OVERLAY_REQUESTS_PENDING_MAX {
+            self.0.insert(request.vcluster, request.seq);
+        }
+    }
+
+    /// Whether a request asks for `vcluster` at a seq the leader has applied (`latest`: its
+    /// newest seq affecting the vCluster). A request for a later seq waits for that apply, so
+    /// it does not spend the hold's bypass on a build that would not satisfy it.
+    fn wants(&self, vcluster: &str, latest: Seq) -> bool {
+        self.0.get(vcluster).is_some_and(|seq| *seq <= latest)
+    }
+
+    /// After a pass: keeps only requests for a seq the leader has not applied yet (the next
+    /// pass, woken by that apply, serves them); the others were served or judged.
+    fn settle(&mut self, applied_seq: Seq) {
+        self.0.retain(|_, seq| *seq > applied_seq);
+    }
+}
+
+/// Knobs of the overlay task; `Default` is what `bootstorm serve` uses.
+#[derive(Clone, Copy, Debug)]
+pub struct OverlayTaskOptions {
+    /// Fewest ms between two rebuilds of a vCluster; see [`OVERLAY_REBUILD_INTERVAL_MIN_MS`].
+    /// Tests raise it so that only a request can pull a build ahead.
+    pub rebuild_interval_min_ms: u64,
+}
+
+impl Default for OverlayTaskOptions {
+    fn default() -> Self {
+        OverlayTaskOptions {
+            rebuild_interval_min_ms: OVERLAY_REBUILD_INTERVAL_MIN_MS,
+        }
+    }
+}
+
+/// Rebuilds and proposes stale overlays while this replica leads, until `shutdown`: on its
+/// own after a change (paced), and at once on request (`requests`, once per hold).
 pub async fn run_overlay_task(
     raft: Raft<TypeConfig>,
     reader: ReplicaReader,
     metrics: Arc<ReplicaMetrics>,
+    mut requests: OverlayRequests,
+    options: OverlayTaskOptions,
     shutdown: CancellationToken,
 ) {
-    let interval = Duration::from_millis(OVERLAY_REBUILD_INTERVAL_MIN_MS);
+    let interval = Duration::from_millis(options.rebuild_interval_min_ms);
     let retry_after = Duration::from_millis(OVERLAY_RETRY_AFTER_FAILURE_MS);
     // vCluster → seq whose build failed: skipped while its latest seq stays there, retried once
     // a newer change affects it, forgotten after a successful proposal.
@@ -156,20 +311,33 @@ pub async fn run_overlay_task(
         }
         let mut applied = reader.applied_seq();
         let mut raft_metrics = raft.metrics();
-        // A new leader builds whatever is stale at once.
+        // A new leader builds whatever is stale at once, so requests made to an earlier
+        // term (or queued while following) have nothing left to pull ahead.
         let mut pacer = RebuildPacer::default();
+        let mut pending = PendingRequests::default();
+        while requests.rx.try_recv().is_ok() {}
         loop {
             // Seen from here on: a change applied during this pass wakes the next one.
             applied.mark_unchanged();
+            while let Ok(request) = requests.rx.try_recv() {
+                metrics.overlay_rebuild_requests.increment(1);
+                pending.add(request);
+            }
             let stale = stale_vclusters(&reader.read().journal, &failed);
             let mut next_due: Option<Instant> = None;
             for vc in stale {
                 if shutdown.is_cancelled() {
                     return;
                 }
+                let mut on_request = false;
                 if let Some(at) = pacer.due(&vc, Instant::now()) {
-                    next_due = Some(next_due.map_or(at, |due| due.min(at)));
-                    continue;
+                    let latest = reader.read().journal.latest_seq_affecting(&vc);
+                    if pending.wants(&vc, latest) && pacer.take_bypass(&vc, Instant::now()) {
+                        on_request = true;
+                    } else {
+                        next_due = Some(next_due.map_or(at, |due| due.min(at)));
+                        continue;
+                    }
                 }
                 // Build under the read lock: a build is milliseconds, and holding the lock is
                 // what makes the overlay match the seq it claims.
@@ -192,9 +360,14 @@ pub async fn run_overlay_task(
                         continue;
                     }
                 };
-                pacer.hold(&vc, Instant::now(), interval);
+                if on_request {
+                    metrics.overlay_rebuilds_on_request.increment(1);
+                    pacer.hold_after_bypass(&vc, Instant::now(), interval);
+                } else {
+                    pacer.hold(&vc, Instant::now(), interval);
+                }
                 let seq = overlay.seq;
-                tracing::debug!(vcluster = %vc, seq, compressed_bytes = overlay.compressed.len(),
+                tracing::debug!(vcluster = %vc, seq, on_request, compressed_bytes = overlay.compressed.len(),
                     "proposing a rebuilt overlay");
                 let command = JournalCommand::SetOverlay {
                     vcluster_id: vc.clone(),
@@ -222,8 +395,9 @@ pub async fn run_overlay_task(
                     }
                 }
             }
-            // Sleep until the journal moves, leadership may have changed, or a held vCluster
-            // comes due.
+            pending.settle(reader.read().journal.last_seq);
+            // Sleep until the journal moves, a request arrives, leadership may have changed,
+            // or a held vCluster comes due.
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 changed = applied.changed() => {
@@ -231,6 +405,14 @@ pub async fn run_overlay_task(
                         return;
                     }
                 }
+                request = requests.rx.recv() => match request {
+                    Some(request) => {
+                        metrics.overlay_rebuild_requests.increment(1);
+                        pending.add(request);
+                    }
+                    // Every nudger is gone: the replica is stopping.
+                    None => return,
+                },
                 changed = raft_metrics.changed() => {
                     if changed.is_err() {
                         return;
@@ -330,6 +512,66 @@ mod tests {
             "due at the edge"
         );
         assert_eq!(pacer.due("gpu", start), None, "vClusters are paced apart");
+    }
+
+    #[test]
+    fn a_request_pulls_a_held_build_ahead_once_per_hold() {
+        let interval = Duration::from_millis(OVERLAY_REBUILD_INTERVAL_MIN_MS);
+        let start = Instant::now();
+        let mut pacer = RebuildPacer::default();
+        assert!(pacer.take_bypass("compute", start), "not held: build now");
+
+        pacer.hold("compute", start, interval);
+        let soon = start + Duration::from_millis(1);
+        // A storm of requests while held: the first may build, the rest may not.
+        let granted = (0..100)
+            .filter(|_| pacer.take_bypass("compute", soon))
+            .count();
+        assert_eq!(granted, 1, "one bypass per hold");
+        // The requested build sets a hold that no request can bypass.
+        pacer.hold_after_bypass("compute", soon, interval);
+        assert!(!pacer.take_bypass("compute", soon + Duration::from_millis(1)));
+        assert_eq!(pacer.due("compute", soon), Some(soon + interval));
+        // Once it expires, the next regular build's hold may be bypassed again.
+        assert!(pacer.take_bypass("compute", soon + interval));
+        pacer.hold("compute", soon + interval, interval);
+        assert!(pacer.take_bypass("compute", soon + interval));
+        assert!(pacer.take_bypass("gpu", soon), "vClusters are paced apart");
+    }
+
+    #[test]
+    fn pending_requests_keep_the_newest_seq_and_only_what_is_not_applied_yet() {
+        let mut pending = PendingRequests::default();
+        let request = |vcluster: &str, seq| RebuildRequest {
+            vcluster: vcluster.into(),
+            seq,
+        };
+        pending.add(request("compute", 7));
+        pending.add(request("compute", 5));
+        pending.add(request("gpu", 9));
+        assert!(pending.wants("compute", 7) && !pending.wants("compute", 6));
+        assert!(
+            !pending.wants("gpu", 8),
+            "asks for a seq the leader has not applied"
+        );
+        pending.settle(7);
+        assert!(!pending.wants("compute", 7), "applied: served or judged");
+        assert!(pending.wants("gpu", 9), "not applied yet: kept");
+        for i in 0..OVERLAY_REQUESTS_PENDING_MAX + 10 {
+            pending.add(request(&format!("vc{i}"), 100));
+        }
+        assert_eq!(pending.0.len(), OVERLAY_REQUESTS_PENDING_MAX);
+    }
+
+    #[test]
+    fn the_request_queue_refuses_beyond_its_bound() {
+        let (nudger, requests) = overlay_request_queue();
+        for _ in 0..OVERLAY_REQUEST_QUEUE_MAX {
+            nudger.nudge("compute".into(), 1).unwrap();
+        }
+        assert_eq!(nudger.nudge("compute".into(), 1), Err(NudgeError::Busy));
+        drop(requests);
+        assert_eq!(nudger.nudge("compute".into(), 1), Err(NudgeError::Stopped));
     }
 
     #[test]

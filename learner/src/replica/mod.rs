@@ -89,6 +89,9 @@ pub struct ReplicaOptions {
     pub snapshot_chunk_size_bytes: usize,
     /// The process's Prometheus handle, for the sampler's periodic upkeep.
     pub prometheus: Option<PrometheusHandle>,
+    /// The leader's overlay task (pacing interval); tests raise it so only a rebuild request
+    /// can pull a build ahead.
+    pub overlay_task: leader::OverlayTaskOptions,
 }
 
 impl Default for ReplicaOptions {
@@ -96,6 +99,7 @@ impl Default for ReplicaOptions {
         ReplicaOptions {
             snapshot_chunk_size_bytes: proto::limits::RAFT_SNAPSHOT_CHUNK_SIZE_MAX_BYTES,
             prometheus: None,
+            overlay_task: leader::OverlayTaskOptions::default(),
         }
     }
 }
@@ -163,6 +167,9 @@ pub struct Replica {
     /// A handle on the raft log, for fsync statistics.
     pub log: LogStore,
     pub metrics: Arc<ReplicaMetrics>,
+    /// Asks this replica's overlay task to rebuild a vCluster now (it acts only while this
+    /// replica leads): the admin plane's `RebuildOverlay` and the local boot plane use it.
+    pub overlay_nudger: leader::OverlayNudger,
     /// Cancelled by `shutdown` or by the caller's token: stops every task below.
     stop: CancellationToken,
     /// Raft plane server, leader tasks, metrics sampler.
@@ -262,10 +269,13 @@ impl Replica {
             metrics.clone(),
             stop.clone(),
         ));
+        let (overlay_nudger, overlay_requests) = leader::overlay_request_queue();
         tasks.spawn(leader::run_overlay_task(
             raft.clone(),
             reader.clone(),
             metrics.clone(),
+            overlay_requests,
+            options.overlay_task,
             stop.clone(),
         ));
         tasks.spawn(leader::run_ttl_task(
@@ -293,6 +303,7 @@ impl Replica {
             recovery: storage.recovery,
             log,
             metrics,
+            overlay_nudger,
             stop,
             tasks,
             net,

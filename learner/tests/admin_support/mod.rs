@@ -279,6 +279,8 @@ impl TestCluster {
             name: name.clone(),
             role,
             conf: conf.clone(),
+            // No overlay task here: `RebuildOverlay` is tested with real daemons.
+            overlay_nudger: None,
         });
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(admin::serve(endpoint, ctx, shutdown.clone()));

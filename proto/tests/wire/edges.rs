@@ -131,6 +131,7 @@ fn admin_payload_limits() {
         AdminRequestKind::AddLearner,
         AdminRequestKind::Promote,
         AdminRequestKind::Remove,
+        AdminRequestKind::RebuildOverlay,
     ] {
         payload_edge(kind, ADMIN_CONTROL_MESSAGE_SIZE_MAX_BYTES);
     }
@@ -141,6 +142,7 @@ fn admin_payload_limits() {
         AdminResponseKind::Committed,
         AdminResponseKind::NotLeader,
         AdminResponseKind::Error,
+        AdminResponseKind::RebuildQueued,
     ] {
         payload_edge(kind, ADMIN_CONTROL_MESSAGE_SIZE_MAX_BYTES);
     }
@@ -427,6 +429,41 @@ fn address_limit() {
         Ok(at)
     );
     admin_response_refused(leader(ADDR_LEN_MAX_BYTES + 1));
+}
+
+#[test]
+fn rebuild_overlay_vcluster_name_limit() {
+    let request = |len| AdminRequest::RebuildOverlay {
+        vcluster: "v".repeat(len),
+        seq: 7,
+    };
+    let at = request(NAME_LEN_MAX_BYTES);
+    assert_eq!(
+        AdminRequest::decode(at.encode().unwrap().to_bytes()),
+        Ok(at)
+    );
+    let over = request(NAME_LEN_MAX_BYTES + 1);
+    assert_eq!(
+        over.encode(),
+        Err(EncodeError::Invalid {
+            what: "admin request",
+            source: InvalidField {
+                field: "vcluster name",
+                len: NAME_LEN_MAX_BYTES as u64 + 1,
+                max: NAME_LEN_MAX_BYTES as u64,
+            }
+        })
+    );
+    // A peer that skips the check is refused on decode.
+    let body = Bytes::from(postcard::to_allocvec(&over).unwrap());
+    let wire = proto::Frame::new(AdminRequestKind::RebuildOverlay, body)
+        .encode()
+        .unwrap()
+        .to_bytes();
+    assert!(matches!(
+        AdminRequest::decode(wire),
+        Err(DecodeError::Invalid { .. })
+    ));
 }
 
 fn commit_with_content(content_len: usize) -> AdminRequest {

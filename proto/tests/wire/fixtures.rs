@@ -236,6 +236,34 @@ fn admin_status_and_answers() {
 }
 
 #[test]
+fn admin_rebuild_overlay_and_answer() {
+    // New kinds take the next enum tags (8 and 6), so every older frame keeps its bytes.
+    let request = AdminRequest::RebuildOverlay {
+        vcluster: "gpu".into(),
+        seq: 300,
+    };
+    check(
+        request.encode().unwrap(),
+        expect![[r#"
+        prefix  b1 00 01 00 00 00 07
+        header  08
+        payload 7 bytes:
+                08 03 67 70 75 ac 02
+    "#]],
+    );
+    let queued = AdminResponse::RebuildQueued { queued: true };
+    check(
+        queued.encode().unwrap(),
+        expect![[r#"
+        prefix  b1 00 01 00 00 00 02
+        header  06
+        payload 2 bytes:
+                06 01
+    "#]],
+    );
+}
+
+#[test]
 fn raft_vote_and_error() {
     let request = RaftRequest::Rpc {
         kind: RaftRpcKind::Vote,

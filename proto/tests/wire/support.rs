@@ -376,6 +376,8 @@ pub fn admin_request() -> impl Strategy<Value = AdminRequest> {
         ),
         any::<u64>().prop_map(|node_id| AdminRequest::Promote { node_id }),
         any::<u64>().prop_map(|node_id| AdminRequest::Remove { node_id }),
+        (name(), any::<u64>())
+            .prop_map(|(vcluster, seq)| AdminRequest::RebuildOverlay { vcluster, seq }),
     ]
 }
 
@@ -450,6 +452,7 @@ pub fn admin_response() -> impl Strategy<Value = AdminResponse> {
         }),
         option::of(addr()).prop_map(|leader| AdminResponse::NotLeader { leader }),
         (error_code(), text()).prop_map(|(code, message)| AdminResponse::Error { code, message }),
+        any::<bool>().prop_map(|queued| AdminResponse::RebuildQueued { queued }),
     ]
 }
 
