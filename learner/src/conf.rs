@@ -229,9 +229,14 @@ pub struct ClusterReplica {
 pub struct ClusterFile {
     /// CA that signed the replicas' certificates.
     pub ca: PathBuf,
-    /// Admin client certificate and key (their CN is the commit author).
-    pub admin_cert: PathBuf,
-    pub admin_key: PathBuf,
+    /// Admin client certificate and key (their CN is the commit author). Both or neither: a
+    /// node's agent (`bootstorm fetch`) needs only `ca` and the replicas, and an initramfs
+    /// must not carry an admin key, so an agent-only file leaves them out; admin commands then
+    /// refuse with a message saying so.
+    #[serde(default)]
+    pub admin_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub admin_key: Option<PathBuf>,
     /// Replicas in preference order (rack-local first).
     #[serde(rename = "replica")]
     pub replicas: Vec<ClusterReplica>,
@@ -250,8 +255,19 @@ impl ClusterFile {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         file.ca = base.join(&file.ca);
-        file.admin_cert = base.join(&file.admin_cert);
-        file.admin_key = base.join(&file.admin_key);
+        file.admin_cert = file.admin_cert.map(|cert| base.join(cert));
+        file.admin_key = file.admin_key.map(|key| base.join(key));
+        if file.admin_cert.is_some() != file.admin_key.is_some() {
+            return Err(ConfError::Invalid {
+                path: path.to_owned(),
+                key: if file.admin_cert.is_some() {
+                    "admin_key"
+                } else {
+                    "admin_cert"
+                },
+                problem: "admin_cert and admin_key go together: give both, or neither for an agent-only cluster file".into(),
+            });
+        }
         if file.replicas.is_empty() {
             return Err(ConfError::Invalid {
                 path: path.to_owned(),
@@ -334,5 +350,43 @@ boot = "127.0.0.1:7003"
         let text = format!("{GOOD}\n[raft]\nheartbeat_interval_ms = 500\n");
         let message = load_text(&text).unwrap_err().to_string();
         assert!(message.contains("election_timeout_min_ms"), "{message}");
+    }
+
+    fn load_cluster(text: &str) -> Result<ClusterFile, ConfError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.toml");
+        std::fs::write(&path, text).unwrap();
+        ClusterFile::load(&path)
+    }
+
+    const REPLICA: &str =
+        "[[replica]]\nname = \"learner-1\"\nrole = \"learner\"\nboot = \"127.0.0.1:7003\"\nadmin = \"127.0.0.1:7002\"\n";
+
+    #[test]
+    fn an_agent_only_cluster_file_needs_no_admin_credentials() {
+        let file =
+            load_cluster(&format!("ca = \"certs/ca.crt\"\n{REPLICA}")).expect("agent-only file");
+        assert_eq!(file.admin_cert, None);
+        assert_eq!(file.admin_key, None);
+        assert_eq!(file.replicas.len(), 1);
+        let full = load_cluster(&format!(
+            "ca = \"ca.crt\"\nadmin_cert = \"a.crt\"\nadmin_key = \"a.key\"\n{REPLICA}"
+        ))
+        .expect("admin file");
+        assert!(
+            full.admin_cert.unwrap().ends_with("a.crt"),
+            "resolved next to the file"
+        );
+    }
+
+    #[test]
+    fn an_admin_certificate_without_its_key_is_refused_naming_the_missing_key() {
+        let error = load_cluster(&format!(
+            "ca = \"ca.crt\"\nadmin_cert = \"a.crt\"\n{REPLICA}"
+        ))
+        .expect_err("half a credential");
+        let message = error.to_string();
+        assert!(message.contains("admin_key"), "{message}");
+        assert!(message.contains("give both, or neither"), "{message}");
     }
 }

@@ -134,8 +134,8 @@ pub fn plan(options: &DevOptions) -> Result<(Vec<PlannedReplica>, PathBuf)> {
     cluster_replicas.sort_by_key(|replica| replica.role == Role::Voter);
     let cluster = ClusterFile {
         ca: relative(&cert_files.ca_cert),
-        admin_cert: relative(&admin_pair.cert),
-        admin_key: relative(&admin_pair.key),
+        admin_cert: Some(relative(&admin_pair.cert)),
+        admin_key: Some(relative(&admin_pair.key)),
         replicas: cluster_replicas,
     };
     let cluster_path = dir.join("cluster.toml");

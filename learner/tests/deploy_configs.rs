@@ -48,3 +48,16 @@ fn cluster_example_loads() {
         "rack-local learner first"
     );
 }
+
+#[test]
+fn initramfs_cluster_example_loads_without_admin_credentials() {
+    let cluster = ClusterFile::load(&deploy("initramfs/cluster.toml")).unwrap();
+    assert_eq!(cluster.admin_cert, None, "an initramfs holds no admin key");
+    assert_eq!(cluster.admin_key, None);
+    assert_eq!(
+        cluster.replicas[0].role,
+        Role::Learner,
+        "rack-local learners first"
+    );
+    assert_eq!(cluster.replicas[1].role, Role::Learner);
+}

@@ -43,6 +43,8 @@ use crate::rpc::{self, RpcError};
 pub enum ClientError {
     #[error("loading the admin credentials failed: {0}")]
     Credentials(#[from] TlsError),
+    #[error("the cluster file names no admin_cert and admin_key: admin commands need an admin certificate (an agent-only cluster file leaves them out; use the admin's cluster file)")]
+    NoAdminCredentials,
     #[error("setting up the QUIC client failed: {0}")]
     Quic(QuicError),
     #[error("the request cannot be sent: {0}")]
@@ -123,10 +125,13 @@ impl AdminClient {
     /// A client for the replicas of a cluster file, presenting its admin certificate. Connects
     /// to the first replica that answers, so bad credentials or a dead cluster show up here.
     pub async fn connect(cluster: &ClusterFile) -> Result<Self, ClientError> {
+        let (Some(cert), Some(key)) = (&cluster.admin_cert, &cluster.admin_key) else {
+            return Err(ClientError::NoAdminCredentials);
+        };
         let material = TlsMaterial::load(&TlsFiles {
             ca_cert: cluster.ca.clone(),
-            cert: cluster.admin_cert.clone(),
-            key: cluster.admin_key.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
         })?;
         let targets = cluster
             .replicas

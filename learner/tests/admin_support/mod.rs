@@ -331,8 +331,12 @@ impl TestCluster {
     ) -> PathBuf {
         let file = ClusterFile {
             ca: certs::ca_cert_path(&self.certs_dir()),
-            admin_cert: certs::CertKeyPaths::in_dir(&self.certs_dir(), CertRole::Admin, ADMIN).cert,
-            admin_key: certs::CertKeyPaths::in_dir(&self.certs_dir(), CertRole::Admin, ADMIN).key,
+            admin_cert: Some(
+                certs::CertKeyPaths::in_dir(&self.certs_dir(), CertRole::Admin, ADMIN).cert,
+            ),
+            admin_key: Some(
+                certs::CertKeyPaths::in_dir(&self.certs_dir(), CertRole::Admin, ADMIN).key,
+            ),
             replicas: replicas
                 .iter()
                 .map(|(name, role, boot, admin)| conf::ClusterReplica {

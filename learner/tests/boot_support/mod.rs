@@ -219,16 +219,14 @@ impl Harness {
         BootClient::new(self.client_config(node_cert)).expect("boot client")
     }
 
-    /// A cluster file naming this replica (for `bootstorm fetch`).
+    /// A cluster file naming this replica, as a node's initramfs holds it for `bootstorm
+    /// fetch`: the CA and the replicas, no admin credentials.
     pub fn cluster_file(&self) -> PathBuf {
         let certs = self.certs_dir();
-        let admin = CertKeyPaths::in_dir(&certs, Role::Admin, "admin");
         let path = self.dir.path().join("cluster.toml");
         let text = format!(
-            "ca = {:?}\nadmin_cert = {:?}\nadmin_key = {:?}\n\n[[replica]]\nname = {REPLICA:?}\nrole = \"learner\"\nboot = \"{}\"\nadmin = \"127.0.0.1:9\"\n",
+            "ca = {:?}\n\n[[replica]]\nname = {REPLICA:?}\nrole = \"learner\"\nboot = \"{}\"\nadmin = \"127.0.0.1:9\"\n",
             certs::ca_cert_path(&certs),
-            admin.cert,
-            admin.key,
             self.addr
         );
         std::fs::write(&path, text).expect("write cluster file");
