@@ -260,11 +260,11 @@ impl PendingRequests {
         }
     }
 
-    /// Whether a request asks for `vcluster` at a seq the leader has applied (`latest`: its
-    /// newest seq affecting the vCluster). A request for a later seq waits for that apply, so
-    /// it does not spend the hold's bypass on a build that would not satisfy it.
-    fn wants(&self, vcluster: &str, latest: Seq) -> bool {
-        self.0.get(vcluster).is_some_and(|seq| *seq <= latest)
+    /// Whether a request asks for `vcluster` at a seq the leader has applied (`applied_seq`),
+    /// so a build now satisfies it. A request for a later seq waits for that apply, so it does
+    /// not spend the hold's bypass on a build that would not satisfy it.
+    fn wants(&self, vcluster: &str, applied_seq: Seq) -> bool {
+        self.0.get(vcluster).is_some_and(|seq| *seq <= applied_seq)
     }
 
     /// After a pass: keeps only requests for a seq the leader has not applied yet (the next
@@ -331,8 +331,8 @@ pub async fn run_overlay_task(
                 }
                 let mut on_request = false;
                 if let Some(at) = pacer.due(&vc, Instant::now()) {
-                    let latest = reader.read().journal.latest_seq_affecting(&vc);
-                    if pending.wants(&vc, latest) && pacer.take_bypass(&vc, Instant::now()) {
+                    let applied_seq = reader.read().journal.last_seq;
+                    if pending.wants(&vc, applied_seq) && pacer.take_bypass(&vc, Instant::now()) {
                         on_request = true;
                     } else {
                         next_due = Some(next_due.map_or(at, |due| due.min(at)));
