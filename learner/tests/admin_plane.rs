@@ -166,7 +166,7 @@ async fn concurrent_commits_share_raft_entries_yet_each_gets_its_own_seq_or_refu
                     .settings
                     .insert(format!("test.writer{number}"), number.to_string());
                 let mut entry = NewEntry::commit(Scope::Global, "ignored", 0, delta);
-                if number % REFUSED_EVERY == 0 {
+                if number.is_multiple_of(REFUSED_EVERY) {
                     entry.parent = Some(999_999);
                 }
                 let answer = client.request(AdminRequest::Commit { entry }).await;
@@ -183,14 +183,16 @@ async fn concurrent_commits_share_raft_entries_yet_each_gets_its_own_seq_or_refu
                 seq: Some(seq),
                 log_index,
             } => {
-                assert_ne!(number % REFUSED_EVERY, 0, "write {number} must be refused");
+                assert!(
+                    !number.is_multiple_of(REFUSED_EVERY),
+                    "write {number} must be refused"
+                );
                 seqs.push(seq);
                 log_indexes.insert(log_index);
             }
             AdminResponse::Error { code, message } => {
-                assert_eq!(
-                    number % REFUSED_EVERY,
-                    0,
+                assert!(
+                    number.is_multiple_of(REFUSED_EVERY),
                     "write {number} failed: {message}"
                 );
                 assert_eq!(code, ErrorCode::Rejected, "{message}");

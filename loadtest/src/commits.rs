@@ -150,6 +150,7 @@ pub fn failure_kind(outcome: &Result<AdminResponse, ClientError>) -> Option<(Str
             ))
         }
         Err(ClientError::Credentials(_)) => "credentials",
+        Err(ClientError::NoAdminCredentials) => "no-admin-credentials",
         Err(ClientError::Quic(_)) => "quic-setup",
         Err(ClientError::Encode(_)) => "encode",
         Err(ClientError::Refused { .. }) => "refused",
