@@ -4,22 +4,30 @@
 //! config may change, and [`BootLimits::validate`] checks them against each other and the wire
 //! limits.
 //!
-//! The admission numbers follow quic-tuning.md: this 2-core machine saturates past ~64
-//! concurrent cold boots; bounding in-flight transfers at 32 keeps per-boot CPU at the c=64
-//! level, and an explicit `Overloaded { retry_after_ms }` spreads the rest instead of a retry
-//! lottery.
+//! The admission numbers were measured on this 2-core machine (quic-tuning.md found the CPU
+//! saturated past ~64 concurrent cold boots and per-boot cost rising with the boots in
+//! flight): 16 admitted connections, a FIFO queue that drains within the agent's connect
+//! timeout, and an explicit `Overloaded { retry_after_ms }` to spread the rest instead of a
+//! retry lottery.
 
 use proto::limits::{MIN_SEQ_WAIT_MAX_MS, OVERLOADED_RETRY_AFTER_MAX_MS};
 use serde::{Deserialize, Serialize};
 
 /// Connections (handshaking or served) at once. Beyond it new connections wait in a bounded
 /// FIFO ([`BOOT_CONNECTION_QUEUE_MAX_DEFAULT`]) and are then refused at quinn's `Incoming` —
-/// before any handshake crypto, the cheapest possible "no" — and the agent backs off. 64 is the
-/// measured sweet spot of a 2-core replica: at 640 concurrent cold boots (release build,
-/// separate client process, same run) 64 admitted connections served 549–662 boots/s at
-/// 0.90–0.96 ms server CPU per boot, 512 admitted served 440–525 boots/s at 1.24 ms (every
-/// handshake competing for the same cores).
-pub const BOOT_CONNECTIONS_MAX_DEFAULT: usize = 64;
+/// before any handshake crypto, the cheapest possible "no" — and the agent backs off.
+///
+/// 16 on a 2-core replica: the permit is the only bound on how many boots the replica works on
+/// at once, and per-boot server CPU grows with that number (more interleaved handshakes and
+/// transfers, longer RTTs, smaller pacing bursts, more wake-ups and `sendmsg` calls per boot:
+/// 18 at 16 in flight, 21 at 64). Measured here (release, one voter, loopback, client in
+/// another process on the same cores), 16 vs the previous 64, paired interleaved runs:
+/// c=64 server CPU per boot 0.87× (0.83–0.96×, 8 pairs) and boots/s +6 %; c=256 0.95×
+/// (0.79–1.04×, 6 pairs); 8, 16 and 24 were indistinguishable, 32 cost ~8 % more than 16.
+/// 16 permits sustain this machine's ~1,000-1,200 boots/s as long as a connection lives
+/// ≤ ~13 ms (handshake, requests, ~160 KB answer, close: 2-3 RTTs plus the client's reading),
+/// which holds on a LAN; raise it for higher-RTT paths, where permits would sit idle.
+pub const BOOT_CONNECTIONS_MAX_DEFAULT: usize = 16;
 
 /// New connections that may wait (unaccepted, holding only their buffered Initial packets) for
 /// a connection permit. A short FIFO queue instead of an immediate refusal: a refused agent can
@@ -27,15 +35,26 @@ pub const BOOT_CONNECTIONS_MAX_DEFAULT: usize = 64;
 /// arrival order as permits free up. Beyond it new connections are refused at once.
 pub const BOOT_CONNECTION_QUEUE_MAX_DEFAULT: usize = 1_024;
 
-/// Longest a new connection waits in that queue before it is refused. Well below the agent's
-/// handshake timeout (`AGENT_CONNECT_TIMEOUT_MS`), so the agent hears "refused" (and fails
-/// over) rather than timing out.
-pub const BOOT_CONNECTION_QUEUE_WAIT_MAX_MS_DEFAULT: u64 = 500;
+/// Longest a new connection waits in that queue before it is refused. Below the agent's
+/// handshake timeout (`AGENT_CONNECT_TIMEOUT_MS`, 2 s) with room for the handshake itself, so
+/// a queued agent hears "refused" (and fails over) rather than timing out.
+///
+/// 1.5 s: a full queue (1024) drains in ~1 s at this machine's ~1,000-1,200 cold boots/s, so
+/// a queued agent is nearly always admitted instead of refused and retried. With 500 ms, at
+/// c=1024 the queue wait ran past it and ~10,000 of 15,000 boots were refused and retried
+/// (each retry a new Initial and handshake for the agent): same-run vs nginx, server CPU per
+/// boot 1.36–1.56× → 0.98–1.22× and boots/s 0.71–0.90× → 0.97–1.21×, p99 4.1 s → 1.1–1.2 s,
+/// 0 retries (together with 16 connections). Waiting agents retransmit their Initial after
+/// ~1 s (quinn's initial PTO); quinn buffers it with the waiting `Incoming`, no crypto.
+pub const BOOT_CONNECTION_QUEUE_WAIT_MAX_MS_DEFAULT: u64 = 1_500;
 
-/// Base-overlay transfers (the ~150 KB answers) in flight at once. Beyond it (after
+/// Base-overlay answers (the ~150 KB payloads) being handed to quinn at once. Beyond it (after
 /// [`BOOT_TRANSFER_WAIT_MAX_MS_DEFAULT`]) the answer is `Overloaded`. Small answers (deltas,
 /// `NotModified`, `NotYet`, errors) take no transfer permit: they cost less than the refusal.
-pub const BOOT_TRANSFERS_MAX_DEFAULT: usize = 32;
+/// The permit is released once the payload is queued in quinn's send buffer, so the bound on
+/// boots in flight is [`BOOT_CONNECTIONS_MAX_DEFAULT`]; this one only matters where
+/// `connections_max` is raised above it. Equal to it by default (it may not exceed it).
+pub const BOOT_TRANSFERS_MAX_DEFAULT: usize = 16;
 
 /// How long a base request may wait for a transfer permit before it is answered `Overloaded`.
 /// A short bounded queue smooths bursts (a transfer takes ~1 ms of server time); the waiters
