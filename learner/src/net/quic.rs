@@ -3,7 +3,29 @@
 //! and connection errors translated into messages that say what to fix.
 //!
 //! The boot-plane numbers come from the cold-boot probe in quic-tuning.md (stock quinn 0.11 +
-//! these settings ≈ nginx per-boot server CPU). Invariants:
+//! these settings ≈ nginx per-boot server CPU), checked again against the replica:
+//! - every setting of the probe's best stock configuration is here (windows, 4 bidi / 0 uni
+//!   streams, Cubic 256 KB initial window, 1452-byte initial MTU without discovery, no
+//!   keep-alive, spin bit and migration off, 4 MiB socket buffers; in `tls`: AES-128 first,
+//!   no tickets, no session storage; no NEW_TOKEN frames);
+//! - the replica's server profile (perf, c=64) has the probe's shape: quinn-proto ~22 %,
+//!   kernel ~17 %, handshake public-key crypto ~15 % + SHA-256/HKDF ~4 %, AES-GCM ~9 %, malloc
+//!   ~8 %, memcpy ~6 % (quinn's sent-packet B-tree and stream-frame copies), tokio ~7 % (mostly
+//!   quinn's own channels), our boot code < 1 %;
+//! - packets of one cold boot (strace, c=1): the server makes ~17 sends (1 handshake datagram,
+//!   1 with the 4 NEW_CONNECTION_IDs quinn issues, 1-2 ACK/HANDSHAKE_DONE, 1 phase-2 answer,
+//!   ~12 GSO batches of ≤ 10 segments — quinn's cap — and 1 reply to the agent's close) and
+//!   hears ~6 ACKs from the agent: the agent's socket receives a GSO batch as one GRO datagram
+//!   and acknowledges per batch, so an ACK-frequency extension has little to remove (not
+//!   adopted; the probe measured no effect either);
+//! - ~20 µs of each handshake is quinn walking the padding of the agent's Initial datagrams
+//!   one byte at a time (`process_early_payload`): padding to 1200 is mandatory, the walk is
+//!   inside quinn;
+//! - not adopted (measured no better here): initial congestion window 1 MB or 4 MB (sends per
+//!   boot 21.1 → 20.3 at c=64, CPU within noise). What did help was admitting fewer boots at
+//!   once: see `boot::limits::BOOT_CONNECTIONS_MAX_DEFAULT`.
+//!
+//! Invariants:
 //! - every knob is a named constant below or a documented field of [`TransportLimits`] /
 //!   [`ServerLimits`], and [`TransportLimits::transport_config`] rejects inconsistent values
 //!   (keep-alive not below idle timeout, stream window above connection window, MTU < 1200);
