@@ -393,32 +393,12 @@ fn address_limit() {
         boot_addr: addr(len),
         admin_addr: "10.0.0.1:7003".into(),
     };
-    let at = learner(ADDR_LEN_MAX_BYTES);
-    assert_eq!(
-        AdminRequest::decode(at.encode().unwrap().to_bytes()),
-        Ok(at)
+    admin_request_edge(
+        learner(ADDR_LEN_MAX_BYTES),
+        learner(ADDR_LEN_MAX_BYTES + 1),
+        "boot address",
+        ADDR_LEN_MAX_BYTES,
     );
-    let over = learner(ADDR_LEN_MAX_BYTES + 1);
-    assert_eq!(
-        over.encode(),
-        Err(EncodeError::Invalid {
-            what: "admin request",
-            source: InvalidField {
-                field: "boot address",
-                len: ADDR_LEN_MAX_BYTES as u64 + 1,
-                max: ADDR_LEN_MAX_BYTES as u64,
-            }
-        })
-    );
-    let body = Bytes::from(postcard::to_allocvec(&over).unwrap());
-    let wire = proto::Frame::new(AdminRequestKind::AddLearner, body)
-        .encode()
-        .unwrap()
-        .to_bytes();
-    assert!(matches!(
-        AdminRequest::decode(wire),
-        Err(DecodeError::Invalid { .. })
-    ));
 
     let leader = |len| AdminResponse::NotLeader {
         leader: Some(addr(len)),
@@ -437,26 +417,34 @@ fn rebuild_overlay_vcluster_name_limit() {
         vcluster: "v".repeat(len),
         seq: 7,
     };
-    let at = request(NAME_LEN_MAX_BYTES);
+    admin_request_edge(
+        request(NAME_LEN_MAX_BYTES),
+        request(NAME_LEN_MAX_BYTES + 1),
+        "vcluster name",
+        NAME_LEN_MAX_BYTES,
+    );
+}
+
+/// An admin request at a field's limit round-trips; one byte over, the encoder refuses it
+/// naming the field, and the decoder refuses it when a peer skips the check.
+fn admin_request_edge(at: AdminRequest, over: AdminRequest, field: &'static str, max: usize) {
     assert_eq!(
         AdminRequest::decode(at.encode().unwrap().to_bytes()),
         Ok(at)
     );
-    let over = request(NAME_LEN_MAX_BYTES + 1);
     assert_eq!(
         over.encode(),
         Err(EncodeError::Invalid {
             what: "admin request",
             source: InvalidField {
-                field: "vcluster name",
-                len: NAME_LEN_MAX_BYTES as u64 + 1,
-                max: NAME_LEN_MAX_BYTES as u64,
+                field,
+                len: max as u64 + 1,
+                max: max as u64,
             }
         })
     );
-    // A peer that skips the check is refused on decode.
     let body = Bytes::from(postcard::to_allocvec(&over).unwrap());
-    let wire = proto::Frame::new(AdminRequestKind::RebuildOverlay, body)
+    let wire = proto::Frame::new(over.kind(), body)
         .encode()
         .unwrap()
         .to_bytes();
