@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use config::{EntryType, JournalCommand, NewEntry, StateDelta};
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use proto::limits::{ADMIN_RESPONSE_SIZE_MAX_BYTES, LOG_ENTRIES_PER_RESPONSE_MAX};
 use proto::{
@@ -347,6 +347,16 @@ impl Server {
                 };
                 AdminResponse::NotLeader { leader }
             }
+            // openraft 0.9 runs one membership change at a time: another one in flight (two
+            // learners joining at once, as `bootstorm dev` starts them) is transient, so it
+            // answers `Unavailable`, which the join loop and clients retry. Answering
+            // `Rejected` made a learner started next to another give up joining for good.
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                ChangeMembershipError::InProgress(error),
+            )) => AdminResponse::error(
+                ErrorCode::Unavailable,
+                format!("another membership change is in progress ({error}); retry in a moment"),
+            ),
             RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
                 AdminResponse::error(
                     ErrorCode::Rejected,
