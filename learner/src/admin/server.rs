@@ -370,15 +370,20 @@ impl Server {
         }
     }
 
-    /// The admin address of member `node_id` in the newest membership config.
-    fn admin_addr_of(&self, node_id: u64) -> Option<String> {
+    /// Member `node_id` as the newest membership config records it.
+    fn member(&self, node_id: u64) -> Option<ReplicaNode> {
         let metrics = self.ctx.raft.metrics();
         let metrics = metrics.borrow();
         metrics
             .membership_config
             .membership()
             .get_node(&node_id)
-            .map(|node| node.admin_addr.clone())
+            .cloned()
+    }
+
+    /// The admin address of member `node_id` in the newest membership config.
+    fn admin_addr_of(&self, node_id: u64) -> Option<String> {
+        self.member(node_id).map(|node| node.admin_addr)
     }
 
     /// `NotLeader` with the current leader's admin address, if this replica is not the leader;
@@ -406,16 +411,7 @@ impl Server {
         }
         // Idempotent: a learner retrying its join after a lost answer must not fail, and a
         // different replica must not silently take over an id.
-        let existing = {
-            let metrics = self.ctx.raft.metrics();
-            let metrics = metrics.borrow();
-            metrics
-                .membership_config
-                .membership()
-                .get_node(&node_id)
-                .cloned()
-        };
-        if let Some(existing) = existing {
+        if let Some(existing) = self.member(node_id) {
             if existing == node {
                 return AdminResponse::Ok;
             }

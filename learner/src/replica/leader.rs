@@ -101,6 +101,11 @@ async fn wait_for_leadership(raft: &Raft<TypeConfig>, shutdown: &CancellationTok
 
 /// vClusters whose overlay is stale, with the seq a build now would carry, skipping those
 /// whose build already failed at that seq.
+/// The earlier of a pending wake-up (if any) and `at`.
+fn earliest(due: Option<Instant>, at: Instant) -> Instant {
+    due.map_or(at, |due| due.min(at))
+}
+
 fn stale_vclusters(journal: &JournalState, failed: &BTreeMap<String, Seq>) -> Vec<String> {
     journal
         .policies
@@ -335,7 +340,7 @@ pub async fn run_overlay_task(
                     if pending.wants(&vc, applied_seq) && pacer.take_bypass(&vc, Instant::now()) {
                         on_request = true;
                     } else {
-                        next_due = Some(next_due.map_or(at, |due| due.min(at)));
+                        next_due = Some(earliest(next_due, at));
                         continue;
                     }
                 }
@@ -389,9 +394,7 @@ pub async fn run_overlay_task(
                         tracing::warn!(vcluster = %vc, seq, %error, "overlay proposal failed; will retry");
                         let now = Instant::now();
                         pacer.hold(&vc, now, retry_after);
-                        next_due = Some(
-                            next_due.map_or(now + retry_after, |due| due.min(now + retry_after)),
-                        );
+                        next_due = Some(earliest(next_due, now + retry_after));
                     }
                 }
             }
