@@ -7,7 +7,7 @@
 //! print a JSON `ready` line; cluster readiness is polled through the admin plane with a
 //! deadline); running it again on the same DIR restarts the same cluster with its data.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -27,6 +27,65 @@ pub const REPLICA_READY_TIMEOUT_MS: u64 = 30_000;
 pub const REPLICA_STOP_TIMEOUT_MS: u64 = 10_000;
 /// Ports per replica: raft, admin, boot, metrics at base + 10 * index + 1..=4.
 pub const PORTS_PER_REPLICA_STRIDE: u16 = 10;
+/// Lowest base port [`free_base_port`] considers.
+pub const FREE_BASE_PORT_SEARCH_FIRST: u16 = 10_000;
+/// Linux's default ephemeral port range, used when `/proc/sys/net/ipv4/ip_local_port_range`
+/// cannot be read.
+pub const EPHEMERAL_PORTS_DEFAULT: (u16, u16) = (32_768, 60_999);
+
+/// Whether every port a cluster of `replicas` needs at `base` is free now (the QUIC planes
+/// are UDP, metrics is TCP: both are probed).
+pub fn ports_free(base: u16, replicas: u16) -> bool {
+    (0..replicas).all(|index| {
+        (1..=4u16).all(|offset| {
+            let Some(port) = index
+                .checked_mul(PORTS_PER_REPLICA_STRIDE)
+                .and_then(|p| p.checked_add(base))
+                .and_then(|p| p.checked_add(offset))
+            else {
+                return false;
+            };
+            UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+                && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+        })
+    })
+}
+
+/// The kernel's ephemeral port range (`low`, `high`).
+fn ephemeral_ports() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut bounds = text.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((bounds.next()??, bounds.next()??))
+        })
+        .unwrap_or(EPHEMERAL_PORTS_DEFAULT)
+}
+
+/// A base port whose whole range for `replicas` is free now, for clusters started by tests
+/// and the load tester. Searched from a per-process offset, so two runs started together do
+/// not race for the same range, and only **outside the kernel's ephemeral range**: client
+/// sockets of other processes (agents, admin and raft clients) take ephemeral ports at any
+/// moment, and one did take a port between the probe and a replica's bind (a "cluster did
+/// not start" flake of the storm tests). `None` if no range is free.
+pub fn free_base_port(replicas: u16) -> Option<u16> {
+    let span = replicas.checked_mul(PORTS_PER_REPLICA_STRIDE)?;
+    let (ephemeral_low, ephemeral_high) = ephemeral_ports();
+    let outside_ephemeral = |base: u16| {
+        base.checked_add(span)
+            .is_some_and(|end| end < ephemeral_low || base > ephemeral_high)
+    };
+    let slots = (ephemeral_low.saturating_sub(FREE_BASE_PORT_SEARCH_FIRST) / 100).max(1);
+    let seed = std::process::id() as u16;
+    (0..slots)
+        .map(|attempt| {
+            let slot = seed.wrapping_mul(13).wrapping_add(attempt.wrapping_mul(61)) % slots;
+            FREE_BASE_PORT_SEARCH_FIRST + slot * 100
+        })
+        .filter(|base| outside_ephemeral(*base))
+        .find(|base| ports_free(*base, replicas))
+}
+
 /// Membership requests `add_learner` sends at most (a change already in progress, e.g. the
 /// learner's own join, is answered with an error: the next attempt finds it done).
 pub const ADD_LEARNER_ATTEMPTS_MAX: u32 = 10;
@@ -739,5 +798,24 @@ async fn supervise(running: &mut [RunningReplica]) -> Result<()> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_free_base_port_range_lies_outside_the_ephemeral_ports_and_is_free() {
+        let replicas = 5;
+        let base = free_base_port(replicas).expect("a free range on loopback");
+        let (low, high) = ephemeral_ports();
+        let end = base + replicas * PORTS_PER_REPLICA_STRIDE;
+        assert!(base >= FREE_BASE_PORT_SEARCH_FIRST, "{base}");
+        assert!(
+            end < low || base > high,
+            "{base}..{end} overlaps {low}..={high}"
+        );
+        assert!(ports_free(base, replicas));
     }
 }

@@ -6,14 +6,13 @@
 //! were unknown are either wholly present or absent), and a full restart from disk.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bootstorm::admin::client::ClusterStatus;
 use bootstorm::admin::AdminClient;
 use bootstorm::conf::ClusterFile;
-use bootstorm::dev::{DevCluster, DevOptions, PORTS_PER_REPLICA_STRIDE};
+use bootstorm::dev::{DevCluster, DevOptions};
 use bytes::Bytes;
 use config::{FileSpec, NewEntry, Scope, StateDelta};
 use proto::{AdminRequest, AdminResponse};
@@ -21,23 +20,9 @@ use proto::{AdminRequest, AdminResponse};
 /// Bound on every wait in this file: a broken cluster fails the test instead of hanging it.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Finds a base port where every port the cluster needs is free right now.
+/// A base port where every port the cluster needs is free right now.
 fn free_base_port(replicas: u16) -> u16 {
-    let seed = std::process::id() as u16;
-    for attempt in 0..200u16 {
-        let base = 20_000 + ((seed.wrapping_mul(7).wrapping_add(attempt * 97)) % 400) * 100;
-        let all_free = (0..replicas).all(|index| {
-            (1..=4).all(|offset| {
-                let port = base + index * PORTS_PER_REPLICA_STRIDE + offset;
-                UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
-                    && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
-            })
-        });
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no free port range found for the test cluster");
+    bootstorm::dev::free_base_port(replicas).expect("no free port range found for the test cluster")
 }
 
 fn options(dir: PathBuf, voters: u16, learners: u16) -> DevOptions {

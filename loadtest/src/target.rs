@@ -7,12 +7,11 @@
 //! (`kill_on_drop`). Its data directory is deleted unless `--keep-data`, or kept (and named)
 //! when the run failed, so the replica logs can be read.
 
-use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use bootstorm::conf::{ClusterFile, Role};
-use bootstorm::dev::{DevCluster, DevOptions, PORTS_PER_REPLICA_STRIDE};
+use bootstorm::dev::{DevCluster, DevOptions};
 
 use crate::cli::TargetPlan;
 use crate::Interrupt;
@@ -111,34 +110,6 @@ pub fn own_cpu_s() -> f64 {
     process_cpu_s(std::process::id()).unwrap_or(0.0)
 }
 
-/// Whether every port a cluster of `replicas` needs at `base` is free now (QUIC planes are UDP,
-/// metrics is TCP: both are probed).
-pub fn ports_free(base: u16, replicas: u16) -> bool {
-    (0..replicas).all(|index| {
-        (1..=4u16).all(|offset| {
-            let Some(port) = index
-                .checked_mul(PORTS_PER_REPLICA_STRIDE)
-                .and_then(|p| p.checked_add(base))
-                .and_then(|p| p.checked_add(offset))
-            else {
-                return false;
-            };
-            UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
-                && TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
-        })
-    })
-}
-
-/// A base port whose whole range is free now, searched from a per-process offset so two load
-/// tests started together do not race for the same range.
-pub fn free_base_port(replicas: u16) -> Result<u16> {
-    let seed = std::process::id() as u16;
-    (0..300u16)
-        .map(|attempt| 30_000 + (seed.wrapping_mul(13).wrapping_add(attempt * 61) % 300) * 100)
-        .find(|base| ports_free(*base, replicas))
-        .context("no free port range found for the spawned cluster; pass --base-port")
-}
-
 /// One replica of a target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetReplica {
@@ -185,7 +156,9 @@ impl Target {
                 let replicas = voters + learners;
                 let base_port = match base_port {
                     Some(port) => *port,
-                    None => free_base_port(replicas)?,
+                    None => bootstorm::dev::free_base_port(replicas).context(
+                        "no free port range found for the spawned cluster; pass --base-port",
+                    )?,
                 };
                 let data = tempfile::Builder::new()
                     .prefix("bootstorm-loadtest.")
