@@ -104,6 +104,7 @@ async fn load(dir: &Path, addr: std::net::SocketAddr, concurrency: usize, reques
             name: "replica-1".into(),
             addr,
             server_name: "replica-1".into(),
+            check_addr: None,
         }],
         ClientTls::from_pem(&ca, None).expect("tls"),
     );

@@ -220,6 +220,9 @@ pub struct ClusterReplica {
     pub role: Role,
     pub boot: SocketAddr,
     pub admin: SocketAddr,
+    /// Boot check plane (UDP), when the replica answers checks (`listen.check`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<SocketAddr>,
 }
 
 /// The client file: where the replicas are and which credentials to use. Written by

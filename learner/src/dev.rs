@@ -174,6 +174,7 @@ pub fn plan(options: &DevOptions) -> Result<(Vec<PlannedReplica>, PathBuf)> {
             role: *role,
             boot: listen.boot,
             admin: listen.admin,
+            check: None,
         });
         let conf = ReplicaConf {
             node_id: index as u64 + 1,

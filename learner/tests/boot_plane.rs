@@ -449,6 +449,7 @@ async fn the_client_fails_over_from_a_dead_replica_to_a_live_one() {
             name: "dead".into(),
             addr: dead,
             server_name: boot_support::REPLICA.into(),
+            check_addr: None,
         },
     );
     let client = proto::client::BootClient::new(config).unwrap();
@@ -468,6 +469,7 @@ async fn the_client_fails_over_from_a_dead_replica_to_a_live_one() {
         name: "dead".into(),
         addr: dead,
         server_name: boot_support::REPLICA.into(),
+        check_addr: None,
     }];
     config.timeouts = proto::client::Timeouts {
         connect_ms: 100,

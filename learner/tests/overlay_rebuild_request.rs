@@ -251,6 +251,7 @@ fn boot_client(certs: &ClusterCertFiles, daemon: &Daemon) -> BootClient {
         name: daemon.ready.name.clone(),
         addr: daemon.ready.boot,
         server_name: daemon.ready.name.clone(),
+        check_addr: None,
     };
     let mut config = ClientConfig::new(vec![replica], tls);
     config.timeouts = Timeouts {

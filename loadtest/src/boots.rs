@@ -971,6 +971,7 @@ fn agents(ca_pem: &[u8], replicas: &[ClusterReplica]) -> Result<Vec<Arc<BootClie
                         name: r.name.clone(),
                         addr: r.boot,
                         server_name: r.name.clone(),
+                        check_addr: r.check,
                     }
                 })
                 .collect();

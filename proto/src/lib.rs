@@ -2,7 +2,7 @@
 //! network plane (boot, raft, admin).
 //!
 //! Owns: the exact bytes peers exchange — a fixed prefix, a small postcard header and raw
-//! payload bytes ([`frame`]) — the messages of each plane ([`boot`], [`admin`], [`raft`]), the
+//! payload bytes ([`frame`]) — the messages of each plane ([`boot`], [`check`], [`admin`], [`raft`]), the
 //! typed [`ErrorCode`]s, every wire limit ([`limits`]) and the ALPN ids ([`alpn`]).
 //!
 //! Must never: open a socket, read a clock, spawn a task, or panic or over-allocate on input
@@ -26,6 +26,7 @@
 pub mod admin;
 pub mod alpn;
 pub mod boot;
+pub mod check;
 #[cfg(feature = "client")]
 pub mod client;
 mod code;
@@ -40,6 +41,7 @@ pub use admin::{
 };
 pub use alpn::{ALPN_ADMIN, ALPN_ALL, ALPN_BOOT, ALPN_RAFT};
 pub use boot::{BootRequest, BootResponse, Hash};
+pub use check::{CheckCurrent, CheckRequest, CheckResponse, FetchReason};
 pub use code::{bounded_message, ErrorCode};
 pub use error::{DecodeError, EncodeError, InvalidField};
 pub use frame::{

@@ -129,6 +129,37 @@ pub const AGENT_REFUSED_RETRY_AFTER_MS: u32 = 150;
 pub const AGENT_ATTEMPTS_MAX: u32 = 1_000;
 
 // ---------------------------------------------------------------------------------------------
+// Boot check plane (`check`): one UDP datagram each way for a reboot with an unchanged overlay
+// ---------------------------------------------------------------------------------------------
+
+/// Exact size of a check request: the request, zero-padded. 1200 bytes is QUIC's minimum
+/// Initial size for the same reason — it fits any IPv6 path (1280 MTU) unfragmented, and a
+/// replica may answer up to this much without amplifying a spoofed request.
+pub const CHECK_REQUEST_SIZE_BYTES: usize = 1200;
+
+/// Largest check answer: no more than a request, so a spoofed source gains nothing
+/// (amplification factor ≤ 1). A `Current` answer that would not fit (a large node delta)
+/// becomes `Fetch { TooLarge }`.
+pub const CHECK_RESPONSE_SIZE_MAX_BYTES: usize = CHECK_REQUEST_SIZE_BYTES;
+
+/// Size of the agent's random nonce: 128 bits, so two checks never share one.
+pub const CHECK_NONCE_SIZE_BYTES: usize = 16;
+
+/// Largest signature in a check answer: ECDSA P-256 is ≤ 72 bytes, P-384 ≤ 104, Ed25519 64,
+/// RSA-2048 256. Larger keys leave no room for a node delta.
+pub const CHECK_SIGNATURE_SIZE_MAX_BYTES: usize = 256;
+
+/// Largest node delta field in a check answer (the whole answer is bounded by
+/// [`CHECK_RESPONSE_SIZE_MAX_BYTES`] as well; a typical delta is a few hundred bytes).
+pub const CHECK_DELTA_SIZE_MAX_BYTES: usize = 1024;
+
+/// How long an agent waits for a check answer before doing the full QUIC fetch. A check is one
+/// datagram round trip plus one signature (~0.1 ms on a LAN); a replica that has not answered in
+/// 200 ms dropped it (full socket buffer in a storm) or is down, and the QUIC path with its
+/// failover takes over.
+pub const AGENT_CHECK_TIMEOUT_MS: u64 = 200;
+
+// ---------------------------------------------------------------------------------------------
 // Admin plane
 // ---------------------------------------------------------------------------------------------
 
@@ -278,3 +309,14 @@ const _: () =
     assert!(AGENT_FETCH_TOTAL_TIMEOUT_MS > BOOT_RESPONSE_TIMEOUT_MS + AGENT_CONNECT_TIMEOUT_MS);
 const _: () = assert!(AGENT_ATTEMPTS_MAX > 0);
 const _: () = assert!(AGENT_REFUSED_RETRY_AFTER_MS <= OVERLOADED_RETRY_AFTER_MAX_MS);
+// Check: a request with the longest node id fits its datagram (magic, name and its length,
+// nonce, hash, an optional varint seq); an answer never exceeds a request; a check gives up
+// long before a QUIC handshake would.
+const _: () = assert!(
+    4 + 2 + NAME_LEN_MAX_BYTES + CHECK_NONCE_SIZE_BYTES + 32 + 1 + 10 <= CHECK_REQUEST_SIZE_BYTES
+);
+const _: () = assert!(CHECK_RESPONSE_SIZE_MAX_BYTES <= CHECK_REQUEST_SIZE_BYTES);
+const _: () = assert!(
+    CHECK_DELTA_SIZE_MAX_BYTES + CHECK_SIGNATURE_SIZE_MAX_BYTES < 2 * CHECK_RESPONSE_SIZE_MAX_BYTES
+);
+const _: () = assert!(AGENT_CHECK_TIMEOUT_MS < AGENT_CONNECT_TIMEOUT_MS);

@@ -204,6 +204,7 @@ pub fn client_config(args: &FetchArgs) -> Result<ClientConfig> {
             name: replica.name.clone(),
             addr: replica.boot,
             server_name: replica.name.clone(),
+            check_addr: replica.check,
         })
         .collect();
     if replicas.is_empty() {

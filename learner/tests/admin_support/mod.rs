@@ -344,6 +344,7 @@ impl TestCluster {
                     role: *role,
                     boot: *boot,
                     admin: *admin,
+                    check: None,
                 })
                 .collect(),
         };

@@ -196,6 +196,7 @@ impl Harness {
             name: REPLICA.into(),
             addr: self.addr,
             server_name: REPLICA.into(),
+            check_addr: None,
         }
     }
 

@@ -65,6 +65,9 @@ pub struct Replica {
     pub addr: SocketAddr,
     /// The name its certificate must carry (a SAN): usually the replica name.
     pub server_name: String,
+    /// Its boot check address (UDP), if it answers checks: a reboot with an unchanged overlay
+    /// is then one signed datagram exchange instead of a QUIC connection (see `proto::check`).
+    pub check_addr: Option<SocketAddr>,
 }
 
 /// Bounds on every wait of a fetch.
