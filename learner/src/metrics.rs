@@ -115,6 +115,18 @@ fn describe() {
         "missing/stale overlays whose leader SetOverlay did not arrive within rebuild_wait_max_ms"
     );
     describe_counter!(
+        Stat::CheckCurrent.metric(),
+        "boot checks answered Current: signed, the agent boots from the overlay it holds without a QUIC handshake"
+    );
+    describe_counter!(
+        Stat::CheckFetch.metric(),
+        "boot checks answered Fetch (overlay changed, node unknown, replica behind, overlay not stored, delta too large): the agent does the QUIC fetch"
+    );
+    describe_counter!(
+        Stat::CheckMalformed.metric(),
+        "datagrams on the check port dropped unanswered because they were not a check request"
+    );
+    describe_counter!(
         "bootstorm_ttl_expiries_proposed_total",
         "ExpireTtl commands this replica proposed as leader"
     );

@@ -10,7 +10,10 @@
 //! timeout, and an explicit `Overloaded { retry_after_ms }` to spread the rest instead of a
 //! retry lottery.
 
-use proto::limits::{MIN_SEQ_WAIT_MAX_MS, OVERLOADED_RETRY_AFTER_MAX_MS};
+use proto::limits::{
+    AGENT_CHECK_TIMEOUT_MS, CHECK_REQUEST_SIZE_BYTES, MIN_SEQ_WAIT_MAX_MS,
+    OVERLOADED_RETRY_AFTER_MAX_MS,
+};
 use serde::{Deserialize, Serialize};
 
 /// Connections (handshaking or served) at once. Beyond it new connections wait in a bounded
@@ -96,6 +99,20 @@ pub const BOOT_REBUILD_WAIT_MAX_MS_DEFAULT: u64 = 1_000;
 
 /// How long `serve` waits after shutdown for connections to close before returning.
 pub const BOOT_SHUTDOWN_DRAIN_MS: u64 = 2_000;
+
+/// SO_RCVBUF / SO_SNDBUF requested for the check plane's UDP socket (`listen.check`). The
+/// receive buffer is the check plane's only queue: one task answers checks one after another
+/// (~30 µs each, one ECDSA P-256 signature), and what the buffer cannot hold is dropped by the
+/// kernel. 4 MiB (Linux grants twice that and charges each 1200-byte datagram its whole 2–4 KB
+/// buffer) holds ~2,000–4,000 requests, ~60–120 ms of work: below the agent's wait
+/// (`AGENT_CHECK_TIMEOUT_MS`, 200 ms), so a queued request is still worth answering when its
+/// turn comes, and a dropped one costs its agent the QUIC fetch, which has admission control.
+pub const BOOT_CHECK_SOCKET_BUFFER_BYTES: usize = 4 << 20;
+
+/// Bytes read per check datagram: one more than a request, because the kernel truncates a
+/// datagram to the buffer without saying so — a 1201-byte datagram must read as 1201 bytes
+/// (and be dropped as oversize), not as a valid 1200-byte request.
+pub const BOOT_CHECK_RECV_BUFFER_BYTES: usize = CHECK_REQUEST_SIZE_BYTES + 1;
 
 /// The boot plane's configurable limits; `Default` is what `bootstorm serve` uses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,6 +256,10 @@ const _: () = assert!(BOOT_TRANSFERS_MAX_DEFAULT <= BOOT_CONNECTIONS_MAX_DEFAULT
 const _: () = assert!(BOOT_RETRY_AFTER_BASE_MS_DEFAULT <= BOOT_RETRY_AFTER_MAX_MS_DEFAULT);
 const _: () = assert!(BOOT_RETRY_AFTER_MAX_MS_DEFAULT <= OVERLOADED_RETRY_AFTER_MAX_MS);
 const _: () = assert!(BOOT_REQUESTS_PER_CONNECTION_MAX_DEFAULT >= 2);
+const _: () = assert!(BOOT_CHECK_RECV_BUFFER_BYTES > CHECK_REQUEST_SIZE_BYTES);
+// The agent waits for a check answer at most this long; the socket buffer's ~60–120 ms of
+// backlog (see BOOT_CHECK_SOCKET_BUFFER_BYTES) must stay below it.
+const _: () = assert!(AGENT_CHECK_TIMEOUT_MS >= 200);
 const _: () =
     assert!(BOOT_CONNECTION_QUEUE_WAIT_MAX_MS_DEFAULT < proto::limits::AGENT_CONNECT_TIMEOUT_MS);
 // A base request's worst wait (min_seq, rebuild, transfer permit) stays inside the agent's

@@ -6,6 +6,9 @@
 //! - `server`: the accept loop ([`serve`]), connection admission and per-stream I/O;
 //! - `answer`: a request → an answer from local state (min_seq wait, node → vCluster, stored
 //!   overlay / leader rebuild / local build, `NotModified`, transfer permits);
+//! - `check`: the boot check plane ([`serve_check`]): one signed UDP datagram answers "is the
+//!   overlay I hold still current?" so a reboot with an unchanged overlay skips the QUIC/TLS
+//!   handshake; anything else sends the agent to the QUIC path above;
 //! - [`fetch_cmd`]: `bootstorm fetch`, the agent CLI on top of `proto::client`.
 //!
 //! Invariants:
@@ -24,6 +27,7 @@ pub mod fetch_cmd;
 pub mod limits;
 
 mod answer;
+mod check;
 mod server;
 
 use std::future::Future;
@@ -39,6 +43,7 @@ use tokio::sync::Semaphore;
 
 use crate::raft::ReplicaReader;
 
+pub use check::{answer_check, serve_check, CheckAnswer, CheckSigner, CheckSignerError};
 pub use limits::{BootLimits, InvalidBootLimit};
 pub use server::serve;
 
@@ -142,9 +147,15 @@ pub enum Stat {
     RebuildRequested,
     /// Rebuild requests that could not be delivered or were refused.
     RebuildRequestFailures,
+    /// Check-plane answers `Current` (signed: the agent boots from what it holds).
+    CheckCurrent,
+    /// Check-plane answers `Fetch`, whatever the reason (the agent does the QUIC fetch).
+    CheckFetch,
+    /// Check-plane datagrams dropped unanswered because they were not a check request.
+    CheckMalformed,
 }
 
-const STAT_COUNT: usize = 13;
+const STAT_COUNT: usize = 16;
 
 impl Stat {
     pub const ALL: [Stat; STAT_COUNT] = [
@@ -161,6 +172,9 @@ impl Stat {
         Stat::RebuildFailures,
         Stat::RebuildRequested,
         Stat::RebuildRequestFailures,
+        Stat::CheckCurrent,
+        Stat::CheckFetch,
+        Stat::CheckMalformed,
     ];
 
     /// Prometheus series name.
@@ -179,6 +193,9 @@ impl Stat {
             Stat::RebuildFailures => "bootstorm_boot_rebuild_failures_total",
             Stat::RebuildRequested => "bootstorm_boot_rebuild_requested_total",
             Stat::RebuildRequestFailures => "bootstorm_boot_rebuild_request_failures_total",
+            Stat::CheckCurrent => "bootstorm_boot_check_current_total",
+            Stat::CheckFetch => "bootstorm_boot_check_fetch_total",
+            Stat::CheckMalformed => "bootstorm_boot_check_malformed_total",
         }
     }
 }

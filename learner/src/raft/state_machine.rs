@@ -96,6 +96,14 @@ impl ReplicaReader {
         self.shared.applied_seq.subscribe()
     }
 
+    /// A reader of a fixed state with no state machine behind it, for unit tests of readers.
+    #[cfg(test)]
+    pub(crate) fn from_state(state: ReplicaState) -> Self {
+        ReplicaReader {
+            shared: Arc::new(Shared::new(state)),
+        }
+    }
+
     /// Waits until the journal reached `min_seq`, at most `timeout`. `Ok(seq)` once reached,
     /// `Err(seq)` with the seq applied so far if not (the boot plane answers `NotYet`).
     pub async fn wait_for_seq(&self, min_seq: Seq, timeout: Duration) -> Result<Seq, Seq> {

@@ -1,0 +1,577 @@
+//! The boot check plane's server: one UDP datagram in ([`CheckRequest`]), one out
+//! ([`CheckResponse`]), answered from the local state like the QUIC boot plane, so a reboot
+//! whose overlay is unchanged needs no QUIC/TLS handshake. Wire format and why an unsigned
+//! `Fetch` is safe: `proto::check`.
+//!
+//! Order of checks for a request ([`answer_check`]): `min_seq` (never waited for: `NotYet` at
+//! once) → node → vCluster (else `UnknownNode`) → the vCluster's current overlay: the stored
+//! one if current, else the boot plane's cache (nothing is built or asked of the leader here,
+//! that is the QUIC path's job; else `NotStored`) → its hash against the agent's (else
+//! `Changed`) → the node delta, which must fit one datagram (else `TooLarge`) → a signature
+//! over the request and the verdict → `Current`.
+//!
+//! Invariants:
+//! - **never reflect garbage**: a datagram that does not decode as a request is dropped
+//!   unanswered (and counted); a request gets exactly one answer, sent to its source, never
+//!   larger than the request (`proto::check` refuses to encode more);
+//! - **a `Current` comes from one read of the state**: the overlay verdict and the delta are
+//!   taken under the same read lock, which is released before the (comparatively slow)
+//!   signature; only `Current` is signed, with the boot plane's own TLS key;
+//! - **nothing waits**: no `min_seq` wait, no build, no leader request; the only queue is the
+//!   socket's receive buffer (`BOOT_CHECK_SOCKET_BUFFER_BYTES`), sized so a request it holds is
+//!   answered before its agent gives up;
+//! - every answer echoes the request's nonce.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use overlay::OverlayKey;
+use proto::check::signed_message;
+use proto::limits::{CHECK_DELTA_SIZE_MAX_BYTES, CHECK_SIGNATURE_SIZE_MAX_BYTES};
+use proto::{CheckCurrent, CheckRequest, CheckResponse, EncodeError, FetchReason};
+use rustls::sign::Signer;
+use rustls::SignatureScheme;
+use rustls_pki_types::PrivateKeyDer;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+use super::limits::BOOT_CHECK_RECV_BUFFER_BYTES;
+use super::{BootContext, Stat};
+
+/// Signature schemes a check answer may be signed with, in preference order. All are TLS 1.3
+/// schemes, so an agent verifies a check signature with the same code (and the same
+/// certificate) as a TLS CertificateVerify; ECDSA first, whose signatures leave the most room
+/// for the node delta. RSA-PSS only for RSA keys of ≤ 2048 bits (256-byte signatures).
+pub const CHECK_SIGNATURE_SCHEMES: [SignatureScheme; 4] = [
+    SignatureScheme::ECDSA_NISTP256_SHA256,
+    SignatureScheme::ECDSA_NISTP384_SHA384,
+    SignatureScheme::ED25519,
+    SignatureScheme::RSA_PSS_SHA256,
+];
+
+/// Why the boot plane's key cannot sign check answers (the daemon refuses to start with
+/// `listen.check` set).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckSignerError {
+    #[error("the key cannot be used for signing: {0}")]
+    Key(rustls::Error),
+    #[error(
+        "a {algorithm:?} key offers none of the signature schemes check answers use (ECDSA \
+         P-256/P-384, Ed25519, RSA-PSS); use such a key or remove listen.check"
+    )]
+    NoScheme {
+        algorithm: rustls::SignatureAlgorithm,
+    },
+    #[error("a trial signature with the key failed: {0}")]
+    Sign(rustls::Error),
+    #[error(
+        "the key makes {len_bytes}-byte {scheme:?} signatures, more than the {max_bytes} a check \
+         answer holds (RSA above 2048 bits does not fit); use an ECDSA key or remove listen.check"
+    )]
+    SignatureTooLarge {
+        scheme: SignatureScheme,
+        len_bytes: usize,
+        max_bytes: usize,
+    },
+}
+
+/// Signs `Current` answers with the boot plane's TLS key, so an agent checks them against the
+/// replica certificate it already verified (against the cluster CA) on an earlier TLS boot.
+pub struct CheckSigner {
+    /// The key with its scheme chosen once, at startup, from [`CHECK_SIGNATURE_SCHEMES`].
+    signer: Box<dyn Signer>,
+}
+
+impl CheckSigner {
+    /// A signer for `key` (the boot plane's private key). Refuses a key of no supported scheme
+    /// or whose signatures do not fit a check answer, after one trial signature.
+    pub fn new(key: &PrivateKeyDer<'_>) -> Result<Self, CheckSignerError> {
+        let key =
+            rustls::crypto::ring::sign::any_supported_type(key).map_err(CheckSignerError::Key)?;
+        let signer =
+            key.choose_scheme(&CHECK_SIGNATURE_SCHEMES)
+                .ok_or(CheckSignerError::NoScheme {
+                    algorithm: key.algorithm(),
+                })?;
+        // RSA and Ed25519 signatures have a fixed length; ECDSA's varies by a few bytes below
+        // its bound (72 bytes for P-256, 104 for P-384), far under the limit either way. So one
+        // trial tells whether every signature fits, and proves the key signs at all.
+        let trial = signer
+            .sign(proto::check::CHECK_SIGNATURE_CONTEXT)
+            .map_err(CheckSignerError::Sign)?;
+        if trial.len() > CHECK_SIGNATURE_SIZE_MAX_BYTES {
+            return Err(CheckSignerError::SignatureTooLarge {
+                scheme: signer.scheme(),
+                len_bytes: trial.len(),
+                max_bytes: CHECK_SIGNATURE_SIZE_MAX_BYTES,
+            });
+        }
+        Ok(CheckSigner { signer })
+    }
+
+    /// The scheme every signature uses (its TLS code goes on the wire).
+    pub fn scheme(&self) -> SignatureScheme {
+        self.signer.scheme()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        self.signer.sign(message)
+    }
+}
+
+impl std::fmt::Debug for CheckSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckSigner")
+            .field("scheme", &self.scheme())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One answer: what it says, and the datagram that says it (encoded once, here, so that an
+/// answer too large to send is replaced by `Fetch { TooLarge }` before anyone counts it).
+#[derive(Clone, Debug)]
+pub struct CheckAnswer {
+    pub response: CheckResponse,
+    pub datagram: Vec<u8>,
+}
+
+/// What one read of the state found for a request that deserves `Current`.
+struct Verdict {
+    current: CheckCurrent,
+    delta: Bytes,
+}
+
+/// Answers one check from the local state. No I/O, no waiting: the state read lock is held
+/// only to decide and build the delta, and released before signing.
+pub fn answer_check(
+    ctx: &BootContext,
+    request: &CheckRequest,
+    signer: &CheckSigner,
+) -> CheckAnswer {
+    match decide(ctx, request) {
+        Ok(verdict) => sign(request, verdict, signer),
+        Err(reason) => fetch(request, reason),
+    }
+}
+
+fn decide(ctx: &BootContext, request: &CheckRequest) -> Result<Verdict, FetchReason> {
+    let state = ctx.reader.read();
+    let journal = &state.journal;
+    if let Some(min_seq) = request.min_seq {
+        if journal.last_seq < min_seq {
+            return Err(FetchReason::NotYet {
+                applied_seq: journal.last_seq,
+            });
+        }
+    }
+    let Some(node_state) = journal.node_states.get(&request.node) else {
+        return Err(FetchReason::UnknownNode);
+    };
+    let vcluster = &node_state.vcluster;
+    let key = OverlayKey::current(journal, vcluster);
+    // Same rule as the QUIC path's base(): the stored overlay if current, else one this
+    // replica built or got for the current key (both are keyed by the current seq).
+    let (seq, hash) = match journal
+        .overlays
+        .get(vcluster)
+        .filter(|stored| stored.seq >= key.seq)
+    {
+        Some(stored) => (stored.seq, stored.hash),
+        None => match ctx.cache.get(&key) {
+            Some(cached) => (cached.overlay.seq, cached.overlay.hash),
+            None => return Err(FetchReason::NotStored),
+        },
+    };
+    if hash != request.have_hash {
+        return Err(FetchReason::Changed);
+    }
+    let delta = overlay::build_node_delta(journal, &request.node).map_err(|error| {
+        tracing::debug!(node = %request.node, %error, "no check answer: the node delta cannot be built");
+        FetchReason::TooLarge
+    })?;
+    drop(state);
+    if delta.bytes.len() > CHECK_DELTA_SIZE_MAX_BYTES {
+        return Err(FetchReason::TooLarge);
+    }
+    Ok(Verdict {
+        current: CheckCurrent {
+            vcluster: delta.vcluster,
+            seq,
+            delta_seq: delta.seq,
+            delta_hash: delta.hash,
+        },
+        delta: delta.bytes,
+    })
+}
+
+fn sign(request: &CheckRequest, verdict: Verdict, signer: &CheckSigner) -> CheckAnswer {
+    let message = signed_message(request, &verdict.current);
+    let signature = match signer.sign(&message) {
+        Ok(signature) => signature,
+        Err(error) => {
+            tracing::warn!(%error, "cannot sign a check answer; sending the agent to the QUIC fetch");
+            return fetch(request, FetchReason::Unavailable);
+        }
+    };
+    let response = CheckResponse::Current {
+        nonce: request.nonce,
+        current: verdict.current,
+        delta: verdict.delta,
+        scheme: u16::from(signer.scheme()),
+        signature: Bytes::from(signature),
+    };
+    match response.encode() {
+        Ok(datagram) => CheckAnswer { response, datagram },
+        // A delta that fits its field can still not fit beside a large signature.
+        Err(EncodeError::PayloadTooLarge { .. } | EncodeError::Invalid { .. }) => {
+            fetch(request, FetchReason::TooLarge)
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot encode a check answer (bug); sending the agent to the QUIC fetch");
+            fetch(request, FetchReason::Unavailable)
+        }
+    }
+}
+
+fn fetch(request: &CheckRequest, reason: FetchReason) -> CheckAnswer {
+    let response = CheckResponse::Fetch {
+        nonce: request.nonce,
+        reason,
+    };
+    let datagram = response
+        .encode()
+        .expect("a Fetch answer always encodes: fixed-size fields, far below the datagram limit");
+    CheckAnswer { response, datagram }
+}
+
+/// Serves checks on `socket` until `shutdown`: receive one datagram, answer it (or drop it),
+/// next. One task: a check costs about one signature, and the socket's receive buffer is the
+/// bounded queue (`BOOT_CHECK_SOCKET_BUFFER_BYTES`).
+pub async fn serve_check(
+    socket: UdpSocket,
+    ctx: Arc<BootContext>,
+    signer: Arc<CheckSigner>,
+    shutdown: CancellationToken,
+) {
+    let mut buffer = vec![0u8; BOOT_CHECK_RECV_BUFFER_BYTES];
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            received = socket.recv_from(&mut buffer) => received,
+        };
+        let (len, source) = match received {
+            Ok(received) => received,
+            Err(error) => {
+                // E.g. an ICMP error for an earlier answer; the socket itself is fine.
+                tracing::debug!(%error, "receiving a check datagram failed");
+                continue;
+            }
+        };
+        let request = match CheckRequest::decode(&buffer[..len]) {
+            Ok(request) => request,
+            Err(error) => {
+                ctx.stats.add(Stat::CheckMalformed);
+                tracing::trace!(%source, %error, "dropped a datagram that is not a check request");
+                continue;
+            }
+        };
+        let answer = answer_check(&ctx, &request, &signer);
+        ctx.stats.add(match answer.response {
+            CheckResponse::Current { .. } => Stat::CheckCurrent,
+            CheckResponse::Fetch { .. } => Stat::CheckFetch,
+        });
+        if let Err(error) = socket.send_to(&answer.datagram, source).await {
+            tracing::debug!(%source, %error, "sending a check answer failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::boot::{BaseSource, BootLimits, CachedOverlay};
+    use crate::net::certs::{ClusterCa, IssuedCert, Role};
+    use crate::raft::{ReplicaReader, ReplicaState};
+    use config::demo::{demo_state, node_name, vcluster_of, DemoSpec};
+    use config::{JournalCommand, JournalState, NewEntry, Scope, StateDelta};
+    use proto::limits::CHECK_NONCE_SIZE_BYTES;
+    use rustls_pki_types::CertificateDer;
+
+    const NODES: u32 = 8;
+
+    /// The demo journal for `NODES` nodes.
+    fn journal() -> JournalState {
+        demo_state(&DemoSpec {
+            nodes: NODES,
+            ..DemoSpec::default()
+        })
+    }
+
+    /// `journal` with the leader's `SetOverlay` applied for every vCluster.
+    fn with_stored_overlays(mut journal: JournalState) -> JournalState {
+        let vclusters: Vec<String> = journal.policies.keys().cloned().collect();
+        for vcluster in vclusters {
+            let overlay = overlay::build_overlay(&journal, &vcluster).expect("demo overlay");
+            config::apply(
+                &mut journal,
+                JournalCommand::SetOverlay {
+                    vcluster_id: vcluster,
+                    overlay,
+                },
+            )
+            .expect("SetOverlay applies");
+        }
+        journal
+    }
+
+    fn commit(journal: &mut JournalState, scope: Scope, settings: &[(&str, String)]) {
+        let mut delta = StateDelta::default();
+        for (key, value) in settings {
+            delta.settings.insert((*key).to_owned(), value.clone());
+        }
+        config::apply(
+            journal,
+            JournalCommand::AppendEntry(NewEntry::commit(scope, "test", 1_800_000_000_000, delta)),
+        )
+        .expect("commit applies");
+    }
+
+    fn context(journal: JournalState) -> Arc<BootContext> {
+        let reader = ReplicaReader::from_state(ReplicaState {
+            journal,
+            ..ReplicaState::default()
+        });
+        BootContext::new("check-unit", reader, BootLimits::default(), None).expect("limits")
+    }
+
+    /// A replica certificate and the signer made from its key.
+    fn replica_key() -> (IssuedCert, CheckSigner) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = ClusterCa::create(&dir.path().join("certs")).expect("ca");
+        let issued = ca.issue(Role::Replica, "replica-1", &[]).expect("cert");
+        let signer = CheckSigner::new(&issued.identity().key).expect("an ECDSA key signs");
+        (issued, signer)
+    }
+
+    fn request(node: &str, have_hash: [u8; 32], min_seq: Option<u64>) -> CheckRequest {
+        CheckRequest {
+            node: node.to_owned(),
+            nonce: [0x5a; CHECK_NONCE_SIZE_BYTES],
+            have_hash,
+            min_seq,
+        }
+    }
+
+    /// The current overlay hash of `node`'s vCluster as stored in `journal`.
+    fn stored_hash(journal: &JournalState, node_index: u32) -> [u8; 32] {
+        journal.overlays[vcluster_of(node_index)].hash
+    }
+
+    /// Verifies `signature` over `message` with the public key of `cert`, the way an agent
+    /// does: rustls's verification algorithms for the TLS `scheme`, the key from the
+    /// certificate's SubjectPublicKeyInfo.
+    pub(crate) fn signature_verifies(
+        cert: &CertificateDer<'_>,
+        scheme: u16,
+        message: &[u8],
+        signature: &[u8],
+    ) -> bool {
+        use x509_parser::prelude::FromDer;
+        let (_, parsed) =
+            x509_parser::certificate::X509Certificate::from_der(cert).expect("a certificate");
+        let public_key: &[u8] = &parsed.tbs_certificate.subject_pki.subject_public_key.data;
+        let scheme = SignatureScheme::from(scheme);
+        let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
+        algorithms
+            .mapping
+            .iter()
+            .filter(|(supported, _)| *supported == scheme)
+            .flat_map(|(_, candidates)| candidates.iter())
+            .any(|algorithm| {
+                algorithm
+                    .verify_signature(public_key, message, signature)
+                    .is_ok()
+            })
+    }
+
+    fn reason(answer: &CheckAnswer) -> FetchReason {
+        match answer.response {
+            CheckResponse::Fetch { reason, .. } => reason,
+            ref other => panic!("expected a Fetch answer, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unchanged_overlay_gets_a_signed_current_answer_with_the_node_delta() {
+        let journal = with_stored_overlays(journal());
+        let ctx = context(journal.clone());
+        let (cert, signer) = replica_key();
+        let node = node_name(3);
+        let asked = request(&node, stored_hash(&journal, 3), Some(journal.last_seq));
+        let answer = answer_check(&ctx, &asked, &signer);
+        let CheckResponse::Current {
+            nonce,
+            current,
+            delta,
+            scheme,
+            signature,
+        } = &answer.response
+        else {
+            panic!("expected Current, got {:?}", answer.response);
+        };
+        assert_eq!(nonce, &asked.nonce, "the nonce is echoed");
+        assert_eq!(*scheme, u16::from(SignatureScheme::ECDSA_NISTP256_SHA256));
+        let expected = overlay::build_node_delta(&journal, &node).expect("delta");
+        assert_eq!(delta, &expected.bytes, "the node's own delta");
+        assert_eq!(
+            current,
+            &CheckCurrent {
+                vcluster: vcluster_of(3).to_owned(),
+                seq: journal.overlays[vcluster_of(3)].seq,
+                delta_seq: expected.seq,
+                delta_hash: *blake3::hash(delta).as_bytes(),
+            }
+        );
+        let message = signed_message(&asked, current);
+        assert!(signature_verifies(
+            &cert.cert_der,
+            *scheme,
+            &message,
+            signature
+        ));
+        // Bound to this request: another nonce (a replay to another boot) does not verify.
+        let mut replayed = asked.clone();
+        replayed.nonce[0] ^= 1;
+        let other = signed_message(&replayed, current);
+        assert!(!signature_verifies(
+            &cert.cert_der,
+            *scheme,
+            &other,
+            signature
+        ));
+        // What goes on the wire is that answer, within the no-amplification bound.
+        assert_eq!(
+            CheckResponse::decode(&answer.datagram).unwrap(),
+            answer.response
+        );
+        assert!(answer.datagram.len() <= proto::limits::CHECK_RESPONSE_SIZE_MAX_BYTES);
+    }
+
+    #[test]
+    fn a_changed_overlay_sends_the_agent_to_fetch() {
+        let mut journal = with_stored_overlays(journal());
+        let held = stored_hash(&journal, 1);
+        // Another hash than the stored one.
+        let mut other = held;
+        other[0] ^= 0xff;
+        let ctx = context(journal.clone());
+        let (_, signer) = replica_key();
+        let answer = answer_check(&ctx, &request(&node_name(1), other, None), &signer);
+        assert_eq!(reason(&answer), FetchReason::Changed);
+        assert_eq!(answer.response.nonce(), &[0x5a; CHECK_NONCE_SIZE_BYTES]);
+
+        // A vCluster commit after the stored overlay: the leader's rebuild is not in yet, so
+        // the held hash names an overlay that is no longer current.
+        commit(
+            &mut journal,
+            Scope::VCluster(vcluster_of(1).into()),
+            &[("test.changed", "yes".into())],
+        );
+        let ctx = context(journal);
+        let answer = answer_check(&ctx, &request(&node_name(1), held, None), &signer);
+        assert_eq!(reason(&answer), FetchReason::NotStored);
+    }
+
+    #[test]
+    fn an_unknown_node_is_sent_to_fetch() {
+        let journal = with_stored_overlays(journal());
+        let ctx = context(journal.clone());
+        let (_, signer) = replica_key();
+        let asked = request("node-9999", stored_hash(&journal, 1), None);
+        assert_eq!(
+            reason(&answer_check(&ctx, &asked, &signer)),
+            FetchReason::UnknownNode
+        );
+    }
+
+    #[test]
+    fn a_replica_behind_min_seq_answers_not_yet_at_once_with_its_applied_seq() {
+        let journal = with_stored_overlays(journal());
+        let applied_seq = journal.last_seq;
+        let ctx = context(journal.clone());
+        let (_, signer) = replica_key();
+        // Checked first: even an unknown node hears NotYet (it may be registered in between).
+        for node in [node_name(1), "node-9999".to_owned()] {
+            let asked = request(&node, stored_hash(&journal, 1), Some(applied_seq + 1));
+            assert_eq!(
+                reason(&answer_check(&ctx, &asked, &signer)),
+                FetchReason::NotYet { applied_seq }
+            );
+        }
+    }
+
+    #[test]
+    fn an_overlay_not_stored_is_answered_from_the_cache_or_sent_to_fetch() {
+        // No SetOverlay applied yet (the leader's build is not in).
+        let journal = journal();
+        let ctx = context(journal.clone());
+        let (_, signer) = replica_key();
+        let vcluster = vcluster_of(2);
+        let built = overlay::build_overlay(&journal, vcluster).expect("overlay");
+        let asked = request(&node_name(2), built.hash, None);
+        assert_eq!(
+            reason(&answer_check(&ctx, &asked, &signer)),
+            FetchReason::NotStored
+        );
+
+        // Once the QUIC path built it into the boot plane's cache, a check is answered from it.
+        let key = OverlayKey::current(&journal, vcluster);
+        assert!(ctx.cache.insert(
+            key,
+            CachedOverlay {
+                overlay: built.clone(),
+                source: BaseSource::BuiltLocally,
+            }
+        ));
+        let answer = answer_check(&ctx, &asked, &signer);
+        let CheckResponse::Current { current, .. } = &answer.response else {
+            panic!("expected Current, got {:?}", answer.response);
+        };
+        assert_eq!(current.seq, built.seq);
+    }
+
+    #[test]
+    fn a_node_delta_that_cannot_fit_a_datagram_is_sent_to_fetch() {
+        let mut journal = journal();
+        // A node-scoped setting larger than a check answer's delta field.
+        commit(
+            &mut journal,
+            Scope::Node(node_name(4)),
+            &[("test.big", "x".repeat(CHECK_DELTA_SIZE_MAX_BYTES))],
+        );
+        let journal = with_stored_overlays(journal);
+        let ctx = context(journal.clone());
+        let (_, signer) = replica_key();
+        let asked = request(&node_name(4), stored_hash(&journal, 4), None);
+        assert_eq!(
+            reason(&answer_check(&ctx, &asked, &signer)),
+            FetchReason::TooLarge
+        );
+        // Its neighbour, with an ordinary delta, is still answered Current.
+        let asked = request(&node_name(2), stored_hash(&journal, 2), None);
+        assert!(matches!(
+            answer_check(&ctx, &asked, &signer).response,
+            CheckResponse::Current { .. }
+        ));
+    }
+
+    #[test]
+    fn a_key_that_is_not_a_key_is_refused_with_a_reason() {
+        let garbage = PrivateKeyDer::Pkcs8(vec![0x30, 0x03, 0x02, 0x01, 0x00].into());
+        let error = CheckSigner::new(&garbage).expect_err("not a key");
+        assert!(
+            error.to_string().contains("cannot be used for signing"),
+            "{error}"
+        );
+    }
+}
