@@ -52,6 +52,11 @@ pub struct Listen {
     /// Prometheus `/metrics` over plain HTTP; omit to disable.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// Boot check plane (plain UDP, one signed datagram each way, `proto::check`): a rebooting
+    /// node whose overlay is unchanged boots without a QUIC/TLS handshake. Signed with the boot
+    /// plane's key (`tls.key`). Omit to disable; agents then always use the boot plane.
+    #[serde(default)]
+    pub check: Option<SocketAddr>,
 }
 
 /// PEM files of this replica's identity and the cluster CA.
@@ -184,6 +189,10 @@ impl ReplicaConf {
                 ));
             }
         }
+        if let Some(check) = self.listen.check {
+            self.validate_check(check)
+                .map_err(|problem| invalid("listen.check", problem))?;
+        }
         let raft = &self.raft;
         if raft.heartbeat_interval_ms == 0 {
             return Err(invalid("raft.heartbeat_interval_ms", "must be > 0".into()));
@@ -207,6 +216,39 @@ impl ReplicaConf {
         ids.sort_unstable();
         if ids.windows(2).any(|w| w[0] == w[1]) {
             return Err(invalid("peers", "two peers share a node_id".into()));
+        }
+        Ok(())
+    }
+
+    /// `listen.check`'s own rules: a port of its own, and no client-certificate requirement.
+    /// Checked on load, and again by the daemon for configs built in code.
+    pub fn validate_check(&self, check: SocketAddr) -> Result<(), String> {
+        // The QUIC planes are UDP too: the same port on an overlapping address cannot bind.
+        let overlaps = |other: SocketAddr| {
+            check.port() != 0
+                && check.port() == other.port()
+                && (check.ip() == other.ip()
+                    || check.ip().is_unspecified()
+                    || other.ip().is_unspecified())
+        };
+        for (plane, addr) in [
+            ("listen.raft", self.listen.raft),
+            ("listen.admin", self.listen.admin),
+            ("listen.boot", self.listen.boot),
+        ] {
+            if overlaps(addr) {
+                return Err(format!(
+                    "{check} is also {plane} ({addr}); the check plane needs its own UDP port"
+                ));
+            }
+        }
+        if self.boot.require_client_cert {
+            return Err(
+                "is set while boot.require_client_cert = true: a check datagram carries \
+                 no client identity, so with client certificates required only the QUIC boot \
+                 plane may serve boots; remove listen.check or the requirement"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -353,6 +395,53 @@ boot = "127.0.0.1:7003"
         let text = format!("{GOOD}\n[raft]\nheartbeat_interval_ms = 500\n");
         let message = load_text(&text).unwrap_err().to_string();
         assert!(message.contains("election_timeout_min_ms"), "{message}");
+    }
+
+    #[test]
+    fn a_check_port_loads_and_is_optional() {
+        assert_eq!(load_text(GOOD).unwrap().listen.check, None);
+        let text = GOOD.replacen(
+            "boot = \"127.0.0.1:7003\"\n\n",
+            "boot = \"127.0.0.1:7003\"\ncheck = \"127.0.0.1:7005\"\n\n",
+            1,
+        );
+        let conf = load_text(&text).unwrap();
+        assert_eq!(conf.listen.check, Some("127.0.0.1:7005".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_check_port_shared_with_a_quic_plane_is_refused_naming_both_keys() {
+        for (check, plane) in [
+            ("127.0.0.1:7001", "listen.raft"),
+            ("127.0.0.1:7002", "listen.admin"),
+            ("127.0.0.1:7003", "listen.boot"),
+            ("0.0.0.0:7003", "listen.boot"),
+        ] {
+            let text = GOOD.replacen(
+                "boot = \"127.0.0.1:7003\"\n\n",
+                &format!("boot = \"127.0.0.1:7003\"\ncheck = \"{check}\"\n\n"),
+                1,
+            );
+            let message = load_text(&text).unwrap_err().to_string();
+            assert!(message.contains("`listen.check`"), "{message}");
+            assert!(message.contains(plane), "{plane}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_check_port_with_client_certificates_required_is_refused() {
+        let text = GOOD.replacen(
+            "boot = \"127.0.0.1:7003\"\n\n",
+            "boot = \"127.0.0.1:7003\"\ncheck = \"127.0.0.1:7005\"\n\n",
+            1,
+        ) + "\n[boot]\nrequire_client_cert = true\n";
+        let message = load_text(&text).unwrap_err().to_string();
+        assert!(message.contains("`listen.check`"), "{message}");
+        assert!(message.contains("no client identity"), "{message}");
+        assert!(
+            message.contains("remove listen.check or the requirement"),
+            "{message}"
+        );
     }
 
     fn load_cluster(text: &str) -> Result<ClusterFile, ConfError> {

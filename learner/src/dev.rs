@@ -25,8 +25,12 @@ use crate::net::certs::{self, CertKeyPaths};
 pub const REPLICA_READY_TIMEOUT_MS: u64 = 30_000;
 /// How long a stopping replica may take after SIGTERM before it is killed.
 pub const REPLICA_STOP_TIMEOUT_MS: u64 = 10_000;
-/// Ports per replica: raft, admin, boot, metrics at base + 10 * index + 1..=4.
+/// Ports per replica slot: replica `index` uses `base + 10 * index + 1..=PORTS_PER_REPLICA`.
 pub const PORTS_PER_REPLICA_STRIDE: u16 = 10;
+/// Ports a replica uses in its slot, at offsets 1..=5: raft, admin, boot, metrics, check
+/// ([`listen_at`]).
+pub const PORTS_PER_REPLICA: u16 = 5;
+const _: () = assert!(PORTS_PER_REPLICA < PORTS_PER_REPLICA_STRIDE);
 /// Lowest base port [`free_base_port`] considers.
 pub const FREE_BASE_PORT_SEARCH_FIRST: u16 = 10_000;
 /// Linux's default ephemeral port range, used when `/proc/sys/net/ipv4/ip_local_port_range`
@@ -34,10 +38,10 @@ pub const FREE_BASE_PORT_SEARCH_FIRST: u16 = 10_000;
 pub const EPHEMERAL_PORTS_DEFAULT: (u16, u16) = (32_768, 60_999);
 
 /// Whether every port a cluster of `replicas` needs at `base` is free now (the QUIC planes
-/// are UDP, metrics is TCP: both are probed).
+/// and the check plane are UDP, metrics is TCP: both are probed).
 pub fn ports_free(base: u16, replicas: u16) -> bool {
     (0..replicas).all(|index| {
-        (1..=4u16).all(|offset| {
+        (1..=PORTS_PER_REPLICA).all(|offset| {
             let Some(port) = index
                 .checked_mul(PORTS_PER_REPLICA_STRIDE)
                 .and_then(|p| p.checked_add(base))
@@ -119,6 +123,19 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
+/// The planes of the replica whose port slot starts at `base` (see [`PORTS_PER_REPLICA`]);
+/// `None` if the slot runs past the last port.
+pub fn listen_at(base: u16) -> Option<Listen> {
+    base.checked_add(PORTS_PER_REPLICA)?;
+    Some(Listen {
+        raft: addr(base + 1),
+        admin: addr(base + 2),
+        boot: addr(base + 3),
+        metrics: Some(addr(base + 4)),
+        check: Some(addr(base + 5)),
+    })
+}
+
 /// Plans the cluster: names, ports, certificates, per-replica config files and the client file.
 /// Idempotent: the same options on the same DIR produce the same files and reuse the CA.
 pub fn plan(options: &DevOptions) -> Result<(Vec<PlannedReplica>, PathBuf)> {
@@ -140,16 +157,12 @@ pub fn plan(options: &DevOptions) -> Result<(Vec<PlannedReplica>, PathBuf)> {
         .context("generating the dev cluster's certificates")?;
 
     let listen_of = |index: usize| -> Result<Listen> {
-        let base = options
-            .base_port
-            .checked_add(PORTS_PER_REPLICA_STRIDE * index as u16)
-            .context("--base-port too high for this many replicas")?;
-        Ok(Listen {
-            raft: addr(base + 1),
-            admin: addr(base + 2),
-            boot: addr(base + 3),
-            metrics: Some(addr(base + 4)),
-        })
+        u16::try_from(index)
+            .ok()
+            .and_then(|index| index.checked_mul(PORTS_PER_REPLICA_STRIDE))
+            .and_then(|offset| options.base_port.checked_add(offset))
+            .and_then(listen_at)
+            .context("--base-port too high for this many replicas")
     };
     let mut peers = Vec::new();
     for (index, (name, role)) in names.iter().enumerate() {
@@ -174,7 +187,7 @@ pub fn plan(options: &DevOptions) -> Result<(Vec<PlannedReplica>, PathBuf)> {
             role: *role,
             boot: listen.boot,
             admin: listen.admin,
-            check: None,
+            check: listen.check,
         });
         let conf = ReplicaConf {
             node_id: index as u64 + 1,
@@ -357,6 +370,8 @@ struct DevReplicaLine<'a> {
     raft: SocketAddr,
     admin: SocketAddr,
     boot: SocketAddr,
+    /// Boot check plane (UDP), when configured.
+    check: Option<SocketAddr>,
     metrics: Option<SocketAddr>,
     config: &'a Path,
 }
@@ -486,11 +501,11 @@ impl DevCluster {
             .max()
             .unwrap_or(0)
             + 1;
-        let base = u16::try_from(node_id - 1)
+        let listen = u16::try_from(node_id - 1)
             .ok()
             .and_then(|slot| slot.checked_mul(PORTS_PER_REPLICA_STRIDE))
             .and_then(|offset| offset.checked_add(self.base_port))
-            .filter(|base| base.checked_add(4).is_some())
+            .and_then(listen_at)
             .context("no port slot left for another learner")?;
         let certs_dir = self.dir.join("certs");
         let cert_files = certs::ensure_cluster_certs(&certs_dir, &[&name], &[DEV_ADMIN_NAME])
@@ -500,12 +515,6 @@ impl DevCluster {
             .first()
             .map(|p| p.conf.peers.clone())
             .context("the cluster has no replica to copy the peers from")?;
-        let listen = Listen {
-            raft: addr(base + 1),
-            admin: addr(base + 2),
-            boot: addr(base + 3),
-            metrics: Some(addr(base + 4)),
-        };
         let conf = ReplicaConf {
             node_id,
             name: name.clone(),
@@ -714,6 +723,7 @@ fn report_ready(options: &DevOptions, cluster: &DevCluster) -> Result<()> {
             raft: plan.conf.listen.raft,
             admin: plan.conf.listen.admin,
             boot: plan.conf.listen.boot,
+            check: plan.conf.listen.check,
             metrics: plan.conf.listen.metrics,
             config: &plan.config_path,
         })
@@ -740,8 +750,8 @@ fn report_ready(options: &DevOptions, cluster: &DevCluster) -> Result<()> {
         }
     );
     println!(
-        "\n  {:<10} {:<8} {:>7}  {:<16} {:<16} {:<16} metrics",
-        "replica", "role", "pid", "raft", "admin", "boot"
+        "\n  {:<10} {:<8} {:>7}  {:<16} {:<16} {:<16} {:<16} metrics",
+        "replica", "role", "pid", "raft", "admin", "boot", "check"
     );
     for r in &ready.replicas {
         let role = match r.role {
@@ -749,13 +759,14 @@ fn report_ready(options: &DevOptions, cluster: &DevCluster) -> Result<()> {
             Role::Learner => "learner",
         };
         println!(
-            "  {:<10} {:<8} {:>7}  {:<16} {:<16} {:<16} {}",
+            "  {:<10} {:<8} {:>7}  {:<16} {:<16} {:<16} {:<16} {}",
             r.name,
             role,
             r.pid,
             r.raft,
             r.admin,
             r.boot,
+            r.check.map_or("-".into(), |c| c.to_string()),
             r.metrics
                 .map_or("-".into(), |m| format!("http://{m}/metrics"))
         );

@@ -24,6 +24,7 @@ async fn start_configured_voters(root: &std::path::Path) -> Vec<Replica> {
             admin: loopback(ports[3 * i + 1]),
             boot: loopback(ports[3 * i + 2]),
             metrics: None,
+            check: None,
         };
         let peers: Vec<Peer> = (0..3)
             .map(|i| Peer {

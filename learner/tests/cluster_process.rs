@@ -48,6 +48,7 @@ fn plan(root: &Path, attempt: u32) -> Vec<Planned> {
         admin: loopback(ports[3 * i + 1]),
         boot: loopback(ports[3 * i + 2]),
         metrics: Some(loopback(free_tcp_port())),
+        check: None,
     };
     let listens: Vec<Listen> = (0..3).map(listen).collect();
     let peers: Vec<Peer> = (0..3)

@@ -22,6 +22,7 @@ fn replica_examples_load() {
         assert_eq!(conf.role, role, "{file}");
         assert_eq!(conf.peers.len(), 3, "{file}: three initial voters");
         assert_eq!(conf.data_dir, Path::new("/var/lib/bootstorm"), "{file}");
+        assert!(conf.listen.check.is_some(), "{file}: shows the check plane");
     }
 }
 
@@ -33,6 +34,7 @@ fn co_located_mode_uses_its_own_ports() {
         conf.listen.raft.port(),
         conf.listen.admin.port(),
         conf.listen.boot.port(),
+        conf.listen.check.expect("a check port").port(),
     ] {
         assert!(![9000, 50051, 8080].contains(&port), "port {port} clashes");
     }
@@ -42,6 +44,7 @@ fn co_located_mode_uses_its_own_ports() {
 fn cluster_example_loads() {
     let cluster = ClusterFile::load(&deploy("cluster.toml")).unwrap();
     assert_eq!(cluster.replicas.len(), 4);
+    assert!(cluster.replicas.iter().all(|r| r.check.is_some()));
     assert_eq!(
         cluster.replicas[0].role,
         Role::Learner,

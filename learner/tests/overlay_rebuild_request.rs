@@ -300,6 +300,7 @@ async fn replicas_ask_the_leader_to_rebuild_and_a_storm_of_requests_costs_one_bu
         admin: loopback(ports[3 * i + 1]),
         boot: loopback(ports[3 * i + 2]),
         metrics: Some(loopback(free_tcp_port())),
+        check: None,
     };
     let leader_listen = listen(0);
     let leader_peer = Peer {

@@ -527,7 +527,7 @@ async fn add_learner(
         role: Role::Learner,
         boot: added.conf.listen.boot,
         admin: added.conf.listen.admin,
-        check: None,
+        check: added.conf.listen.check,
     })?;
     let ready = t0.elapsed();
     eprintln!("{name} caught up at {:.2} s", ready.as_secs_f64());

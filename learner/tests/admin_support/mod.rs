@@ -262,6 +262,7 @@ impl TestCluster {
                 admin: admin_addr,
                 boot: placeholder(18_000 + id as u16),
                 metrics: None,
+                check: None,
             },
             tls: Tls {
                 ca: files.ca_cert.clone(),

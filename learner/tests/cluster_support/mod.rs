@@ -90,6 +90,7 @@ pub fn any_ports() -> Listen {
         admin: loopback(0),
         boot: loopback(0),
         metrics: None,
+        check: None,
     }
 }
 
