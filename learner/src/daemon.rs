@@ -1,13 +1,13 @@
 //! `bootstorm serve --config FILE`: the replica daemon. Wires the replica (storage, raft,
-//! raft plane, leader tasks), the admin plane, the boot plane and `/metrics`, announces
-//! readiness with one
-//! line on stdout, and shuts everything down in order on SIGINT/SIGTERM.
+//! raft plane, leader tasks), the admin plane, the boot plane, the boot check plane (when
+//! `listen.check` is set) and `/metrics`, announces readiness with one line on stdout, and
+//! shuts everything down in order on SIGINT/SIGTERM.
 //!
 //! Invariants:
 //! - stdout carries exactly one line, the readiness line, printed only after every plane this
 //!   build serves is bound (tests and `bootstorm dev` wait for it instead of sleeping); logs go
 //!   to stderr;
-//! - shutdown order: stop accepting (boot, admin, raft planes), then stop raft (`Replica::shutdown`:
+//! - shutdown order: stop accepting (boot, check, admin, raft planes), then stop raft (`Replica::shutdown`:
 //!   the log is fsynced on every append, so nothing is left to flush but the endpoints), then
 //!   metrics; the process exits 0 after a signal-initiated shutdown;
 //! - boot reads never enter Raft: the boot plane reads the local state machine; for a missing
@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AdminContext};
 use crate::conf::{ReplicaConf, Role};
 use crate::metrics;
-use crate::net::{quic, tls, Plane, ServerLimits};
+use crate::net::{quic, tls, Plane, ServerLimits, SocketConfig};
 use crate::replica::{Replica, ReplicaOptions};
 
 /// Longest shutdown waits for the admin plane to stop before dropping it.
@@ -38,7 +38,9 @@ pub enum ReadyFormat {
     /// One human-readable line.
     #[default]
     Text,
-    /// One JSON object: `{"event":"ready","name","node_id","role","raft","admin","boot","metrics"}`.
+    /// One JSON object:
+    /// `{"event":"ready","name","node_id","role","raft","admin","boot","check","metrics"}`
+    /// (`check` and `metrics` are `null` when not configured).
     Json,
 }
 
@@ -55,6 +57,8 @@ pub struct Ready {
     pub admin: SocketAddr,
     /// Boot plane (agents fetch phase 1 and 2 here).
     pub boot: SocketAddr,
+    /// Bound boot check plane (UDP), if configured (`listen.check`).
+    pub check: Option<SocketAddr>,
     /// Bound `/metrics` listener, if configured.
     pub metrics: Option<SocketAddr>,
 }
@@ -64,7 +68,7 @@ impl Ready {
         match format {
             ReadyFormat::Json => serde_json::to_string(self).expect("ready line serializes"),
             ReadyFormat::Text => format!(
-                "ready: replica {} (node {}, {}) raft {} admin {} boot {} metrics {}",
+                "ready: replica {} (node {}, {}) raft {} admin {} boot {} check {} metrics {}",
                 self.name,
                 self.node_id,
                 match self.role {
@@ -74,6 +78,7 @@ impl Ready {
                 self.raft,
                 self.admin,
                 self.boot,
+                self.check.map_or("off".to_owned(), |a| a.to_string()),
                 self.metrics
                     .map_or("off".to_owned(), |a| format!("http://{a}/metrics")),
             ),
@@ -149,6 +154,12 @@ pub async fn serve_with(
         replica: replica_options,
         ready: ready_tx,
     } = options;
+    // `ReplicaConf::load` checks this too; a config built in code is checked here, before
+    // anything starts.
+    if let Some(check) = conf.listen.check {
+        conf.validate_check(check)
+            .map_err(|problem| anyhow::anyhow!("`listen.check` {problem}"))?;
+    }
     // Metrics first: series registered before the recorder exists would be no-ops.
     let mut metrics_server = None;
     let mut prometheus = None;
@@ -196,6 +207,20 @@ pub async fn serve_with(
         }
     };
 
+    let check = match conf.listen.check {
+        Some(addr) => {
+            match start_check(&conf, addr, &replica, boot.ctx.clone(), shutdown.clone()) {
+                Ok(check) => Some(check),
+                Err(error) => {
+                    shutdown.cancel();
+                    replica.shutdown().await;
+                    return Err(error);
+                }
+            }
+        }
+        None => None,
+    };
+
     let join = (conf.role == Role::Learner && !replica.is_member()).then(|| {
         let conf = conf.clone();
         let shutdown = shutdown.clone();
@@ -219,6 +244,7 @@ pub async fn serve_with(
         raft: replica.raft_addr,
         admin: admin.addr,
         boot: boot.addr,
+        check: check.as_ref().map(|check| check.addr),
         metrics: metrics_server.as_ref().map(|(addr, _)| *addr),
     };
     {
@@ -227,14 +253,25 @@ pub async fn serve_with(
         writeln!(stdout, "{}", ready.line(format)).context("writing the ready line")?;
         stdout.flush().context("writing the ready line")?;
     }
-    tracing::info!(raft = %ready.raft, admin = %ready.admin, boot = %ready.boot, "replica ready");
+    tracing::info!(raft = %ready.raft, admin = %ready.admin, boot = %ready.boot,
+        check = ?ready.check, "replica ready");
     if let Some(ready_tx) = ready_tx {
         let _ = ready_tx.send(ready);
     }
 
     shutdown.cancelled().await;
-    tracing::info!("shutting down: closing the admin and raft planes, then raft");
+    tracing::info!("shutting down: closing the boot, check, admin and raft planes, then raft");
     let admin_stop = Duration::from_millis(ADMIN_STOP_TIMEOUT_MS);
+    if let Some(check) = check {
+        let mut check_task = check.task;
+        if tokio::time::timeout(admin_stop, &mut check_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the check plane did not stop in time; dropping it");
+            check_task.abort();
+        }
+    }
     let mut boot_task = boot.task;
     if tokio::time::timeout(admin_stop, &mut boot_task)
         .await
@@ -298,6 +335,8 @@ fn start_admin(
 
 struct BootPlane {
     addr: SocketAddr,
+    /// Shared with the check plane, which answers from the same state and overlay cache.
+    ctx: Arc<crate::boot::BootContext>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -351,8 +390,54 @@ fn start_boot(
         Some(Arc::new(rebuild)),
     )
     .context("invalid [boot] limits in the config")?;
-    let task = tokio::spawn(crate::boot::serve(endpoint, ctx, shutdown));
-    Ok(BootPlane { addr: bound, task })
+    let task = tokio::spawn(crate::boot::serve(endpoint, ctx.clone(), shutdown));
+    Ok(BootPlane {
+        addr: bound,
+        ctx,
+        task,
+    })
+}
+
+struct CheckPlane {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Binds the boot check plane (UDP) on `addr` and answers checks from the boot plane's
+/// context, signing with the boot plane's key: an agent verifies a `Current` answer with the
+/// certificate it already trusts from a TLS boot.
+fn start_check(
+    conf: &ReplicaConf,
+    addr: SocketAddr,
+    replica: &Replica,
+    ctx: Arc<crate::boot::BootContext>,
+    shutdown: CancellationToken,
+) -> Result<CheckPlane> {
+    let signer = crate::boot::CheckSigner::new(&replica.tls.identity.key).with_context(|| {
+        format!(
+            "the boot plane's key ({}) cannot sign boot check answers (listen.check)",
+            conf.tls.key.display()
+        )
+    })?;
+    let buffers = SocketConfig {
+        recv_buffer_bytes: crate::boot::limits::BOOT_CHECK_SOCKET_BUFFER_BYTES,
+        send_buffer_bytes: crate::boot::limits::BOOT_CHECK_SOCKET_BUFFER_BYTES,
+    };
+    let bound = quic::bind_udp(addr, &buffers)
+        .with_context(|| format!("binding the check plane on {addr} (listen.check)"))?;
+    let socket = tokio::net::UdpSocket::from_std(bound.socket)
+        .with_context(|| format!("registering the check plane socket on {addr}"))?;
+    let bound = socket
+        .local_addr()
+        .context("reading the check plane address")?;
+    tracing::info!(addr = %bound, scheme = ?signer.scheme(), "boot check plane bound");
+    let task = tokio::spawn(crate::boot::serve_check(
+        socket,
+        ctx,
+        Arc::new(signer),
+        shutdown,
+    ));
+    Ok(CheckPlane { addr: bound, task })
 }
 
 /// Cancels `shutdown` on the first SIGINT or SIGTERM.

@@ -1,0 +1,459 @@
+//! The boot check plane against a real daemon (`daemon::serve_with`: raft, admin, boot and
+//! check planes, one voter, in-process on loopback with every port 0): a check for an
+//! unchanged overlay is answered `Current`, signed with the replica's certificate key and
+//! carrying the same node delta as the QUIC boot plane; datagrams that are not a check request
+//! get no answer at all; configs that must not serve checks are refused naming `listen.check`.
+//!
+//! Every wait is bounded; "no answer" is asserted by ordering (one socket, one server task:
+//! an answer to a dropped datagram would arrive before the answer to the valid check sent after
+//! it) plus a short quiet period, never by a bare sleep standing in for readiness.
+
+mod cluster_support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bootstorm::admin::client::{AdminClient, Target};
+use bootstorm::conf::{Peer, ReplicaConf, Role};
+use bootstorm::daemon::{self, Ready, ReadyFormat, ServeOptions};
+use bootstorm::net::tls::{self, TlsFiles, TlsMaterial};
+use bootstorm::net::{quic, ClusterCertFiles, Plane, SocketConfig, TransportLimits};
+use cluster_support::{free_udp_ports, loopback, replica_conf, WAIT};
+use config::demo::{demo_commands, node_name, DemoSpec};
+use config::JournalCommand;
+use proto::check::{signed_message, CHECK_MAGIC};
+use proto::limits::{CHECK_NONCE_SIZE_BYTES, CHECK_REQUEST_SIZE_BYTES};
+use proto::{
+    AdminRequest, AdminResponse, BootRequest, BootResponse, CheckRequest, CheckResponse,
+    FetchReason, Hash,
+};
+use rustls::SignatureScheme;
+use rustls_pki_types::CertificateDer;
+use tokio::net::UdpSocket;
+use tokio_util::sync::CancellationToken;
+
+const NODES: u32 = 20;
+/// How long a datagram that must not be answered is given to show an answer anyway, after the
+/// answer to a later valid check arrived (one server task answers in order, so this is only
+/// a margin against reordering).
+const QUIET_MS: u64 = 200;
+
+/// One in-process daemon, cancelled on drop.
+struct Daemon {
+    ready: Ready,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Daemon {
+    async fn start(conf: ReplicaConf) -> Daemon {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let options = ServeOptions {
+            format: ReadyFormat::Json,
+            ready: Some(ready_tx),
+            ..ServeOptions::default()
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(daemon::serve_with(conf, options, shutdown.clone()));
+        let ready = tokio::time::timeout(WAIT, ready_rx)
+            .await
+            .expect("daemon ready in time")
+            .expect("daemon started");
+        Daemon {
+            ready,
+            shutdown,
+            task,
+        }
+    }
+
+    fn admin_target(&self) -> Target {
+        Target {
+            name: self.ready.name.clone(),
+            addr: self.ready.admin,
+            role_hint: None,
+            boot_addr: Some(self.ready.boot),
+        }
+    }
+
+    fn check_addr(&self) -> SocketAddr {
+        self.ready
+            .check
+            .expect("the ready report names the check plane")
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        let stopped = tokio::time::timeout(WAIT, &mut self.task).await;
+        assert!(
+            matches!(stopped, Ok(Ok(Ok(())))),
+            "daemon stopped cleanly: {stopped:?}"
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A single voter named `name` with every plane (check included) on port 0 and `/metrics`
+/// on, so the process's Prometheus recorder holds its counters.
+fn voter_conf(root: &std::path::Path, certs: &ClusterCertFiles, name: &str) -> ReplicaConf {
+    let listen = bootstorm::conf::Listen {
+        raft: loopback(0),
+        admin: loopback(0),
+        boot: loopback(0),
+        metrics: Some(loopback(0)),
+        check: Some(loopback(0)),
+    };
+    // A one-voter cluster never dials its own raft address: port 0 in the membership is fine.
+    let peer = Peer {
+        node_id: 1,
+        name: name.into(),
+        raft: listen.raft,
+        admin: listen.admin,
+        boot: listen.boot,
+    };
+    replica_conf(root, certs, 1, name, Role::Voter, listen, vec![peer])
+}
+
+/// The value of counter `name` of `replica` in this process's Prometheus recorder.
+fn counter(name: &str, replica: &str) -> u64 {
+    let text = bootstorm::metrics::prometheus()
+        .expect("the daemon installed the recorder")
+        .render();
+    let prefix = format!("{name}{{replica=\"{replica}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |value| {
+            value.trim().parse::<f64>().expect("a number") as u64
+        })
+}
+
+fn admin_client(certs: &ClusterCertFiles) -> AdminClient {
+    let pair = &certs.admins["admin"];
+    let material = TlsMaterial::load(&TlsFiles {
+        ca_cert: certs.ca_cert.clone(),
+        cert: pair.cert.clone(),
+        key: pair.key.clone(),
+    })
+    .expect("admin identity");
+    AdminClient::new(&material.roots, Some(&material.identity), Vec::new()).expect("client")
+}
+
+/// Waits for the voter to lead, commits the demo journal for `NODES` nodes; returns its last
+/// seq.
+async fn seed(daemon: &Daemon, admin: &AdminClient) -> u64 {
+    let target = daemon.admin_target();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match admin.request_at(&target, &AdminRequest::Status).await {
+            Ok(AdminResponse::Status(report)) if report.leader == Some(1) => break,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "the voter did not elect itself");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut last_seq = 0;
+    for command in demo_commands(&DemoSpec {
+        nodes: NODES,
+        ..DemoSpec::default()
+    }) {
+        let request = match command {
+            JournalCommand::AppendEntry(entry) => AdminRequest::Commit { entry },
+            other => AdminRequest::Propose(other),
+        };
+        match admin.request_at(&target, &request).await {
+            Ok(AdminResponse::Committed { seq, .. }) => last_seq = seq.unwrap_or(last_seq),
+            other => panic!("demo command refused: {other:?}"),
+        }
+    }
+    last_seq
+}
+
+/// What the QUIC boot plane serves `node` (phase 1 hash and seq, phase 2 answer and bytes),
+/// over a hand-made connection, so this test does not depend on the agent library.
+struct Served {
+    base_hash: Hash,
+    base_seq: u64,
+    delta: BootResponse,
+    delta_bytes: bytes::Bytes,
+}
+
+async fn serve_over_quic(
+    daemon: &Daemon,
+    certs: &ClusterCertFiles,
+    node: &str,
+    min_seq: u64,
+) -> Served {
+    let roots = tls::load_ca_roots(&certs.ca_cert).expect("ca");
+    let client_tls = tls::boot_client_tls(&roots, None).expect("boot client tls");
+    let config = quic::client_config(Plane::Boot, client_tls, &TransportLimits::boot())
+        .expect("client config");
+    let endpoint =
+        quic::client_endpoint(loopback(0), &SocketConfig::default()).expect("client endpoint");
+    let connecting = endpoint
+        .connect_with(config, daemon.ready.boot, &daemon.ready.name)
+        .expect("connect");
+    let conn = tokio::time::timeout(WAIT, connecting)
+        .await
+        .expect("handshake in time")
+        .expect("handshake");
+    let call = |request: BootRequest| {
+        let conn = conn.clone();
+        async move {
+            bootstorm::rpc::call::<BootResponse>(&conn, request.encode().unwrap(), WAIT)
+                .await
+                .expect("an answer")
+        }
+    };
+    let base = call(BootRequest::FetchBase {
+        node: node.into(),
+        have_hash: None,
+        min_seq: Some(min_seq),
+    })
+    .await;
+    let BootResponse::Base { hash, seq, .. } = base.header else {
+        panic!("expected Base, got {:?}", base.header);
+    };
+    let delta = call(BootRequest::FetchDelta {
+        node: node.into(),
+        min_seq: Some(min_seq),
+    })
+    .await;
+    conn.close(0u32.into(), b"done");
+    Served {
+        base_hash: hash,
+        base_seq: seq,
+        delta: delta.header,
+        delta_bytes: delta.payload,
+    }
+}
+
+fn nonce(salt: u8) -> [u8; CHECK_NONCE_SIZE_BYTES] {
+    std::array::from_fn(|i| salt.wrapping_mul(31).wrapping_add(i as u8))
+}
+
+/// Sends one datagram and waits (bounded) for one answer.
+async fn exchange(socket: &UdpSocket, to: SocketAddr, datagram: &[u8]) -> CheckResponse {
+    socket.send_to(datagram, to).await.expect("send");
+    receive(socket).await.expect("an answer in time")
+}
+
+async fn receive(socket: &UdpSocket) -> Option<CheckResponse> {
+    let mut buffer = vec![0u8; 2 * CHECK_REQUEST_SIZE_BYTES];
+    let received = tokio::time::timeout(Duration::from_secs(2), socket.recv_from(&mut buffer))
+        .await
+        .ok()?;
+    let (len, _) = received.expect("recv");
+    Some(CheckResponse::decode(&buffer[..len]).expect("a well-formed check answer"))
+}
+
+/// Whether `signature` over `message` verifies with `cert`'s public key under TLS `scheme`
+/// (rustls's ring verification algorithms, the key from the SubjectPublicKeyInfo).
+fn signature_verifies(
+    cert: &CertificateDer<'_>,
+    scheme: u16,
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    use x509_parser::prelude::FromDer;
+    let (_, parsed) =
+        x509_parser::certificate::X509Certificate::from_der(cert).expect("a certificate");
+    let public_key: &[u8] = &parsed.tbs_certificate.subject_pki.subject_public_key.data;
+    let scheme = SignatureScheme::from(scheme);
+    rustls::crypto::ring::default_provider()
+        .signature_verification_algorithms
+        .mapping
+        .iter()
+        .filter(|(supported, _)| *supported == scheme)
+        .flat_map(|(_, candidates)| candidates.iter())
+        .any(|algorithm| {
+            algorithm
+                .verify_signature(public_key, message, signature)
+                .is_ok()
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_is_answered_current_signed_and_garbage_is_never_answered() {
+    const NAME: &str = "check-voter";
+    let dir = tempfile::tempdir().unwrap();
+    let certs = cluster_support::certs(&dir.path().join("certs"), &[NAME]);
+    let daemon = Daemon::start(voter_conf(dir.path(), &certs, NAME)).await;
+    let check_addr = daemon.check_addr();
+    assert_ne!(check_addr.port(), 0, "the ready report has the bound port");
+    let admin = admin_client(&certs);
+    let last_seq = seed(&daemon, &admin).await;
+
+    let node = node_name(5);
+    let served = serve_over_quic(&daemon, &certs, &node, last_seq).await;
+    let socket = UdpSocket::bind(loopback(0)).await.expect("agent socket");
+
+    // The overlay the agent holds is current: Current, signed, with the QUIC path's delta.
+    let request = CheckRequest {
+        node: node.clone(),
+        nonce: nonce(1),
+        have_hash: served.base_hash,
+        min_seq: Some(last_seq),
+    };
+    let answer = exchange(&socket, check_addr, &request.encode().unwrap()).await;
+    let CheckResponse::Current {
+        nonce: echoed,
+        current,
+        delta,
+        scheme,
+        signature,
+    } = &answer
+    else {
+        panic!("expected Current, got {answer:?}");
+    };
+    assert_eq!(echoed, &request.nonce);
+    let BootResponse::Delta {
+        vcluster,
+        seq: delta_seq,
+        hash: delta_hash,
+        ..
+    } = &served.delta
+    else {
+        panic!("expected Delta, got {:?}", served.delta);
+    };
+    assert_eq!(&current.vcluster, vcluster);
+    assert_eq!(current.seq, served.base_seq);
+    assert_eq!(current.delta_seq, *delta_seq);
+    assert_eq!(&current.delta_hash, delta_hash);
+    assert_eq!(
+        delta, &served.delta_bytes,
+        "the same delta as phase 2 over QUIC"
+    );
+    assert_eq!(blake3::hash(delta).as_bytes(), delta_hash);
+    let cert = tls::load_cert_chain(&certs.replicas[NAME].cert).expect("replica cert")[0].clone();
+    let message = signed_message(&request, current);
+    assert!(
+        signature_verifies(&cert, *scheme, &message, signature),
+        "the signature verifies with the replica's certificate"
+    );
+    assert_eq!(counter("bootstorm_boot_check_current_total", NAME), 1);
+
+    // Another hash, another node: Fetch, unsigned, nonce echoed.
+    let mut changed = request.clone();
+    changed.nonce = nonce(2);
+    changed.have_hash[0] ^= 0xff;
+    let answer = exchange(&socket, check_addr, &changed.encode().unwrap()).await;
+    assert_eq!(
+        answer,
+        CheckResponse::Fetch {
+            nonce: nonce(2),
+            reason: FetchReason::Changed
+        }
+    );
+    let mut unknown = request.clone();
+    unknown.nonce = nonce(3);
+    unknown.node = "node-9999".into();
+    let answer = exchange(&socket, check_addr, &unknown.encode().unwrap()).await;
+    assert_eq!(
+        answer,
+        CheckResponse::Fetch {
+            nonce: nonce(3),
+            reason: FetchReason::UnknownNode
+        }
+    );
+    assert_eq!(counter("bootstorm_boot_check_fetch_total", NAME), 2);
+
+    // Datagrams that are not a check request: no answer, whatever they look like.
+    let garbage: Vec<u8> = (0..CHECK_REQUEST_SIZE_BYTES)
+        .map(|i| (i * 7 + 3) as u8)
+        .collect();
+    let short = request.encode().unwrap()[..64].to_vec();
+    let mut oversize = request.encode().unwrap();
+    oversize.push(0); // a valid request and one more byte: must not pass as the request
+    let mut quic_like = vec![0u8; CHECK_REQUEST_SIZE_BYTES];
+    quic_like[0] = 0xc3; // long header, Initial packet
+    quic_like[1..5].copy_from_slice(&1u32.to_be_bytes()); // QUIC version 1
+    assert_eq!(&short[..4], &CHECK_MAGIC[..], "right magic, wrong size");
+    assert_eq!(&oversize[..4], &CHECK_MAGIC[..], "right magic, wrong size");
+    for datagram in [&garbage, &short, &oversize, &quic_like] {
+        socket.send_to(datagram, check_addr).await.expect("send");
+    }
+    let mut after = request.clone();
+    after.nonce = nonce(4);
+    let answer = exchange(&socket, check_addr, &after.encode().unwrap()).await;
+    assert_eq!(
+        answer.nonce(),
+        &nonce(4),
+        "the first answer after the garbage answers the valid check"
+    );
+    assert!(
+        matches!(answer, CheckResponse::Current { .. }),
+        "{answer:?}"
+    );
+    let late = tokio::time::timeout(Duration::from_millis(QUIET_MS), receive(&socket)).await;
+    assert!(
+        !matches!(late, Ok(Some(_))),
+        "no answer to garbage: {late:?}"
+    );
+    assert_eq!(counter("bootstorm_boot_check_malformed_total", NAME), 4);
+    assert_eq!(counter("bootstorm_boot_check_current_total", NAME), 2);
+
+    daemon.stop().await;
+}
+
+/// Runs `bootstorm serve --config FILE` on `conf` written to a file; returns its stderr once it
+/// exits, which it must do unsuccessfully, in time.
+async fn refused_by_the_binary(dir: &std::path::Path, conf: &ReplicaConf) -> String {
+    let path = dir.join(format!("{}.toml", conf.name));
+    std::fs::write(&path, toml::to_string_pretty(conf).expect("toml")).expect("write config");
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_bootstorm"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(WAIT, run)
+        .await
+        .expect("the daemon exits in time")
+        .expect("run the daemon");
+    assert!(!output.status.success(), "refused: {output:?}");
+    assert!(output.stdout.is_empty(), "never ready: {output:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configs_that_must_not_serve_checks_are_refused_naming_listen_check() {
+    const NAME: &str = "check-refused";
+    let dir = tempfile::tempdir().unwrap();
+    let certs = cluster_support::certs(&dir.path().join("certs"), &[NAME]);
+
+    // The check port is the boot plane's port (both UDP).
+    let port = free_udp_ports(1)[0];
+    let mut shared = voter_conf(dir.path(), &certs, NAME);
+    shared.listen.boot = loopback(port);
+    shared.listen.check = Some(loopback(port));
+    let message = refused_by_the_binary(dir.path(), &shared).await;
+    assert!(message.contains("`listen.check`"), "{message}");
+    assert!(message.contains("listen.boot"), "{message}");
+
+    // Client certificates required: a datagram carries no client identity.
+    let mut with_client_certs = voter_conf(dir.path(), &certs, NAME);
+    with_client_certs.boot.require_client_cert = true;
+    let message = refused_by_the_binary(dir.path(), &with_client_certs).await;
+    assert!(message.contains("`listen.check`"), "{message}");
+    assert!(message.contains("no client identity"), "{message}");
+    // The same config built in code (no file to validate on load) is refused by the daemon.
+    let refused = tokio::time::timeout(
+        WAIT,
+        daemon::serve_with(
+            with_client_certs,
+            ServeOptions::default(),
+            CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("refused in time")
+    .expect_err("refused");
+    let message = format!("{refused:#}");
+    assert!(message.contains("`listen.check`"), "{message}");
+    assert!(message.contains("require_client_cert"), "{message}");
+}
