@@ -475,6 +475,7 @@ async fn the_client_fails_over_from_a_dead_replica_to_a_live_one() {
         connect_ms: 100,
         response_ms: 1_000,
         total_ms: 700,
+        ..proto::client::Timeouts::default()
     };
     let error = proto::client::BootClient::new(config)
         .unwrap()

@@ -1,8 +1,9 @@
 //! The whole product as a user runs it: `bootstorm dev`'s cluster (3 voters + 2 learners, each
 //! its own OS process, real QUIC and fsync'd files on loopback), driven through the admin
 //! and boot planes. Checks replication to learners (equal state digests), boots from each
-//! learner with `bootstorm fetch` (same overlay, read-your-writes via `--min-seq`), failover after `kill -9` of
-//! the leader during a stream of commits (every acknowledged commit survives; outcomes that
+//! learner with `bootstorm fetch` (same overlay, read-your-writes via `--min-seq`; a reboot
+//! with an unchanged overlay served by a boot check datagram, a changed one falling back to
+//! QUIC), failover after `kill -9` of the leader during a stream of commits (every acknowledged commit survives; outcomes that
 //! were unknown are either wholly present or absent), and a full restart from disk.
 
 use std::collections::BTreeSet;
@@ -66,9 +67,20 @@ fn all_equal(status: &ClusterStatus, replicas: usize) -> bool {
             .all(|w| w[0].applied_seq == w[1].applied_seq && w[0].state_digest == w[1].state_digest)
 }
 
-/// Runs `bootstorm fetch` (the agent) against one replica and returns its JSON report.
+/// Runs `bootstorm fetch` (the agent) for node-0003 against one replica and returns its JSON
+/// report.
 fn fetch(
     cluster: &std::path::Path,
+    replica: &str,
+    root: &std::path::Path,
+    min_seq: u64,
+) -> serde_json::Value {
+    fetch_node(cluster, "node-0003", replica, root, min_seq)
+}
+
+fn fetch_node(
+    cluster: &std::path::Path,
+    node: &str,
     replica: &str,
     root: &std::path::Path,
     min_seq: u64,
@@ -77,7 +89,7 @@ fn fetch(
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_bootstorm"))
         .args(["fetch", "--cluster"])
         .arg(cluster)
-        .args(["--node", "node-0003", "--replica", replica, "--root"])
+        .args(["--node", node, "--replica", replica, "--root"])
         .arg(root)
         .args(["--min-seq", &min_seq.to_string(), "--json"])
         .output()
@@ -240,7 +252,88 @@ async fn dev_cluster_replicates_fails_over_and_restarts() {
         "the base overlay did not change: {report}"
     );
     assert!(roots.join("b/etc/bootstorm-test/commit-1000").is_file());
-    let status = wait_status(&client, "all 5 equal after the last commit", |s| {
+    wait_status(&client, "all 5 equal after the last commit", |s| {
+        all_equal(s, 5)
+    })
+    .await;
+
+    // Reboots with the overlay unchanged, on a caught-up learner. node-0003 now carries 61
+    // committed files, a delta too large for a check datagram: the check declines and the
+    // QUIC fetch serves the reboot (NotModified) — a check never fails a boot.
+    let too_large = fetch(&cluster.cluster_path, "learner-2", &roots.join("b"), seq);
+    assert_eq!(too_large["checked"], false, "{too_large}");
+    assert_eq!(too_large["not_modified"], true, "{too_large}");
+    assert!(
+        too_large["check_fallbacks"][0]
+            .as_str()
+            .unwrap()
+            .contains("too large"),
+        "{too_large}"
+    );
+    // node-0007 (a small delta): its first boot learns learner-2's certificate, its reboot is
+    // a boot check (one signed datagram each way, no QUIC connection), node delta included.
+    let cluster_path = &cluster.cluster_path;
+    let first = fetch_node(
+        cluster_path,
+        "node-0007",
+        "learner-2",
+        &roots.join("c"),
+        seq,
+    );
+    assert_eq!(first["checked"], false, "{first}");
+    let rebooted = fetch_node(
+        cluster_path,
+        "node-0007",
+        "learner-2",
+        &roots.join("c"),
+        seq,
+    );
+    assert_eq!(rebooted["checked"], true, "{rebooted}");
+    assert_eq!(rebooted["not_modified"], true, "{rebooted}");
+    assert_eq!(rebooted["base_hash"], first["base_hash"], "{rebooted}");
+    assert_eq!(rebooted["delta_hash"], first["delta_hash"], "{rebooted}");
+    assert_eq!(rebooted["base_bytes"], 0, "{rebooted}");
+    assert!(roots.join("c/etc/slurm/slurm.conf").is_file());
+
+    // The vCluster's overlay changes: the check sends the agent to the full QUIC fetch.
+    let vcluster = rebooted["vcluster"].as_str().unwrap().to_owned();
+    let mut delta = StateDelta::default();
+    delta
+        .settings
+        .insert("test.vcluster-change".into(), "1".into());
+    let vc_seq = match client
+        .request(AdminRequest::Commit {
+            entry: NewEntry::commit(Scope::VCluster(vcluster), "claimed-author", 0, delta),
+        })
+        .await
+        .unwrap()
+    {
+        AdminResponse::Committed { seq: Some(seq), .. } => seq,
+        other => panic!("unexpected answer {other:?}"),
+    };
+    wait_status(&client, "all 5 equal after the vCluster commit", |s| {
+        all_equal(s, 5)
+    })
+    .await;
+    let changed = fetch_node(
+        cluster_path,
+        "node-0007",
+        "learner-2",
+        &roots.join("c"),
+        vc_seq,
+    );
+    assert_eq!(changed["checked"], false, "{changed}");
+    assert_eq!(changed["not_modified"], false, "{changed}");
+    assert!(
+        changed["base_bytes"].as_u64().unwrap() > 100_000,
+        "{changed}"
+    );
+    assert_ne!(changed["base_hash"], rebooted["base_hash"], "{changed}");
+    assert!(
+        !changed["check_fallbacks"].as_array().unwrap().is_empty(),
+        "{changed}"
+    );
+    let status = wait_status(&client, "all 5 equal after the overlay rebuild", |s| {
         all_equal(s, 5)
     })
     .await;

@@ -258,6 +258,7 @@ fn boot_client(certs: &ClusterCertFiles, daemon: &Daemon) -> BootClient {
         connect_ms: 5_000,
         response_ms: 20_000,
         total_ms: 25_000,
+        ..Timeouts::default()
     };
     config.retry = RetryPolicy {
         backoff_initial_ms: 10,

@@ -3,7 +3,9 @@
 //! handshake, phase 1 (the vCluster's base overlay) and phase 2 (the node delta), both blake3
 //! verified, bytes counted. Closed loop at `--concurrency C`, or open loop at `--rate R` boots/s
 //! with a bounded number in flight. Modes: `cold` (no overlay held), `reboot` (the agent holds
-//! its vCluster's current overlay hash and gets `NotModified`), `mixed` (half each).
+//! its vCluster's current overlay hash: against replicas with a boot check address that is
+//! one signed datagram exchange, no QUIC connection — `proto::check` — else a QUIC fetch
+//! answered `NotModified`), `mixed` (half each).
 //!
 //! Placement, as a site would have it: simulated node `i` (0-based) boots from learner
 //! `i mod L` first (its rack's), then the other learners, then the voters, as its failover
@@ -13,7 +15,9 @@
 //! cannot tell a reused id from a new node; only the placement index differs).
 //!
 //! Before the measured phase one cold fetch per demo vCluster learns its current overlay
-//! hash (for `reboot`/`mixed`) and compressed bytes (the file the nginx baseline serves).
+//! hash (for `reboot`/`mixed`) and compressed bytes (the file the nginx baseline serves); for
+//! `reboot`/`mixed`, one more fetch per agent learns the replica certificates a rebooting
+//! node keeps in its state file (boot check answers are verified with them).
 //!
 //! Invariants: bounded by `--boots` and `--max-seconds` (boots in flight at the deadline get
 //! `DEADLINE_GRACE_MS`, then count as `cut-at-deadline`); a boot counts ok only when the agent
@@ -33,7 +37,9 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use config::demo;
 use hdrhistogram::Histogram;
-use proto::client::{BootClient, ClientConfig, ClientTls, FetchError, FetchOutcome, Replica};
+use proto::client::{
+    BootClient, CheckStatus, ClientConfig, ClientTls, FetchError, FetchOutcome, Replica,
+};
 use proto::Hash;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -333,6 +339,10 @@ pub struct BootStats {
     pub ok: u64,
     /// Ok boots answered `NotModified` for phase 1.
     pub not_modified: u64,
+    /// Of those, served by a boot check datagram (no QUIC connection).
+    pub checked: u64,
+    /// Boots whose checks did not serve them (the QUIC fetch followed).
+    pub check_fallbacks: u64,
     pub failures_by_kind: BTreeMap<String, u64>,
     pub failure_examples: BTreeMap<String, String>,
     /// Failed attempts inside boots (ok or not): each one a retry or failover.
@@ -357,6 +367,8 @@ impl Default for BootStats {
             latency_us: latency_histogram(),
             ok: 0,
             not_modified: 0,
+            checked: 0,
+            check_fallbacks: 0,
             failures_by_kind: BTreeMap::new(),
             failure_examples: BTreeMap::new(),
             failed_attempts: 0,
@@ -387,6 +399,11 @@ impl BootStats {
                 self.latency_us.saturating_record(us);
                 if outcome.base.payload_bytes() == 0 {
                     self.not_modified += 1;
+                }
+                match outcome.check {
+                    CheckStatus::Current => self.checked += 1,
+                    CheckStatus::FellBack { .. } => self.check_fallbacks += 1,
+                    CheckStatus::NotTried => {}
                 }
                 self.bytes_received +=
                     (outcome.base.payload_bytes() + outcome.delta.bytes.len()) as u64;
@@ -501,6 +518,11 @@ pub struct BootsReport {
     pub boots_failed: u64,
     /// Ok boots whose phase 1 was `NotModified` (the agent's hash was current).
     pub boots_not_modified: u64,
+    /// Of those, served by a signed boot check datagram: no QUIC connection at all.
+    pub boots_checked: u64,
+    /// Ok boots whose boot checks did not serve them (overlay changed, answer lost, …): the
+    /// QUIC fetch followed.
+    pub check_fallbacks: u64,
     /// `boots_ok / wall_s`.
     pub boots_per_s: f64,
     pub wall_s: f64,
@@ -590,6 +612,8 @@ impl BootsReport {
             boots_ok: stats.ok,
             boots_failed: failed,
             boots_not_modified: stats.not_modified,
+            boots_checked: stats.checked,
+            check_fallbacks: stats.check_fallbacks,
             boots_per_s: if measurement.wall_s > 0.0 {
                 round3(stats.ok as f64 / measurement.wall_s)
             } else {
@@ -707,6 +731,12 @@ impl BootsReport {
             self.boots_not_modified.to_string(),
             None,
             String::new(),
+        );
+        table.row(
+            "  by boot check",
+            self.boots_checked.to_string(),
+            None,
+            format!("{} fell back to QUIC", self.check_fallbacks),
         );
         table.row(
             "boots/s",
@@ -1011,6 +1041,29 @@ async fn prefetch(agent: &BootClient, target_nodes: u32) -> Result<Prefetched> {
     Ok(Prefetched { hashes, compressed })
 }
 
+/// A rebooting node holds, from its previous boot, its overlay's hash (the prefetch) and the
+/// certificates of the replicas it booted from (its state file), which boot checks are
+/// verified with. Gives every agent that: one full fetch through each agent (its rack-local
+/// replica's certificate, verified in the TLS handshake), then every certificate learned to
+/// every agent (each verified against the CA again).
+async fn learn_replica_certs(agents: &[Arc<BootClient>]) -> Result<()> {
+    let node = demo::node_name(1);
+    for agent in agents {
+        agent.fetch(&node, None, None).await.with_context(|| {
+            format!("the certificate-learning boot of {node} (before the measured phase) failed")
+        })?;
+    }
+    let learned: Vec<(String, Vec<u8>)> = agents.iter().flat_map(|a| a.replica_certs()).collect();
+    for agent in agents {
+        for (server_name, der) in &learned {
+            agent
+                .remember_replica_cert(server_name, der.clone())
+                .map_err(|reason| anyhow::anyhow!("sharing replica certificates: {reason}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// Everything a boot task needs.
 struct Storm {
     plan: BootsPlan,
@@ -1148,6 +1201,12 @@ async fn measure(
         p = prefetch(&first_agents[0], plan.target_nodes) => p?,
         _ = interrupt.wait() => bail!("interrupted before the measured phase"),
     };
+    if plan.mode != BootMode::Cold {
+        tokio::select! {
+            warmed = learn_replica_certs(&first_agents) => warmed?,
+            _ = interrupt.wait() => bail!("interrupted before the measured phase"),
+        }
+    }
     if plan.mode != BootMode::Cold {
         let missing: Vec<&str> = demo::DEMO_VCLUSTERS
             .iter()

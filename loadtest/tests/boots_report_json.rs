@@ -143,6 +143,8 @@ fn the_report_has_the_documented_keys() {
         "overloaded_answers",
         "boots_retried",
         "boots_not_modified",
+        "boots_checked",
+        "check_fallbacks",
         "bytes_received",
         "cluster_cpu_s",
         "client_cpu_s",

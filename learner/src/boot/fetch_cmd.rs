@@ -3,8 +3,11 @@
 //! directory, and remembers the applied overlay so the next boot can fetch conditionally.
 //!
 //! State kept between boots (default `ROOT/var/lib/bootstorm/last-overlay`):
-//! - `last-overlay`: one JSON object `{vcluster, seq, hash, raw_len}` of the last applied
-//!   overlay;
+//! - `last-overlay`: one JSON object `{vcluster, seq, hash, raw_len, replica_certs}` of the
+//!   last applied overlay; `replica_certs` are the replica certificates seen in verified TLS
+//!   handshakes (server name, DER hex), so the next boot can verify a boot check answer (one
+//!   signed datagram instead of a QUIC connection, `proto::check`); they are re-verified
+//!   against the CA before use;
 //! - `last-overlay.zst`: that overlay's compressed bytes, so a `NotModified` answer (a reboot
 //!   with unchanged config) re-applies it without downloading 150 KB.
 //!
@@ -26,7 +29,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use overlay::{OverlayDoc, SETTINGS_FILE_PATH};
-use proto::client::{BaseOutcome, BootClient, ClientConfig, ClientTls, FetchError, Replica};
+use proto::client::{
+    BaseOutcome, BootClient, CheckStatus, ClientConfig, ClientTls, FetchError, Replica,
+};
 use proto::Hash;
 use serde::{Deserialize, Serialize};
 
@@ -88,6 +93,17 @@ pub struct SavedOverlayMeta {
     /// blake3 of the uncompressed overlay, hex.
     pub hash: String,
     pub raw_len: u64,
+    /// Replica certificates for boot checks (absent in state files of older agents).
+    #[serde(default)]
+    pub replica_certs: Vec<SavedReplicaCert>,
+}
+
+/// A replica's leaf certificate, as saved in the state file.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SavedReplicaCert {
+    pub server_name: String,
+    /// DER, hex.
+    pub der: String,
 }
 
 /// What `fetch` did, as printed with `--json`.
@@ -101,6 +117,10 @@ pub struct FetchReport {
     /// Phase-1 payload bytes received (0 when not modified).
     pub base_bytes: usize,
     pub not_modified: bool,
+    /// Served by a signed boot check datagram: no QUIC connection was made.
+    pub checked: bool,
+    /// Why boot checks that were sent did not serve the boot (the QUIC fetch followed).
+    pub check_fallbacks: Vec<String>,
     pub delta_seq: u64,
     pub delta_hash: String,
     pub delta_bytes: usize,
@@ -142,7 +162,9 @@ fn print_report(report: &FetchReport, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string(report)?);
         return Ok(());
     }
-    let base = if report.not_modified {
+    let base = if report.checked {
+        "not modified (boot check answer; reused the saved overlay)".to_owned()
+    } else if report.not_modified {
         "not modified (reused the saved overlay)".to_owned()
     } else {
         format!("{} bytes", report.base_bytes)
@@ -159,6 +181,9 @@ fn print_report(report: &FetchReport, json: bool) -> Result<()> {
         report.delta_seq,
         report.delta_bytes,
     );
+    for fallback in &report.check_fallbacks {
+        println!("  boot check did not serve: {fallback}");
+    }
     for attempt in &report.failed_attempts {
         println!("  failed attempt: {attempt}");
     }
@@ -241,7 +266,27 @@ pub async fn fetch_and_apply(args: &FetchArgs) -> Result<FetchReport> {
         }),
     };
     let client = BootClient::new(config)?;
+    let saved_certs: Vec<SavedReplicaCert> = saved
+        .as_ref()
+        .map(|(meta, _)| meta.replica_certs.clone())
+        .unwrap_or_default();
+    for cert in &saved_certs {
+        let remembered = hex::decode(&cert.der)
+            .map_err(|e| format!("not hex: {e}"))
+            .and_then(|der| client.remember_replica_cert(&cert.server_name, der));
+        if let Err(reason) = remembered {
+            tracing::warn!(server_name = %cert.server_name, %reason, "ignoring a saved replica certificate; boot checks with that replica are off until the next full fetch");
+        }
+    }
     let outcome = client.fetch(&args.node, have_hash, args.min_seq).await;
+    let replica_certs: Vec<SavedReplicaCert> = client
+        .replica_certs()
+        .into_iter()
+        .map(|(server_name, der)| SavedReplicaCert {
+            server_name,
+            der: hex::encode(der),
+        })
+        .collect();
     client
         .shutdown(Duration::from_millis(AGENT_CLOSE_WAIT_MS))
         .await;
@@ -266,6 +311,11 @@ pub async fn fetch_and_apply(args: &FetchArgs) -> Result<FetchReport> {
         base_hash: hex::encode(outcome.base.hash()),
         base_bytes: outcome.base.payload_bytes(),
         not_modified: matches!(outcome.base, BaseOutcome::NotModified { .. }),
+        checked: outcome.check == CheckStatus::Current,
+        check_fallbacks: match &outcome.check {
+            CheckStatus::FellBack { answers } => answers.clone(),
+            CheckStatus::NotTried | CheckStatus::Current => Vec::new(),
+        },
         delta_seq: outcome.delta.seq,
         delta_hash: hex::encode(outcome.delta.hash),
         delta_bytes: outcome.delta.bytes.len(),
@@ -299,15 +349,22 @@ pub async fn fetch_and_apply(args: &FetchArgs) -> Result<FetchReport> {
     .with_context(|| format!("applying the overlay to {}", root.display()))?;
     report.files_written = applied.files_written;
     report.files_removed = applied.removed.len();
-    if let (Some(path), Some(compressed)) = (&state_file, compressed) {
+    if let Some(path) = &state_file {
         let meta = SavedOverlayMeta {
             vcluster: report.vcluster.clone(),
             seq: report.seq,
             hash: report.base_hash.clone(),
             raw_len,
+            replica_certs,
         };
-        save_state(path, &meta, &compressed)
-            .with_context(|| format!("saving the applied overlay to {}", path.display()))?;
+        match compressed {
+            Some(compressed) => save_state(path, &meta, &compressed),
+            // The saved overlay is still the applied one: refresh the metadata only when it
+            // changed (new replica certificates, a newer seq of the same overlay).
+            None if saved.as_ref().is_none_or(|(old, _)| *old != meta) => save_meta(path, &meta),
+            None => Ok(()),
+        }
+        .with_context(|| format!("saving the applied overlay to {}", path.display()))?;
     }
     Ok(report)
 }
@@ -356,6 +413,11 @@ fn save_state(state_file: &Path, meta: &SavedOverlayMeta, compressed: &[u8]) -> 
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write_atomic(&saved_overlay_path(state_file), compressed)?;
+    save_meta(state_file, meta)
+}
+
+/// Rewrites the state file alone (its blob is unchanged).
+fn save_meta(state_file: &Path, meta: &SavedOverlayMeta) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(meta)?;
     json.push(b'\n');
     write_atomic(state_file, &json)

@@ -207,6 +207,7 @@ impl Harness {
             connect_ms: 2_000,
             response_ms: 5_000,
             total_ms: 20_000,
+            ..Timeouts::default()
         };
         config.retry = RetryPolicy {
             backoff_initial_ms: 10,

@@ -23,6 +23,7 @@
 //! - answers that cannot change elsewhere (unknown node, node not bound, bad request) end the
 //!   fetch at once with the replica's message; everything else fails over.
 
+mod check;
 mod transport;
 
 use std::fmt;
@@ -39,12 +40,13 @@ use crate::boot::{BootRequest, BootResponse, Hash};
 use crate::code::ErrorCode;
 use crate::frame::Frame;
 use crate::limits::{
-    AGENT_ATTEMPTS_MAX, AGENT_BACKOFF_INITIAL_MS, AGENT_BACKOFF_MAX_MS, AGENT_CONNECT_TIMEOUT_MS,
-    AGENT_FETCH_TOTAL_TIMEOUT_MS, AGENT_REFUSED_RETRY_AFTER_MS, BOOT_PAYLOAD_SIZE_MAX_BYTES,
-    BOOT_RESPONSE_TIMEOUT_MS, FRAME_HEADER_SIZE_MAX_BYTES, FRAME_PREFIX_SIZE_BYTES,
-    OVERLOADED_RETRY_AFTER_MAX_MS,
+    AGENT_ATTEMPTS_MAX, AGENT_BACKOFF_INITIAL_MS, AGENT_BACKOFF_MAX_MS, AGENT_CHECK_TIMEOUT_MS,
+    AGENT_CONNECT_TIMEOUT_MS, AGENT_FETCH_TOTAL_TIMEOUT_MS, AGENT_REFUSED_RETRY_AFTER_MS,
+    BOOT_PAYLOAD_SIZE_MAX_BYTES, BOOT_RESPONSE_TIMEOUT_MS, FRAME_HEADER_SIZE_MAX_BYTES,
+    FRAME_PREFIX_SIZE_BYTES, OVERLOADED_RETRY_AFTER_MAX_MS,
 };
 
+pub use check::{CheckStatus, AGENT_CHECK_REPLICAS_MAX, CHECK_SIGNATURE_SCHEMES};
 pub use transport::{
     client_endpoint, quinn_client_config, ClientTls, ClientTransport,
     AGENT_CONNECTION_RECEIVE_WINDOW_BYTES, AGENT_IDLE_TIMEOUT_MS,
@@ -80,6 +82,8 @@ pub struct Timeouts {
     pub response_ms: u64,
     /// The whole fetch, all attempts and backoffs included.
     pub total_ms: u64,
+    /// One boot check datagram exchange (a reboot with a held overlay), before the QUIC fetch.
+    pub check_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -88,6 +92,7 @@ impl Default for Timeouts {
             connect_ms: AGENT_CONNECT_TIMEOUT_MS,
             response_ms: BOOT_RESPONSE_TIMEOUT_MS,
             total_ms: AGENT_FETCH_TOTAL_TIMEOUT_MS,
+            check_ms: AGENT_CHECK_TIMEOUT_MS,
         }
     }
 }
@@ -248,6 +253,8 @@ pub struct FetchOutcome {
     pub delta: FetchedDelta,
     /// Failed attempts before the successful one (empty on the happy path).
     pub failed_attempts: Vec<Attempt>,
+    /// Whether a boot check served the fetch (no QUIC connection), fell back, or was not tried.
+    pub check: CheckStatus,
     /// From the call to the verified result.
     pub latency: Duration,
 }
@@ -328,6 +335,10 @@ pub struct BootClient {
     config: ClientConfig,
     /// Per-client jitter stream (seeded from the process's random hash keys).
     rng: AtomicU64,
+    /// Replica certificates for verifying check answers (learned from TLS handshakes).
+    certs: check::ReplicaCerts,
+    /// Nonces of checks.
+    random: &'static dyn rustls::crypto::SecureRandom,
 }
 
 impl BootClient {
@@ -340,6 +351,7 @@ impl BootClient {
         if config.timeouts.connect_ms == 0
             || config.timeouts.response_ms == 0
             || config.timeouts.total_ms == 0
+            || config.timeouts.check_ms == 0
         {
             return Err(ClientError::Config("timeouts must be > 0 ms".into()));
         }
@@ -361,16 +373,39 @@ impl BootClient {
         let seed = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let random = provider.secure_random;
+        let certs = check::ReplicaCerts::new(config.tls.roots.clone(), provider)?;
         Ok(BootClient {
             endpoint,
             quinn_config,
             config,
             rng: AtomicU64::new(seed | 1),
+            certs,
+            random,
         })
     }
 
     pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// Trusts `leaf_der` as the certificate of the replica with `server_name` for check
+    /// answers, after verifying it against the CA for that name (as a TLS handshake would).
+    /// For an agent's saved state; certificates seen in this client's own handshakes are
+    /// remembered without this.
+    pub fn remember_replica_cert(
+        &self,
+        server_name: &str,
+        leaf_der: Vec<u8>,
+    ) -> Result<(), String> {
+        self.certs.remember(server_name, leaf_der)
+    }
+
+    /// The replica certificates this client trusts for checks (server name, leaf DER), sorted:
+    /// what an agent saves for its next boot.
+    pub fn replica_certs(&self) -> Vec<(String, Vec<u8>)> {
+        self.certs.all()
     }
 
     /// The local address of the client's endpoint.
@@ -398,6 +433,23 @@ impl BootClient {
         }
         let started = Instant::now();
         let deadline = started + Duration::from_millis(self.config.timeouts.total_ms);
+        let check = match have_hash {
+            Some(have_hash) => match self.check(node, have_hash, min_seq, deadline).await {
+                Ok((replica, base, delta)) => {
+                    return Ok(FetchOutcome {
+                        node: node.to_owned(),
+                        replica,
+                        base,
+                        delta,
+                        failed_attempts: Vec::new(),
+                        check: CheckStatus::Current,
+                        latency: started.elapsed(),
+                    })
+                }
+                Err(status) => status,
+            },
+            None => CheckStatus::NotTried,
+        };
         // Earliest time each replica may be asked again (an `Overloaded` hint).
         let mut not_before: Vec<Instant> = vec![started; replicas.len()];
         let mut attempts: Vec<Attempt> = Vec::new();
@@ -432,6 +484,7 @@ impl BootClient {
                         base,
                         delta,
                         failed_attempts: attempts,
+                        check,
                         latency: started.elapsed(),
                     })
                 }
@@ -493,6 +546,65 @@ impl BootClient {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound
     }
 
+    /// The check step: at most [`AGENT_CHECK_REPLICAS_MAX`] replicas (with a check address and
+    /// a known certificate), in order, until one answers. `Ok` = a verified `Current`.
+    async fn check(
+        &self,
+        node: &str,
+        have_hash: Hash,
+        min_seq: Option<Seq>,
+        deadline: Instant,
+    ) -> Result<(String, BaseOutcome, FetchedDelta), CheckStatus> {
+        let candidates = check::check_candidates(&self.config.replicas, &self.certs);
+        if candidates.is_empty() {
+            return Err(CheckStatus::NotTried);
+        }
+        let mut answers = Vec::new();
+        for (replica, addr, cert) in candidates {
+            let timeout = Duration::from_millis(self.config.timeouts.check_ms)
+                .min(deadline.saturating_duration_since(Instant::now()));
+            let nonce = match check::nonce(self.random) {
+                Ok(nonce) => nonce,
+                Err(reason) => {
+                    answers.push(reason);
+                    break;
+                }
+            };
+            let request = check::request(node, nonce, have_hash, min_seq);
+            match check::check_one(&self.certs, addr, &cert, &request, timeout).await {
+                check::CheckAnswer::Served(base, delta) => {
+                    return Ok((replica.name.clone(), base, delta))
+                }
+                check::CheckAnswer::Declined(answer) => {
+                    answers.push(format!("{}: {answer}", replica.name));
+                    break;
+                }
+                check::CheckAnswer::NoAnswer(answer) => {
+                    answers.push(format!("{}: {answer}", replica.name));
+                }
+            }
+        }
+        tracing::debug!(?answers, "boot check did not serve; fetching over QUIC");
+        Err(CheckStatus::FellBack { answers })
+    }
+
+    /// Remembers the certificate `connection`'s replica presented (verified by rustls in the
+    /// handshake), so the next boot can check with that replica. Only for replicas with a
+    /// check address.
+    fn learn_replica_cert(&self, replica: &Replica, connection: &quinn::Connection) {
+        if replica.check_addr.is_none() {
+            return;
+        }
+        let Some(identity) = connection.peer_identity() else {
+            return;
+        };
+        if let Ok(chain) = identity.downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>() {
+            if let Some(leaf) = chain.first() {
+                self.certs.learned(&replica.server_name, leaf);
+            }
+        }
+    }
+
     /// One connection to `replica`, both phases at once.
     async fn attempt(
         &self,
@@ -523,6 +635,7 @@ impl BootClient {
             Ok(Err(e)) => return Err(connection_failure(e)),
             Ok(Ok(connection)) => connection,
         };
+        self.learn_replica_cert(replica, &connection);
         let response_timeout =
             Duration::from_millis(self.config.timeouts.response_ms).min(remaining());
         let base_request = BootRequest::FetchBase {
