@@ -199,7 +199,7 @@ pub(super) fn check_candidates<'a>(
 /// What one check exchange came to.
 pub(super) enum CheckAnswer {
     /// Verified: the boot is served.
-    Served(BaseOutcome, FetchedDelta),
+    Served(Box<(BaseOutcome, FetchedDelta)>),
     /// The replica answered, and it was not a usable `Current`: go to QUIC at once.
     Declined(String),
     /// No usable answer from this replica (timeout, socket error): another may answer.
@@ -274,7 +274,7 @@ pub(super) async fn check_one(
                 bytes: delta,
                 doc,
             };
-            CheckAnswer::Served(base, delta)
+            CheckAnswer::Served(Box::new((base, delta)))
         }
     }
 }

@@ -572,8 +572,9 @@ impl BootClient {
             };
             let request = check::request(node, nonce, have_hash, min_seq);
             match check::check_one(&self.certs, addr, &cert, &request, timeout).await {
-                check::CheckAnswer::Served(base, delta) => {
-                    return Ok((replica.name.clone(), base, delta))
+                check::CheckAnswer::Served(served) => {
+                    let (base, delta) = *served;
+                    return Ok((replica.name.clone(), base, delta));
                 }
                 check::CheckAnswer::Declined(answer) => {
                     answers.push(format!("{}: {answer}", replica.name));
