@@ -144,6 +144,10 @@ pub struct BootsArgs {
     /// What each agent holds when it boots.
     #[arg(long, value_enum, default_value_t = BootMode::Cold)]
     pub mode: BootMode,
+    /// Reboots skip the boot check plane (one signed datagram) and go straight to the QUIC
+    /// fetch answered `NotModified`: what a site whose replicas list no `check` address gets.
+    #[arg(long)]
+    pub no_boot_check: bool,
     /// Wall-clock bound of the measured phase.
     #[arg(long, default_value_t = MAX_SECONDS_DEFAULT)]
     pub max_seconds: u64,
@@ -195,6 +199,8 @@ pub struct BootsPlan {
     pub boots: u64,
     pub load: Load,
     pub mode: BootMode,
+    /// Agents use replicas' boot check addresses (`--no-boot-check` clears it).
+    pub boot_check: bool,
     pub max_seconds: u64,
     /// Registered nodes the simulated nodes map onto (cyclically).
     pub target_nodes: u32,
@@ -273,6 +279,7 @@ impl BootsArgs {
             boots: self.boots,
             load,
             mode: self.mode,
+            boot_check: !self.no_boot_check,
             max_seconds: self.max_seconds,
             target_nodes,
             baseline: self.baseline,
@@ -506,6 +513,8 @@ pub struct BootsReport {
     pub workload: String,
     pub target: String,
     pub mode: BootMode,
+    /// Whether agents used the replicas' boot check addresses (`--no-boot-check` = false).
+    pub boot_check: bool,
     /// Closed loop: boots in flight; null for the open loop.
     pub concurrency: Option<u32>,
     /// Open loop: boots started per second; null for the closed loop.
@@ -605,6 +614,7 @@ impl BootsReport {
             workload: "boots".to_owned(),
             target: target.to_owned(),
             mode: plan.mode,
+            boot_check: plan.boot_check,
             concurrency,
             rate_per_s,
             boots: plan.boots,
@@ -984,7 +994,12 @@ pub async fn main(plan: &BootsPlan, interrupt: &Interrupt) -> Result<ExitCode> {
 
 /// One agent per failover order (each with its own UDP endpoint, shared by the boots that
 /// start from that replica) over `replicas`.
-fn agents(ca_pem: &[u8], replicas: &[ClusterReplica]) -> Result<Vec<Arc<BootClient>>> {
+/// With `boot_check` false the agents ignore the replicas' check addresses.
+fn agents(
+    ca_pem: &[u8],
+    replicas: &[ClusterReplica],
+    boot_check: bool,
+) -> Result<Vec<Arc<BootClient>>> {
     let roles: Vec<Role> = replicas.iter().map(|r| r.role).collect();
     let orders = failover_orders(&roles);
     if orders.is_empty() {
@@ -1001,7 +1016,7 @@ fn agents(ca_pem: &[u8], replicas: &[ClusterReplica]) -> Result<Vec<Arc<BootClie
                         name: r.name.clone(),
                         addr: r.boot,
                         server_name: r.name.clone(),
-                        check_addr: r.check,
+                        check_addr: r.check.filter(|_| boot_check),
                     }
                 })
                 .collect();
@@ -1187,7 +1202,7 @@ async fn measure(
         .with_context(|| format!("loading the cluster file {}", cluster_path.display()))?;
     let ca_pem = std::fs::read(&cluster_file.ca)
         .with_context(|| format!("reading the cluster CA {}", cluster_file.ca.display()))?;
-    let first_agents = agents(&ca_pem, &cluster_file.replicas)?;
+    let first_agents = agents(&ca_pem, &cluster_file.replicas, plan.boot_check)?;
     let admin = if plan.scenarios.needs_admin() {
         Some(
             crate::commits::connect(&cluster_file)
@@ -1201,7 +1216,7 @@ async fn measure(
         p = prefetch(&first_agents[0], plan.target_nodes) => p?,
         _ = interrupt.wait() => bail!("interrupted before the measured phase"),
     };
-    if plan.mode != BootMode::Cold {
+    if plan.mode != BootMode::Cold && plan.boot_check {
         tokio::select! {
             warmed = learn_replica_certs(&first_agents) => warmed?,
             _ = interrupt.wait() => bail!("interrupted before the measured phase"),
@@ -1266,7 +1281,7 @@ async fn measure(
             .cloned()
             .chain(added.iter().cloned())
             .collect();
-        let fresh = agents(&ca_pem, &all)?;
+        let fresh = agents(&ca_pem, &all, plan.boot_check)?;
         storm
             .all_agents
             .lock()

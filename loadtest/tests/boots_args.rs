@@ -105,7 +105,10 @@ fn rate_is_an_open_loop_with_bounded_in_flight() {
         }
     );
     assert_eq!(plan.mode, BootMode::Reboot);
+    assert!(plan.boot_check, "agents use boot checks unless told not to");
     assert_eq!(plan.baseline_concurrency(), CONCURRENCY_DEFAULT);
+    let without = self::plan(&["boots", "--spawn", "--mode", "reboot", "--no-boot-check"]);
+    assert!(!without.unwrap().boot_check);
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! cluster of 3 voters and 2 learners (real `bootstorm` processes, loopback only) with 50
 //! registered nodes, boots 300 simulated nodes (ids reused cyclically) at concurrency 16 — each
 //! a real agent run, new QUIC connection, both phases verified — stops the cluster and writes
-//! the JSON report.
+//! the JSON report. Then reboot storms: with boot checks (one signed datagram each way) and
+//! with `--no-boot-check` (QUIC, `NotModified`).
 //!
 //! Needs the `bootstorm` binary of the same build (`target/<profile>/bootstorm`): `cargo test
 //! --workspace` builds it; `cargo test -p bootstorm-loadtest` alone does not, so the test fails
@@ -85,4 +86,53 @@ fn a_boot_storm_against_a_spawned_cluster_all_succeeds() {
             "{learner} is the first choice of half the nodes: {json:#}"
         );
     }
+}
+
+/// Runs a 300-boot reboot storm (`extra` appended) and returns its JSON report.
+fn reboot_storm(extra: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let json_path = dir.path().join("reboots.json");
+    let mut args = vec![
+        "boots",
+        "--spawn",
+        "--nodes",
+        "50",
+        "--boots",
+        "300",
+        "--concurrency",
+        "16",
+        "--mode",
+        "reboot",
+        "--max-seconds",
+        "60",
+        "--json",
+        json_path.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run_loadtest(&args, RUN_TIMEOUT);
+    let text = std::fs::read_to_string(&json_path).expect("the JSON report was written");
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn a_reboot_storm_is_served_by_boot_checks_and_by_quic_without_them() {
+    // Replicas of a spawned cluster answer boot checks: every reboot is one signed datagram
+    // exchange carrying the node delta, no QUIC connection.
+    let checked = reboot_storm(&[]);
+    assert_eq!(checked["boots_ok"], 300, "{checked:#}");
+    assert_eq!(checked["boots_failed"], 0, "{checked:#}");
+    assert_eq!(checked["boot_check"], true, "{checked:#}");
+    assert_eq!(checked["boots_not_modified"], 300, "{checked:#}");
+    assert_eq!(checked["boots_checked"], 300, "{checked:#}");
+    assert_eq!(checked["check_fallbacks"], 0, "{checked:#}");
+    assert!(
+        checked["bytes_per_boot"].as_f64().unwrap() < 1_000.0,
+        "a reboot moves the node delta only: {checked:#}"
+    );
+    // Without checks the same reboots are QUIC fetches answered NotModified.
+    let quic = reboot_storm(&["--no-boot-check"]);
+    assert_eq!(quic["boots_ok"], 300, "{quic:#}");
+    assert_eq!(quic["boot_check"], false, "{quic:#}");
+    assert_eq!(quic["boots_not_modified"], 300, "{quic:#}");
+    assert_eq!(quic["boots_checked"], 0, "{quic:#}");
 }

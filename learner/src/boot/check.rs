@@ -38,16 +38,11 @@ use tokio_util::sync::CancellationToken;
 use super::limits::BOOT_CHECK_RECV_BUFFER_BYTES;
 use super::{BootContext, Stat};
 
-/// Signature schemes a check answer may be signed with, in preference order. All are TLS 1.3
-/// schemes, so an agent verifies a check signature with the same code (and the same
-/// certificate) as a TLS CertificateVerify; ECDSA first, whose signatures leave the most room
-/// for the node delta. RSA-PSS only for RSA keys of ≤ 2048 bits (256-byte signatures).
-pub const CHECK_SIGNATURE_SCHEMES: [SignatureScheme; 4] = [
-    SignatureScheme::ECDSA_NISTP256_SHA256,
-    SignatureScheme::ECDSA_NISTP384_SHA384,
-    SignatureScheme::ED25519,
-    SignatureScheme::RSA_PSS_SHA256,
-];
+/// Signature schemes a check answer may be signed with: exactly those the agent accepts
+/// (`proto::client::CHECK_SIGNATURE_SCHEMES`, TLS 1.3 schemes, ECDSA first, whose signatures
+/// leave the most room for the node delta), so the two sides cannot drift apart. RSA fits only
+/// up to 2048 bits (256-byte signatures); `CheckSigner::new` refuses larger keys.
+pub use proto::client::CHECK_SIGNATURE_SCHEMES;
 
 /// Why the boot plane's key cannot sign check answers (the daemon refuses to start with
 /// `listen.check` set).
