@@ -43,7 +43,7 @@ pub use delta::{
 pub use error::{BuildError, DecodeError};
 pub use overlay::{
     build_overlay, decode_boot_overlay, decode_overlay, overlay_doc, overlay_seq_is_stale,
-    OverlayDoc, OverlayKey, OVERLAY_FORMAT_VERSION, OVERLAY_MAGIC,
+    OverlayDoc, OverlayInputs, OverlayKey, OVERLAY_FORMAT_VERSION, OVERLAY_MAGIC,
 };
 
 /// A built overlay: exactly what the state machine stores and `SetOverlay` carries.

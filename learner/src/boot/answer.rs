@@ -288,13 +288,14 @@ async fn rebuild_or_build(
         tracing::warn!(%vcluster, seq = key.seq, wait_ms = ctx.limits.rebuild_wait_max_ms,
             "the leader's SetOverlay for a missing/stale overlay did not arrive in time; building it locally");
     }
-    let reader = ctx.reader.clone();
-    let built = tokio::task::spawn_blocking(move || {
-        overlay::build_overlay(&reader.read().journal, &vcluster)
-    })
-    .await
-    .map_err(|e| format!("the local build task failed: {e}"))?
-    .map_err(|e| e.to_string())?;
+    // Inputs under the read lock, the build after it is released (the state machine never
+    // waits for a build).
+    let inputs = overlay::OverlayInputs::from_state(&ctx.reader.read().journal, &vcluster)
+        .map_err(|e| e.to_string())?;
+    let built = tokio::task::spawn_blocking(move || inputs.build())
+        .await
+        .map_err(|e| format!("the local build task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
     Ok(CachedOverlay {
         overlay: built,
         source: BaseSource::BuiltLocally,
