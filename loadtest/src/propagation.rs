@@ -2,7 +2,9 @@
 //! the rebuilt overlay? (Design decision 5: the leader rebuilds and proposes `SetOverlay`;
 //! learners serve byte-identical overlays once it is applied.) Sequential commits, each
 //! followed by polling every replica's own `Status` until its stored overlay for the vCluster
-//! has a seq ≥ the commit's seq.
+//! has a seq ≥ the commit's seq. Back to back by default (a stream of changes: the leader
+//! folds them, at most one unasked rebuild per vCluster per second); `--gap-ms` spaces the
+//! commits, so each comes after a quiet spell and measures one isolated change.
 //!
 //! Invariants: bounded by `--count` and `--max-seconds`; one commit in flight at a time, so the
 //! number measures propagation, not queueing; polling is every `POLL_INTERVAL_MS` per replica.
@@ -45,6 +47,10 @@ pub struct PropagationArgs {
     /// Wall-clock bound of the run.
     #[arg(long, default_value_t = 120)]
     pub max_seconds: u64,
+    /// Wait this long after each commit's overlay reached every replica before the next
+    /// commit (0: back to back, a stream of changes).
+    #[arg(long, default_value_t = 0)]
+    pub gap_ms: u64,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -57,6 +63,8 @@ pub struct PropagationReport {
     pub target: String,
     pub vcluster: String,
     pub count: u64,
+    /// Pause between one commit's propagation and the next commit (`--gap-ms`).
+    pub gap_ms: u64,
     pub ok: u64,
     pub failed: u64,
     /// Commit → overlay on every replica (the slowest replica), ms.
@@ -179,6 +187,9 @@ async fn run(
     let mut per_replica: BTreeMap<String, hdrhistogram::Histogram<u64>> = BTreeMap::new();
     let (mut ok, mut failed) = (0, 0);
     for index in 0..args.count {
+        if index > 0 && args.gap_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(args.gap_ms)).await;
+        }
         if interrupt.is_set() || Instant::now() >= deadline {
             break;
         }
@@ -233,6 +244,7 @@ async fn run(
         target: target.description(),
         vcluster: args.vcluster.clone(),
         count: args.count,
+        gap_ms: args.gap_ms,
         ok,
         failed,
         latency_ms: LatencyMs::from_histogram_us(&all),
