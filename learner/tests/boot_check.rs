@@ -27,8 +27,6 @@ use proto::{
     AdminRequest, AdminResponse, BootRequest, BootResponse, CheckRequest, CheckResponse,
     FetchReason, Hash,
 };
-use rustls::SignatureScheme;
-use rustls_pki_types::CertificateDer;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
@@ -250,32 +248,6 @@ async fn receive(socket: &UdpSocket) -> Option<CheckResponse> {
     Some(CheckResponse::decode(&buffer[..len]).expect("a well-formed check answer"))
 }
 
-/// Whether `signature` over `message` verifies with `cert`'s public key under TLS `scheme`
-/// (rustls's ring verification algorithms, the key from the SubjectPublicKeyInfo).
-fn signature_verifies(
-    cert: &CertificateDer<'_>,
-    scheme: u16,
-    message: &[u8],
-    signature: &[u8],
-) -> bool {
-    use x509_parser::prelude::FromDer;
-    let (_, parsed) =
-        x509_parser::certificate::X509Certificate::from_der(cert).expect("a certificate");
-    let public_key: &[u8] = &parsed.tbs_certificate.subject_pki.subject_public_key.data;
-    let scheme = SignatureScheme::from(scheme);
-    rustls::crypto::ring::default_provider()
-        .signature_verification_algorithms
-        .mapping
-        .iter()
-        .filter(|(supported, _)| *supported == scheme)
-        .flat_map(|(_, candidates)| candidates.iter())
-        .any(|algorithm| {
-            algorithm
-                .verify_signature(public_key, message, signature)
-                .is_ok()
-        })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_check_is_answered_current_signed_and_garbage_is_never_answered() {
     const NAME: &str = "check-voter";
@@ -331,7 +303,7 @@ async fn a_check_is_answered_current_signed_and_garbage_is_never_answered() {
     let cert = tls::load_cert_chain(&certs.replicas[NAME].cert).expect("replica cert")[0].clone();
     let message = signed_message(&request, current);
     assert!(
-        signature_verifies(&cert, *scheme, &message, signature),
+        proto::client::verify_check_signature(&cert, *scheme, &message, signature).is_ok(),
         "the signature verifies with the replica's certificate"
     );
     assert_eq!(counter("bootstorm_boot_check_current_total", NAME), 1);

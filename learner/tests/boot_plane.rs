@@ -13,7 +13,7 @@ use boot_support::{tree, Harness, Options, WAIT};
 use bootstorm::boot::fetch_cmd::{self, FetchArgs};
 use bootstorm::boot::{BootLimits, OverlayRebuilder, Stat};
 use config::{JournalCommand, NewEntry, Scope, StateDelta};
-use proto::client::{BaseOutcome, FetchError};
+use proto::client::{BaseOutcome, BootClient, CheckStatus, FetchError};
 use proto::{BootRequest, BootResponse, ErrorCode};
 
 fn fetch_args(h: &Harness, node: &str, root: &std::path::Path) -> FetchArgs {
@@ -587,4 +587,79 @@ async fn the_fetch_command_prints_json_and_exits_with_the_documented_codes() {
         .unwrap()
         .unwrap();
     assert_eq!(usage.status.code(), Some(2));
+}
+
+/// A stand-in for a replica's check plane that answers every check `Current`, with the node's
+/// real delta but a signature no replica made (a spoofer on the path), or never answers.
+fn fake_check_plane(
+    socket: tokio::net::UdpSocket,
+    delta: overlay::BuiltNodeDelta,
+    seq: u64,
+    answer: bool,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buffer = vec![0u8; 2048];
+        while let Ok((len, from)) = socket.recv_from(&mut buffer).await {
+            let Ok(request) = proto::CheckRequest::decode(&buffer[..len]) else {
+                continue;
+            };
+            if !answer {
+                continue;
+            }
+            let forged = proto::CheckResponse::Current {
+                nonce: request.nonce,
+                current: proto::CheckCurrent {
+                    vcluster: delta.vcluster.clone(),
+                    seq,
+                    delta_seq: delta.seq,
+                    delta_hash: delta.hash,
+                },
+                delta: delta.bytes.clone(),
+                scheme: 0x0403,
+                signature: bytes::Bytes::from(vec![0x30u8; 70]),
+            };
+            let _ = socket.send_to(&forged.encode().unwrap(), from).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_or_lost_check_answer_is_never_used_and_the_quic_fetch_serves_the_reboot() {
+    let h = Harness::start(Options::default()).await;
+    let state = h.journal.state();
+    let node = "node-0005";
+    let delta = overlay::build_node_delta(&state, node).unwrap();
+    let seq = state.overlays[&delta.vcluster].seq;
+    for answer in [true, false] {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut config = h.client_config(None);
+        config.replicas[0].check_addr = Some(socket.local_addr().unwrap());
+        let fake = fake_check_plane(socket, delta.clone(), seq, answer);
+        let client = BootClient::new(config).unwrap();
+        // The first boot holds nothing: QUIC, and the replica's certificate is learned.
+        let first = client.fetch(node, None, None).await.unwrap();
+        assert_eq!(first.check, CheckStatus::NotTried);
+        let not_modified_before = h.ctx.stats.get(Stat::NotModified);
+        let reboot = client
+            .fetch(node, Some(*first.base.hash()), None)
+            .await
+            .expect("a bad check never fails a boot");
+        let CheckStatus::FellBack { answers } = &reboot.check else {
+            panic!("the check must not serve: {:?}", reboot.check);
+        };
+        let expected = if answer {
+            "signature"
+        } else {
+            "no check answer"
+        };
+        assert!(answers[0].contains(expected), "{answers:?}");
+        assert!(matches!(reboot.base, BaseOutcome::NotModified { .. }));
+        assert_eq!(reboot.delta.hash, delta.hash);
+        assert_eq!(
+            h.ctx.stats.get(Stat::NotModified),
+            not_modified_before + 1,
+            "served by the QUIC path"
+        );
+        fake.abort();
+    }
 }

@@ -362,31 +362,14 @@ mod tests {
         journal.overlays[vcluster_of(node_index)].hash
     }
 
-    /// Verifies `signature` over `message` with the public key of `cert`, the way an agent
-    /// does: rustls's verification algorithms for the TLS `scheme`, the key from the
-    /// certificate's SubjectPublicKeyInfo.
+    /// Verifies `signature` over `message` with `cert`, with the agent's own check.
     pub(crate) fn signature_verifies(
         cert: &CertificateDer<'_>,
         scheme: u16,
         message: &[u8],
         signature: &[u8],
     ) -> bool {
-        use x509_parser::prelude::FromDer;
-        let (_, parsed) =
-            x509_parser::certificate::X509Certificate::from_der(cert).expect("a certificate");
-        let public_key: &[u8] = &parsed.tbs_certificate.subject_pki.subject_public_key.data;
-        let scheme = SignatureScheme::from(scheme);
-        let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-        algorithms
-            .mapping
-            .iter()
-            .filter(|(supported, _)| *supported == scheme)
-            .flat_map(|(_, candidates)| candidates.iter())
-            .any(|algorithm| {
-                algorithm
-                    .verify_signature(public_key, message, signature)
-                    .is_ok()
-            })
+        proto::client::verify_check_signature(cert, scheme, message, signature).is_ok()
     }
 
     fn reason(answer: &CheckAnswer) -> FetchReason {

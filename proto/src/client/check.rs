@@ -148,27 +148,48 @@ impl ReplicaCerts {
         scheme: u16,
         signature: &[u8],
     ) -> Result<(), String> {
-        // What rustls's `verify_tls13_signature` does (its signature struct cannot be built
-        // outside rustls): a TLS 1.3 scheme, its first algorithm, the certificate's key.
-        let scheme = SignatureScheme::from(scheme);
-        if !CHECK_SIGNATURE_SCHEMES.contains(&scheme) {
-            return Err(format!(
-                "signature scheme {scheme:?} is not one a check may use ({CHECK_SIGNATURE_SCHEMES:?})"
-            ));
-        }
-        let algorithm = self
-            .provider
-            .signature_verification_algorithms
-            .mapping
-            .iter()
-            .find(|(supported, _)| *supported == scheme)
-            .and_then(|(_, algorithms)| algorithms.first())
-            .ok_or_else(|| format!("signature scheme {scheme:?} is not supported"))?;
-        let cert = webpki::EndEntityCert::try_from(cert)
-            .map_err(|e| format!("the replica certificate does not parse: {e}"))?;
-        cert.verify_signature(*algorithm, message, signature)
-            .map_err(|e| format!("signature does not verify with its certificate: {e}"))
+        verify_with(&self.provider, message, cert, scheme, signature)
     }
+}
+
+/// Verifies a check answer's `signature` over `message` with `cert`'s public key, exactly as
+/// the agent does before it trusts a `Current` answer (for replicas' and tests' use).
+pub fn verify_check_signature(
+    cert: &CertificateDer<'_>,
+    scheme: u16,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), String> {
+    let provider = rustls::crypto::ring::default_provider();
+    verify_with(&provider, message, cert, scheme, signature)
+}
+
+fn verify_with(
+    provider: &CryptoProvider,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    scheme: u16,
+    signature: &[u8],
+) -> Result<(), String> {
+    // What rustls's `verify_tls13_signature` does (its signature struct cannot be built outside
+    // rustls): an allowed TLS 1.3 scheme, its first algorithm, the certificate's key.
+    let scheme = SignatureScheme::from(scheme);
+    if !CHECK_SIGNATURE_SCHEMES.contains(&scheme) {
+        return Err(format!(
+            "signature scheme {scheme:?} is not one a check may use ({CHECK_SIGNATURE_SCHEMES:?})"
+        ));
+    }
+    let algorithm = provider
+        .signature_verification_algorithms
+        .mapping
+        .iter()
+        .find(|(supported, _)| *supported == scheme)
+        .and_then(|(_, algorithms)| algorithms.first())
+        .ok_or_else(|| format!("signature scheme {scheme:?} is not supported"))?;
+    let cert = webpki::EndEntityCert::try_from(cert)
+        .map_err(|e| format!("the replica certificate does not parse: {e}"))?;
+    cert.verify_signature(*algorithm, message, signature)
+        .map_err(|e| format!("signature does not verify with its certificate: {e}"))
 }
 
 /// A fresh random nonce.

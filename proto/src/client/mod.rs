@@ -46,7 +46,9 @@ use crate::limits::{
     FRAME_PREFIX_SIZE_BYTES, OVERLOADED_RETRY_AFTER_MAX_MS,
 };
 
-pub use check::{CheckStatus, AGENT_CHECK_REPLICAS_MAX, CHECK_SIGNATURE_SCHEMES};
+pub use check::{
+    verify_check_signature, CheckStatus, AGENT_CHECK_REPLICAS_MAX, CHECK_SIGNATURE_SCHEMES,
+};
 pub use transport::{
     client_endpoint, quinn_client_config, ClientTls, ClientTransport,
     AGENT_CONNECTION_RECEIVE_WINDOW_BYTES, AGENT_IDLE_TIMEOUT_MS,
