@@ -13,12 +13,12 @@ mod cluster_support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bootstorm::admin::client::{AdminClient, Target};
+use bootstorm::admin::client::AdminClient;
 use bootstorm::conf::{Peer, ReplicaConf, Role};
-use bootstorm::daemon::{self, Ready, ReadyFormat, ServeOptions};
+use bootstorm::daemon::{self, ServeOptions};
 use bootstorm::net::tls::{self, TlsFiles, TlsMaterial};
 use bootstorm::net::{quic, ClusterCertFiles, Plane, SocketConfig, TransportLimits};
-use cluster_support::{free_udp_ports, loopback, replica_conf, WAIT};
+use cluster_support::{counter, free_udp_ports, loopback, replica_conf, Daemon, WAIT};
 use config::demo::{demo_commands, node_name, DemoSpec};
 use config::JournalCommand;
 use proto::check::{signed_message, CHECK_MAGIC};
@@ -36,63 +36,12 @@ const NODES: u32 = 20;
 /// a margin against reordering).
 const QUIET_MS: u64 = 200;
 
-/// One in-process daemon, cancelled on drop.
-struct Daemon {
-    ready: Ready,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Daemon {
-    async fn start(conf: ReplicaConf) -> Daemon {
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let options = ServeOptions {
-            format: ReadyFormat::Json,
-            ready: Some(ready_tx),
-            ..ServeOptions::default()
-        };
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(daemon::serve_with(conf, options, shutdown.clone()));
-        let ready = tokio::time::timeout(WAIT, ready_rx)
-            .await
-            .expect("daemon ready in time")
-            .expect("daemon started");
-        Daemon {
-            ready,
-            shutdown,
-            task,
-        }
-    }
-
-    fn admin_target(&self) -> Target {
-        Target {
-            name: self.ready.name.clone(),
-            addr: self.ready.admin,
-            role_hint: None,
-            boot_addr: Some(self.ready.boot),
-        }
-    }
-
-    fn check_addr(&self) -> SocketAddr {
-        self.ready
-            .check
-            .expect("the ready report names the check plane")
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        let stopped = tokio::time::timeout(WAIT, &mut self.task).await;
-        assert!(
-            matches!(stopped, Ok(Ok(Ok(())))),
-            "daemon stopped cleanly: {stopped:?}"
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+/// The bound check address from a daemon's ready report.
+fn check_addr(daemon: &Daemon) -> SocketAddr {
+    daemon
+        .ready
+        .check
+        .expect("the ready report names the check plane")
 }
 
 /// A single voter named `name` with every plane (check included) on port 0 and `/metrics`
@@ -114,19 +63,6 @@ fn voter_conf(root: &std::path::Path, certs: &ClusterCertFiles, name: &str) -> R
         boot: listen.boot,
     };
     replica_conf(root, certs, 1, name, Role::Voter, listen, vec![peer])
-}
-
-/// The value of counter `name` of `replica` in this process's Prometheus recorder.
-fn counter(name: &str, replica: &str) -> u64 {
-    let text = bootstorm::metrics::prometheus()
-        .expect("the daemon installed the recorder")
-        .render();
-    let prefix = format!("{name}{{replica=\"{replica}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .map_or(0, |value| {
-            value.trim().parse::<f64>().expect("a number") as u64
-        })
 }
 
 fn admin_client(certs: &ClusterCertFiles) -> AdminClient {
@@ -253,8 +189,12 @@ async fn a_check_is_answered_current_signed_and_garbage_is_never_answered() {
     const NAME: &str = "check-voter";
     let dir = tempfile::tempdir().unwrap();
     let certs = cluster_support::certs(&dir.path().join("certs"), &[NAME]);
-    let daemon = Daemon::start(voter_conf(dir.path(), &certs, NAME)).await;
-    let check_addr = daemon.check_addr();
+    let daemon = Daemon::start(
+        voter_conf(dir.path(), &certs, NAME),
+        ServeOptions::default(),
+    )
+    .await;
+    let check_addr = check_addr(&daemon);
     assert_ne!(check_addr.port(), 0, "the ready report has the bound port");
     let admin = admin_client(&certs);
     let last_seq = seed(&daemon, &admin).await;

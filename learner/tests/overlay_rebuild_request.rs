@@ -13,18 +13,19 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bootstorm::admin::client::{AdminClient, Target};
-use bootstorm::conf::{Peer, ReplicaConf, Role};
-use bootstorm::daemon::{self, Ready, ReadyFormat, ServeOptions};
+use bootstorm::conf::{Peer, Role};
+use bootstorm::daemon::ServeOptions;
 use bootstorm::net::tls::{TlsFiles, TlsMaterial};
 use bootstorm::net::ClusterCertFiles;
 use bootstorm::replica::leader::OverlayTaskOptions;
 use bootstorm::replica::ReplicaOptions;
-use cluster_support::{free_tcp_port, free_udp_ports, loopback, replica_conf, WAIT};
+use cluster_support::{
+    counter, free_tcp_port, free_udp_ports, loopback, replica_conf, Daemon, WAIT,
+};
 use config::demo::{demo_commands, DemoSpec};
 use config::{JournalCommand, NewEntry, Scope, StateDelta};
 use proto::client::{BootClient, ClientConfig, ClientTls, RetryPolicy, Timeouts};
 use proto::{AdminRequest, AdminResponse, ErrorCode, Hash, StatusReport};
-use tokio_util::sync::CancellationToken;
 
 /// The leader's pacing interval here: longer than any test run.
 const HELD_MS: u64 = 600_000;
@@ -47,76 +48,17 @@ const REQUESTS_PER_RACK: usize = 6;
 const EXTRA_VC: &str = "bigmem";
 const EXTRA_NODE: &str = "node-bm01";
 
-/// One in-process daemon; stopped (bounded) by `stop`, cancelled on drop.
-struct Daemon {
-    ready: Ready,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-impl Daemon {
-    async fn start(conf: ReplicaConf) -> Daemon {
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let options = ServeOptions {
-            format: ReadyFormat::Json,
-            replica: ReplicaOptions {
-                overlay_task: OverlayTaskOptions {
-                    rebuild_interval_min_ms: HELD_MS,
-                },
-                ..ReplicaOptions::default()
+/// Options of every daemon here: the leader's pace raised beyond the test (`HELD_MS`).
+fn held_options() -> ServeOptions {
+    ServeOptions {
+        replica: ReplicaOptions {
+            overlay_task: OverlayTaskOptions {
+                rebuild_interval_min_ms: HELD_MS,
             },
-            ready: Some(ready_tx),
-        };
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(daemon::serve_with(conf, options, shutdown.clone()));
-        let ready = tokio::time::timeout(WAIT, ready_rx)
-            .await
-            .expect("daemon ready in time")
-            .expect("daemon started");
-        Daemon {
-            ready,
-            shutdown,
-            task,
-        }
+            ..ReplicaOptions::default()
+        },
+        ..ServeOptions::default()
     }
-
-    fn admin_target(&self) -> Target {
-        Target {
-            name: self.ready.name.clone(),
-            addr: self.ready.admin,
-            role_hint: None,
-            boot_addr: Some(self.ready.boot),
-        }
-    }
-
-    async fn stop(mut self) {
-        self.shutdown.cancel();
-        let stopped = tokio::time::timeout(WAIT, &mut self.task).await;
-        assert!(
-            matches!(stopped, Ok(Ok(Ok(())))),
-            "daemon stopped cleanly: {stopped:?}"
-        );
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-/// The value of counter `name` of `replica` in this process's Prometheus recorder (0 if the
-/// series was never incremented).
-fn counter(name: &str, replica: &str) -> u64 {
-    let text = bootstorm::metrics::prometheus()
-        .expect("the daemons installed the recorder")
-        .render();
-    let prefix = format!("{name}{{replica=\"{replica}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .map_or(0, |value| {
-            value.trim().parse::<f64>().expect("a number") as u64
-        })
 }
 
 /// Waits until `counter(name, replica)` reaches `at_least`.
@@ -320,7 +262,7 @@ async fn replicas_ask_the_leader_to_rebuild_and_a_storm_of_requests_costs_one_bu
         leader_listen,
         vec![leader_peer.clone()],
     );
-    let leader = Daemon::start(leader_conf).await;
+    let leader = Daemon::start(leader_conf, held_options()).await;
     let admin_pair = &certs.admins["admin"];
     let admin = admin_client(&certs, (&admin_pair.cert, &admin_pair.key));
     let to_leader = leader.admin_target();
@@ -348,7 +290,7 @@ async fn replicas_ask_the_leader_to_rebuild_and_a_storm_of_requests_costs_one_bu
     // Generous on a loaded 2-core machine: this test checks where the overlay came from, and
     // a local build after the wait would hide a failed request.
     learner_conf.boot.limits.rebuild_wait_max_ms = 15_000;
-    let learner = Daemon::start(learner_conf).await;
+    let learner = Daemon::start(learner_conf, held_options()).await;
     let to_learner = learner.admin_target();
     let deadline = Instant::now() + WAIT;
     loop {

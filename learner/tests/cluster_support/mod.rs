@@ -292,3 +292,79 @@ pub fn assert_identical(replicas: &[&Replica]) -> BTreeMap<String, String> {
         .map(|(vc, overlay)| (vc.clone(), hex::encode(overlay.hash)))
         .collect()
 }
+
+/// One in-process daemon (`daemon::serve_with`: every plane, the overlay task), cancelled on
+/// drop.
+pub struct Daemon {
+    pub ready: bootstorm::daemon::Ready,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Daemon {
+    /// Starts `conf` with `options` (their `ready` channel is this helper's) and waits (≤
+    /// `WAIT`) for its ready report.
+    pub async fn start(conf: ReplicaConf, options: bootstorm::daemon::ServeOptions) -> Daemon {
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let options = bootstorm::daemon::ServeOptions {
+            format: bootstorm::daemon::ReadyFormat::Json,
+            ready: Some(ready_tx),
+            ..options
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(bootstorm::daemon::serve_with(
+            conf,
+            options,
+            shutdown.clone(),
+        ));
+        let ready = tokio::time::timeout(WAIT, ready_rx)
+            .await
+            .expect("daemon ready in time")
+            .expect("daemon started");
+        Daemon {
+            ready,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Its admin plane, as an admin client addresses it.
+    pub fn admin_target(&self) -> bootstorm::admin::client::Target {
+        bootstorm::admin::client::Target {
+            name: self.ready.name.clone(),
+            addr: self.ready.admin,
+            role_hint: None,
+            boot_addr: Some(self.ready.boot),
+        }
+    }
+
+    /// Cancels it and waits (≤ `WAIT`) for a clean stop.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let stopped = tokio::time::timeout(WAIT, &mut self.task).await;
+        assert!(
+            matches!(stopped, Ok(Ok(Ok(())))),
+            "daemon stopped cleanly: {stopped:?}"
+        );
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The value of counter `name` of `replica` in this process's Prometheus recorder (0 if the
+/// series was never incremented). In-process daemons label every series with their name.
+pub fn counter(name: &str, replica: &str) -> u64 {
+    let text = bootstorm::metrics::prometheus()
+        .expect("the daemons installed the recorder")
+        .render();
+    let prefix = format!("{name}{{replica=\"{replica}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |value| {
+            value.trim().parse::<f64>().expect("a number") as u64
+        })
+}
