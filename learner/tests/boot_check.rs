@@ -11,22 +11,17 @@
 mod cluster_support;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bootstorm::admin::client::AdminClient;
-use bootstorm::conf::{Peer, ReplicaConf, Role};
+use bootstorm::conf::ReplicaConf;
 use bootstorm::daemon::{self, ServeOptions};
-use bootstorm::net::tls::{self, TlsFiles, TlsMaterial};
+use bootstorm::net::tls;
 use bootstorm::net::{quic, ClusterCertFiles, Plane, SocketConfig, TransportLimits};
-use cluster_support::{counter, free_udp_ports, loopback, replica_conf, Daemon, WAIT};
-use config::demo::{demo_commands, node_name, DemoSpec};
-use config::JournalCommand;
+use cluster_support::{counter, free_udp_ports, loopback, Daemon, WAIT};
+use config::demo::node_name;
 use proto::check::{signed_message, CHECK_MAGIC};
 use proto::limits::{CHECK_NONCE_SIZE_BYTES, CHECK_REQUEST_SIZE_BYTES};
-use proto::{
-    AdminRequest, AdminResponse, BootRequest, BootResponse, CheckRequest, CheckResponse,
-    FetchReason, Hash,
-};
+use proto::{BootRequest, BootResponse, CheckRequest, CheckResponse, FetchReason, Hash};
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
@@ -48,62 +43,11 @@ fn check_addr(daemon: &Daemon) -> SocketAddr {
 /// on, so the process's Prometheus recorder holds its counters.
 fn voter_conf(root: &std::path::Path, certs: &ClusterCertFiles, name: &str) -> ReplicaConf {
     let listen = bootstorm::conf::Listen {
-        raft: loopback(0),
-        admin: loopback(0),
-        boot: loopback(0),
         metrics: Some(loopback(0)),
         check: Some(loopback(0)),
+        ..cluster_support::any_ports()
     };
-    // A one-voter cluster never dials its own raft address: port 0 in the membership is fine.
-    let peer = Peer {
-        node_id: 1,
-        name: name.into(),
-        raft: listen.raft,
-        admin: listen.admin,
-        boot: listen.boot,
-    };
-    replica_conf(root, certs, 1, name, Role::Voter, listen, vec![peer])
-}
-
-fn admin_client(certs: &ClusterCertFiles) -> AdminClient {
-    let pair = &certs.admins["admin"];
-    let material = TlsMaterial::load(&TlsFiles {
-        ca_cert: certs.ca_cert.clone(),
-        cert: pair.cert.clone(),
-        key: pair.key.clone(),
-    })
-    .expect("admin identity");
-    AdminClient::new(&material.roots, Some(&material.identity), Vec::new()).expect("client")
-}
-
-/// Waits for the voter to lead, commits the demo journal for `NODES` nodes; returns its last
-/// seq.
-async fn seed(daemon: &Daemon, admin: &AdminClient) -> u64 {
-    let target = daemon.admin_target();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match admin.request_at(&target, &AdminRequest::Status).await {
-            Ok(AdminResponse::Status(report)) if report.leader == Some(1) => break,
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "the voter did not elect itself");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut last_seq = 0;
-    for command in demo_commands(&DemoSpec {
-        nodes: NODES,
-        ..DemoSpec::default()
-    }) {
-        let request = match command {
-            JournalCommand::AppendEntry(entry) => AdminRequest::Commit { entry },
-            other => AdminRequest::Propose(other),
-        };
-        match admin.request_at(&target, &request).await {
-            Ok(AdminResponse::Committed { seq, .. }) => last_seq = seq.unwrap_or(last_seq),
-            other => panic!("demo command refused: {other:?}"),
-        }
-    }
-    last_seq
+    cluster_support::single_voter_conf(root, certs, name, listen)
 }
 
 /// What the QUIC boot plane serves `node` (phase 1 hash and seq, phase 2 answer and bytes),
@@ -196,8 +140,8 @@ async fn a_check_is_answered_current_signed_and_garbage_is_never_answered() {
     .await;
     let check_addr = check_addr(&daemon);
     assert_ne!(check_addr.port(), 0, "the ready report has the bound port");
-    let admin = admin_client(&certs);
-    let last_seq = seed(&daemon, &admin).await;
+    let admin = cluster_support::admin_client(&certs, "admin");
+    let last_seq = cluster_support::seed_demo(&daemon, &admin, NODES).await;
 
     let node = node_name(5);
     let served = serve_over_quic(&daemon, &certs, &node, last_seq).await;

@@ -368,3 +368,76 @@ pub fn counter(name: &str, replica: &str) -> u64 {
             value.trim().parse::<f64>().expect("a number") as u64
         })
 }
+
+/// A single voter named `name` listening on `listen` (port 0 is fine: a one-voter cluster
+/// never dials its own raft address), its own peer.
+pub fn single_voter_conf(
+    root: &Path,
+    certs: &ClusterCertFiles,
+    name: &str,
+    listen: Listen,
+) -> ReplicaConf {
+    let peer = Peer {
+        node_id: 1,
+        name: name.into(),
+        raft: listen.raft,
+        admin: listen.admin,
+        boot: listen.boot,
+    };
+    replica_conf(root, certs, 1, name, Role::Voter, listen, vec![peer])
+}
+
+/// An admin client with the certificate of admin `admin` of `certs`.
+pub fn admin_client(
+    certs: &ClusterCertFiles,
+    admin: &str,
+) -> bootstorm::admin::client::AdminClient {
+    let pair = &certs.admins[admin];
+    let material = bootstorm::net::tls::TlsMaterial::load(&bootstorm::net::tls::TlsFiles {
+        ca_cert: certs.ca_cert.clone(),
+        cert: pair.cert.clone(),
+        key: pair.key.clone(),
+    })
+    .expect("admin identity");
+    bootstorm::admin::client::AdminClient::new(
+        &material.roots,
+        Some(&material.identity),
+        Vec::new(),
+    )
+    .expect("admin client")
+}
+
+/// Waits (≤ `WAIT`) for `daemon`, a single voter, to lead, then commits the demo journal for
+/// `nodes` nodes through its admin plane; returns the last seq.
+pub async fn seed_demo(
+    daemon: &Daemon,
+    admin: &bootstorm::admin::client::AdminClient,
+    nodes: u32,
+) -> u64 {
+    use proto::{AdminRequest, AdminResponse};
+    let target = daemon.admin_target();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match admin.request_at(&target, &AdminRequest::Status).await {
+            Ok(AdminResponse::Status(report)) if report.leader == Some(1) => break,
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "the voter did not elect itself");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut last_seq = 0;
+    for command in demo::demo_commands(&DemoSpec {
+        nodes,
+        ..DemoSpec::default()
+    }) {
+        let request = match command {
+            JournalCommand::AppendEntry(entry) => AdminRequest::Commit { entry },
+            other => AdminRequest::Propose(other),
+        };
+        match admin.request_at(&target, &request).await {
+            Ok(AdminResponse::Committed { seq, .. }) => last_seq = seq.unwrap_or(last_seq),
+            other => panic!("demo command refused: {other:?}"),
+        }
+    }
+    last_seq
+}
