@@ -19,36 +19,40 @@ use support::run_loadtest;
 /// Longest the whole run (cluster start, 300 boots, stop) may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
-#[test]
-fn a_boot_storm_against_a_spawned_cluster_all_succeeds() {
+/// Runs a 300-boot storm on a spawned 3-voter, 2-learner cluster with 50 nodes at
+/// concurrency 16 (`extra` appended); returns its stdout and JSON report.
+fn storm(extra: &[&str]) -> (String, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let json_path = dir.path().join("boots.json");
-    let (stdout, _stderr) = run_loadtest(
-        &[
-            "boots",
-            "--spawn",
-            "--learners",
-            "2",
-            "--nodes",
-            "50",
-            "--boots",
-            "300",
-            "--concurrency",
-            "16",
-            "--max-seconds",
-            "60",
-            "--json",
-            json_path.to_str().unwrap(),
-        ],
-        RUN_TIMEOUT,
-    );
+    let mut args = vec![
+        "boots",
+        "--spawn",
+        "--learners",
+        "2",
+        "--nodes",
+        "50",
+        "--boots",
+        "300",
+        "--concurrency",
+        "16",
+        "--max-seconds",
+        "60",
+        "--json",
+        json_path.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (stdout, _stderr) = run_loadtest(&args, RUN_TIMEOUT);
+    let text = std::fs::read_to_string(&json_path).expect("the JSON report was written");
+    (stdout, serde_json::from_str(&text).unwrap())
+}
+
+#[test]
+fn a_boot_storm_against_a_spawned_cluster_all_succeeds() {
+    let (stdout, json) = storm(&[]);
     assert!(
         stdout.contains("boots ok"),
         "the table is printed:\n{stdout}"
     );
-
-    let text = std::fs::read_to_string(&json_path).expect("the JSON report was written");
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["boots_ok"], 300, "{json:#}");
     assert_eq!(json["boots_failed"], 0, "{json:#}");
     assert_eq!(json["stopped_by"], "count");
@@ -88,37 +92,11 @@ fn a_boot_storm_against_a_spawned_cluster_all_succeeds() {
     }
 }
 
-/// Runs a 300-boot reboot storm (`extra` appended) and returns its JSON report.
-fn reboot_storm(extra: &[&str]) -> serde_json::Value {
-    let dir = tempfile::tempdir().unwrap();
-    let json_path = dir.path().join("reboots.json");
-    let mut args = vec![
-        "boots",
-        "--spawn",
-        "--nodes",
-        "50",
-        "--boots",
-        "300",
-        "--concurrency",
-        "16",
-        "--mode",
-        "reboot",
-        "--max-seconds",
-        "60",
-        "--json",
-        json_path.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    run_loadtest(&args, RUN_TIMEOUT);
-    let text = std::fs::read_to_string(&json_path).expect("the JSON report was written");
-    serde_json::from_str(&text).unwrap()
-}
-
 #[test]
 fn a_reboot_storm_is_served_by_boot_checks_and_by_quic_without_them() {
     // Replicas of a spawned cluster answer boot checks: every reboot is one signed datagram
     // exchange carrying the node delta, no QUIC connection.
-    let checked = reboot_storm(&[]);
+    let (_, checked) = storm(&["--mode", "reboot"]);
     assert_eq!(checked["boots_ok"], 300, "{checked:#}");
     assert_eq!(checked["boots_failed"], 0, "{checked:#}");
     assert_eq!(checked["boot_check"], true, "{checked:#}");
@@ -130,7 +108,7 @@ fn a_reboot_storm_is_served_by_boot_checks_and_by_quic_without_them() {
         "a reboot moves the node delta only: {checked:#}"
     );
     // Without checks the same reboots are QUIC fetches answered NotModified.
-    let quic = reboot_storm(&["--no-boot-check"]);
+    let (_, quic) = storm(&["--mode", "reboot", "--no-boot-check"]);
     assert_eq!(quic["boots_ok"], 300, "{quic:#}");
     assert_eq!(quic["boot_check"], false, "{quic:#}");
     assert_eq!(quic["boots_not_modified"], 300, "{quic:#}");
