@@ -127,6 +127,10 @@ fn describe() {
         "datagrams on the check port dropped unanswered because they were not a check request"
     );
     describe_counter!(
+        Stat::CheckRateLimited.metric(),
+        "check requests dropped unanswered over [boot.limits] check_rate_max_per_s (the agent falls back to the QUIC fetch)"
+    );
+    describe_counter!(
         "bootstorm_ttl_expiries_proposed_total",
         "ExpireTtl commands this replica proposed as leader"
     );

@@ -255,6 +255,43 @@ async fn a_check_is_answered_current_signed_and_garbage_is_never_answered() {
     daemon.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_beyond_the_rate_limit_are_dropped_unanswered() {
+    const NAME: &str = "check-rate";
+    let dir = tempfile::tempdir().unwrap();
+    let certs = cluster_support::certs(&dir.path().join("certs"), &[NAME]);
+    let mut conf = voter_conf(dir.path(), &certs, NAME);
+    // One answer per second, a burst of one: the edge of the limit.
+    conf.boot.limits.check_rate_max_per_s = 1;
+    let daemon = Daemon::start(conf, ServeOptions::default()).await;
+    let check_addr = check_addr(&daemon);
+    let admin = cluster_support::admin_client(&certs, "admin");
+    cluster_support::seed_demo(&daemon, &admin, NODES).await;
+    let socket = UdpSocket::bind(loopback(0)).await.expect("agent socket");
+    for salt in 1..=3 {
+        let request = CheckRequest {
+            node: node_name(5),
+            nonce: nonce(salt),
+            have_hash: [0; 32],
+            min_seq: None,
+        };
+        socket
+            .send_to(&request.encode().unwrap(), check_addr)
+            .await
+            .expect("send");
+    }
+    let first = receive(&socket).await.expect("the first check is answered");
+    assert_eq!(first.nonce(), &nonce(1));
+    let more = tokio::time::timeout(Duration::from_millis(QUIET_MS), receive(&socket)).await;
+    assert!(
+        !matches!(more, Ok(Some(_))),
+        "checks over the rate get no answer: {more:?}"
+    );
+    assert_eq!(counter("bootstorm_boot_check_rate_limited_total", NAME), 2);
+    assert_eq!(counter("bootstorm_boot_check_fetch_total", NAME), 1);
+    daemon.stop().await;
+}
+
 /// Runs `bootstorm serve --config FILE` on `conf` written to a file; returns its stderr once it
 /// exits, which it must do unsuccessfully, in time.
 async fn refused_by_the_binary(dir: &std::path::Path, conf: &ReplicaConf) -> String {

@@ -239,6 +239,46 @@ fn fetch(request: &CheckRequest, reason: FetchReason) -> CheckAnswer {
     CheckAnswer { response, datagram }
 }
 
+/// A token bucket over answered checks: `rate_per_s` per second, bursts of up to a tenth of
+/// a second's worth (at least 1). Pure: time is passed in, so the edges are unit-tested.
+#[derive(Debug)]
+pub struct CheckRateLimit {
+    rate_per_s: f64,
+    burst: f64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl CheckRateLimit {
+    /// A full bucket at `now`. `rate_per_s` > 0 (`BootLimits::validate` checks it).
+    pub fn new(rate_per_s: u32, now: std::time::Instant) -> Self {
+        assert!(
+            rate_per_s > 0,
+            "a check rate of 0 is refused by BootLimits::validate"
+        );
+        let burst = (f64::from(rate_per_s) / 10.0).max(1.0);
+        CheckRateLimit {
+            rate_per_s: f64::from(rate_per_s),
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Whether one more check may be answered at `now` (and if so, spends its token).
+    pub fn allow(&mut self, now: std::time::Instant) -> bool {
+        let elapsed_s = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = self.last.max(now);
+        self.tokens = (self.tokens + elapsed_s * self.rate_per_s).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Serves checks on `socket` until `shutdown`: receive one datagram, answer it (or drop it),
 /// next. One task: a check costs about one signature, and the socket's receive buffer is the
 /// bounded queue (`BOOT_CHECK_SOCKET_BUFFER_BYTES`).
@@ -249,6 +289,7 @@ pub async fn serve_check(
     shutdown: CancellationToken,
 ) {
     let mut buffer = vec![0u8; BOOT_CHECK_RECV_BUFFER_BYTES];
+    let mut rate = CheckRateLimit::new(ctx.limits.check_rate_max_per_s, std::time::Instant::now());
     loop {
         let received = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -270,6 +311,11 @@ pub async fn serve_check(
                 continue;
             }
         };
+        if !rate.allow(std::time::Instant::now()) {
+            // Over the rate: no signature, no answer; the agent falls back to QUIC.
+            ctx.stats.add(Stat::CheckRateLimited);
+            continue;
+        }
         let answer = answer_check(&ctx, &request, &signer);
         ctx.stats.add(match answer.response {
             CheckResponse::Current { .. } => Stat::CheckCurrent,
@@ -370,6 +416,28 @@ mod tests {
         signature: &[u8],
     ) -> bool {
         proto::client::verify_check_signature(cert, scheme, message, signature).is_ok()
+    }
+
+    #[test]
+    fn the_check_rate_limit_answers_a_burst_then_its_rate_and_no_more() {
+        let start = std::time::Instant::now();
+        let mut rate = CheckRateLimit::new(1_000, start);
+        // A full bucket: a tenth of a second's worth at once, not one more.
+        assert_eq!((0..200).filter(|_| rate.allow(start)).count(), 100);
+        // Refills at the rate: 1 per ms.
+        let later = start + std::time::Duration::from_millis(1);
+        assert!(rate.allow(later));
+        assert!(!rate.allow(later));
+        // Never more than the burst, however long it was idle.
+        let idle = start + std::time::Duration::from_secs(60);
+        assert_eq!((0..200).filter(|_| rate.allow(idle)).count(), 100);
+        // A clock that steps back neither refills nor panics.
+        assert!(!rate.allow(start));
+        // The smallest rate still answers one at a time.
+        let mut slow = CheckRateLimit::new(1, start);
+        assert!(slow.allow(start));
+        assert!(!slow.allow(start + std::time::Duration::from_millis(999)));
+        assert!(slow.allow(start + std::time::Duration::from_millis(1_000)));
     }
 
     fn reason(answer: &CheckAnswer) -> FetchReason {

@@ -114,6 +114,16 @@ pub const BOOT_CHECK_SOCKET_BUFFER_BYTES: usize = 4 << 20;
 /// (and be dropped as oversize), not as a valid 1200-byte request.
 pub const BOOT_CHECK_RECV_BUFFER_BYTES: usize = CHECK_REQUEST_SIZE_BYTES + 1;
 
+/// Check answers (each one signature, ~30 µs of one core) the check plane sends per second at
+/// most; beyond it requests are dropped unanswered (their agents fall back to the QUIC fetch
+/// after `AGENT_CHECK_TIMEOUT_MS`, where admission control applies). Why: anyone who can send
+/// UDP to the replica can make it sign, and the check task shares the runtime with the boot
+/// and raft planes; 20,000/s caps that at ~⅔ of a core, above what a reboot storm reached
+/// here (~14,000 checks/s from one load tester on these 2 shared cores, 0.03 ms of replica
+/// CPU each), and a replica whose storm needs more still serves every boot (the rest over
+/// QUIC). Bursts up to a tenth of a second's worth are answered at once.
+pub const BOOT_CHECK_RATE_MAX_PER_S_DEFAULT: u32 = 20_000;
+
 /// The boot plane's configurable limits; `Default` is what `bootstorm serve` uses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -144,6 +154,8 @@ pub struct BootLimits {
     pub requests_per_connection_max: u32,
     /// See [`BOOT_REBUILD_WAIT_MAX_MS_DEFAULT`].
     pub rebuild_wait_max_ms: u64,
+    /// See [`BOOT_CHECK_RATE_MAX_PER_S_DEFAULT`].
+    pub check_rate_max_per_s: u32,
 }
 
 impl Default for BootLimits {
@@ -162,6 +174,7 @@ impl Default for BootLimits {
             response_write_timeout_ms: BOOT_RESPONSE_WRITE_TIMEOUT_MS_DEFAULT,
             requests_per_connection_max: BOOT_REQUESTS_PER_CONNECTION_MAX_DEFAULT,
             rebuild_wait_max_ms: BOOT_REBUILD_WAIT_MAX_MS_DEFAULT,
+            check_rate_max_per_s: BOOT_CHECK_RATE_MAX_PER_S_DEFAULT,
         }
     }
 }
@@ -242,6 +255,12 @@ impl BootLimits {
                 ),
             );
         }
+        if self.check_rate_max_per_s == 0 {
+            return bad(
+                "check_rate_max_per_s",
+                "must be > 0 (to serve no checks, leave listen.check out)".into(),
+            );
+        }
         if self.requests_per_connection_max < 2 {
             return bad(
                 "requests_per_connection_max",
@@ -297,5 +316,7 @@ mod tests {
         assert!(with(|l| l.connection_queue_wait_max_ms = AGENT_CONNECT_TIMEOUT_MS).is_err());
         assert!(with(|l| l.requests_per_connection_max = 2).is_ok());
         assert!(with(|l| l.requests_per_connection_max = 1).is_err());
+        assert!(with(|l| l.check_rate_max_per_s = 1).is_ok());
+        assert!(with(|l| l.check_rate_max_per_s = 0).is_err());
     }
 }

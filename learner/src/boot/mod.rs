@@ -153,9 +153,11 @@ pub enum Stat {
     CheckFetch,
     /// Check-plane datagrams dropped unanswered because they were not a check request.
     CheckMalformed,
+    /// Check requests dropped unanswered over `check_rate_max_per_s`.
+    CheckRateLimited,
 }
 
-const STAT_COUNT: usize = 16;
+const STAT_COUNT: usize = 17;
 
 impl Stat {
     pub const ALL: [Stat; STAT_COUNT] = [
@@ -175,6 +177,7 @@ impl Stat {
         Stat::CheckCurrent,
         Stat::CheckFetch,
         Stat::CheckMalformed,
+        Stat::CheckRateLimited,
     ];
 
     /// Prometheus series name.
@@ -196,6 +199,7 @@ impl Stat {
             Stat::CheckCurrent => "bootstorm_boot_check_current_total",
             Stat::CheckFetch => "bootstorm_boot_check_fetch_total",
             Stat::CheckMalformed => "bootstorm_boot_check_malformed_total",
+            Stat::CheckRateLimited => "bootstorm_boot_check_rate_limited_total",
         }
     }
 }
