@@ -14,7 +14,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::run_loadtest;
+use support::run_loadtest_json;
 
 /// Longest the whole run (cluster start, 300 boots, stop) may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -22,8 +22,6 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// Runs a 300-boot storm on a spawned 3-voter, 2-learner cluster with 50 nodes at
 /// concurrency 16 (`extra` appended); returns its stdout and JSON report.
 fn storm(extra: &[&str]) -> (String, serde_json::Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let json_path = dir.path().join("boots.json");
     let mut args = vec![
         "boots",
         "--spawn",
@@ -37,13 +35,10 @@ fn storm(extra: &[&str]) -> (String, serde_json::Value) {
         "16",
         "--max-seconds",
         "60",
-        "--json",
-        json_path.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
-    let (stdout, _stderr) = run_loadtest(&args, RUN_TIMEOUT);
-    let text = std::fs::read_to_string(&json_path).expect("the JSON report was written");
-    (stdout, serde_json::from_str(&text).unwrap())
+    let (stdout, _stderr, json) = run_loadtest_json(&args, RUN_TIMEOUT);
+    (stdout, json)
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bootstorm_loadtest::plot::check_well_formed;
-use support::run_loadtest;
+use support::run_loadtest_json;
 
 /// Longest one run (cluster start, storm, stop) may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(90);
@@ -25,7 +25,6 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(90);
 /// Runs `boots --spawn` with `extra` arguments, writing JSON and SVG into `dir`; returns the
 /// parsed JSON report and the SVG text, after asserting the run exited 0.
 fn run_storm(dir: &Path, extra: &[&str]) -> (serde_json::Value, String) {
-    let json_path = dir.join("boots.json");
     let plot_path = dir.join("boots.svg");
     let mut args = vec![
         "boots",
@@ -42,17 +41,10 @@ fn run_storm(dir: &Path, extra: &[&str]) -> (serde_json::Value, String) {
         "60",
     ];
     args.extend_from_slice(extra);
-    args.extend_from_slice(&[
-        "--json",
-        json_path.to_str().unwrap(),
-        "--plot",
-        plot_path.to_str().unwrap(),
-    ]);
-    let (stdout, _stderr) = run_loadtest(&args, RUN_TIMEOUT);
+    args.extend_from_slice(&["--plot", plot_path.to_str().unwrap()]);
+    let (stdout, _stderr, json) = run_loadtest_json(&args, RUN_TIMEOUT);
     assert!(stdout.contains("per replica:"), "{stdout}");
     assert!(stdout.contains("scenarios:"), "{stdout}");
-    let text = std::fs::read_to_string(&json_path).expect("the JSON report was written");
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let svg = std::fs::read_to_string(&plot_path).expect("the plot was written");
     assert!(svg.starts_with("<svg"), "{svg}");
     check_well_formed(&svg).unwrap_or_else(|e| panic!("the SVG is not well formed: {e}\n{svg}"));

@@ -12,16 +12,14 @@ mod support;
 
 use std::time::Duration;
 
-use support::run_loadtest;
+use support::run_loadtest_json;
 
 /// Longest the whole run (cluster start, commits, stop) may take.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[test]
 fn commits_against_a_spawned_cluster_all_succeed() {
-    let dir = tempfile::tempdir().unwrap();
-    let json_path = dir.path().join("commits.json");
-    let (stdout, stderr) = run_loadtest(
+    let (stdout, stderr, json) = run_loadtest_json(
         &[
             "commits",
             "--spawn",
@@ -33,8 +31,6 @@ fn commits_against_a_spawned_cluster_all_succeed() {
             "40",
             "--max-seconds",
             "60",
-            "--json",
-            json_path.to_str().unwrap(),
         ],
         RUN_TIMEOUT,
     );
@@ -43,8 +39,6 @@ fn commits_against_a_spawned_cluster_all_succeed() {
         "the table is printed:\n{stdout}"
     );
 
-    let text = std::fs::read_to_string(&json_path).expect("the JSON report was written");
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["commits_ok"], 200, "{json:#}");
     assert_eq!(json["commits_failed"], 0, "{json:#}");
     assert_eq!(json["clients"], 4);

@@ -70,3 +70,16 @@ pub fn run_loadtest(args: &[&str], timeout: Duration) -> (String, String) {
     );
     (stdout, stderr)
 }
+
+/// [`run_loadtest`] with `--json FILE` appended (in a temporary directory): returns its stdout,
+/// its stderr and the parsed JSON report, which must have been written.
+pub fn run_loadtest_json(args: &[&str], timeout: Duration) -> (String, String, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let json_path = dir.path().join("report.json");
+    let mut args = args.to_vec();
+    args.extend_from_slice(&["--json", json_path.to_str().expect("a UTF-8 path")]);
+    let (stdout, stderr) = run_loadtest(&args, timeout);
+    let text = std::fs::read_to_string(&json_path).expect("the JSON report was written");
+    let json = serde_json::from_str(&text).expect("the JSON report parses");
+    (stdout, stderr, json)
+}
