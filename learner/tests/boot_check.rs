@@ -128,6 +128,15 @@ async fn receive(socket: &UdpSocket) -> Option<CheckResponse> {
     Some(CheckResponse::decode(&buffer[..len]).expect("a well-formed check answer"))
 }
 
+/// Asserts that nothing arrives on `socket` within `QUIET_MS` (`what` got no answer).
+async fn assert_no_answer(socket: &UdpSocket, what: &str) {
+    let late = tokio::time::timeout(Duration::from_millis(QUIET_MS), receive(socket)).await;
+    assert!(
+        !matches!(late, Ok(Some(_))),
+        "{what} must get no answer: {late:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_check_is_answered_current_signed_and_garbage_is_never_answered() {
     const NAME: &str = "check-voter";
@@ -244,11 +253,7 @@ async fn a_check_is_answered_current_signed_and_garbage_is_never_answered() {
         matches!(answer, CheckResponse::Current { .. }),
         "{answer:?}"
     );
-    let late = tokio::time::timeout(Duration::from_millis(QUIET_MS), receive(&socket)).await;
-    assert!(
-        !matches!(late, Ok(Some(_))),
-        "no answer to garbage: {late:?}"
-    );
+    assert_no_answer(&socket, "garbage").await;
     assert_eq!(counter("bootstorm_boot_check_malformed_total", NAME), 4);
     assert_eq!(counter("bootstorm_boot_check_current_total", NAME), 2);
 
@@ -282,11 +287,7 @@ async fn checks_beyond_the_rate_limit_are_dropped_unanswered() {
     }
     let first = receive(&socket).await.expect("the first check is answered");
     assert_eq!(first.nonce(), &nonce(1));
-    let more = tokio::time::timeout(Duration::from_millis(QUIET_MS), receive(&socket)).await;
-    assert!(
-        !matches!(more, Ok(Some(_))),
-        "checks over the rate get no answer: {more:?}"
-    );
+    assert_no_answer(&socket, "checks over the rate").await;
     assert_eq!(counter("bootstorm_boot_check_rate_limited_total", NAME), 2);
     assert_eq!(counter("bootstorm_boot_check_fetch_total", NAME), 1);
     daemon.stop().await;
