@@ -29,7 +29,7 @@ use crate::metrics;
 use crate::net::{quic, tls, Plane, ServerLimits, SocketConfig};
 use crate::replica::{Replica, ReplicaOptions};
 
-/// Longest shutdown waits for the admin plane to stop before dropping it.
+/// Longest shutdown waits for each plane (check, boot, admin) to stop before dropping it.
 pub const ADMIN_STOP_TIMEOUT_MS: u64 = 5_000;
 
 /// How the readiness line is printed.
@@ -261,33 +261,11 @@ pub async fn serve_with(
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: closing the boot, check, admin and raft planes, then raft");
-    let admin_stop = Duration::from_millis(ADMIN_STOP_TIMEOUT_MS);
     if let Some(check) = check {
-        let mut check_task = check.task;
-        if tokio::time::timeout(admin_stop, &mut check_task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("the check plane did not stop in time; dropping it");
-            check_task.abort();
-        }
+        stop_plane("check", check.task).await;
     }
-    let mut boot_task = boot.task;
-    if tokio::time::timeout(admin_stop, &mut boot_task)
-        .await
-        .is_err()
-    {
-        tracing::warn!("the boot plane did not stop in time; dropping it");
-        boot_task.abort();
-    }
-    let mut admin_task = admin.task;
-    if tokio::time::timeout(admin_stop, &mut admin_task)
-        .await
-        .is_err()
-    {
-        tracing::warn!("the admin plane did not stop in time; dropping it");
-        admin_task.abort();
-    }
+    stop_plane("boot", boot.task).await;
+    stop_plane("admin", admin.task).await;
     if let Some(join) = join {
         join.abort();
     }
@@ -297,6 +275,16 @@ pub async fn serve_with(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Waits (≤ `ADMIN_STOP_TIMEOUT_MS`) for a plane's task, already told to stop, to end;
+/// aborts it if it does not.
+async fn stop_plane(plane: &str, mut task: tokio::task::JoinHandle<()>) {
+    let wait = Duration::from_millis(ADMIN_STOP_TIMEOUT_MS);
+    if tokio::time::timeout(wait, &mut task).await.is_err() {
+        tracing::warn!("the {plane} plane did not stop in time; dropping it");
+        task.abort();
+    }
 }
 
 struct AdminPlane {
