@@ -123,6 +123,16 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
+/// The planes of the replica in port slot `slot` of a cluster at `base_port` (its ports are
+/// `base_port + PORTS_PER_REPLICA_STRIDE * slot + 1..=PORTS_PER_REPLICA`); `None` if the slot
+/// runs past the last port.
+pub fn listen_of_slot(base_port: u16, slot: u64) -> Option<Listen> {
+    let offset = u16::try_from(slot)
+        .ok()?
+        .checked_mul(PORTS_PER_REPLICA_STRIDE)?;
+    listen_at(base_port.checked_add(offset)?)
+}
+
 /// The planes of the replica whose port slot starts at `base` (see [`PORTS_PER_REPLICA`]);
 /// `None` if the slot runs past the last port.
 pub fn listen_at(base: u16) -> Option<Listen> {
@@ -157,11 +167,7 @@ pub fn plan(options: &DevOptions) -> Result<(Vec<PlannedReplica>, PathBuf)> {
         .context("generating the dev cluster's certificates")?;
 
     let listen_of = |index: usize| -> Result<Listen> {
-        u16::try_from(index)
-            .ok()
-            .and_then(|index| index.checked_mul(PORTS_PER_REPLICA_STRIDE))
-            .and_then(|offset| options.base_port.checked_add(offset))
-            .and_then(listen_at)
+        listen_of_slot(options.base_port, index as u64)
             .context("--base-port too high for this many replicas")
     };
     let mut peers = Vec::new();
@@ -501,11 +507,7 @@ impl DevCluster {
             .max()
             .unwrap_or(0)
             + 1;
-        let listen = u16::try_from(node_id - 1)
-            .ok()
-            .and_then(|slot| slot.checked_mul(PORTS_PER_REPLICA_STRIDE))
-            .and_then(|offset| offset.checked_add(self.base_port))
-            .and_then(listen_at)
+        let listen = listen_of_slot(self.base_port, node_id - 1)
             .context("no port slot left for another learner")?;
         let certs_dir = self.dir.join("certs");
         let cert_files = certs::ensure_cluster_certs(&certs_dir, &[&name], &[DEV_ADMIN_NAME])
