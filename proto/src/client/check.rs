@@ -23,7 +23,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use config::Seq;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{CryptoProvider, SecureRandom};
@@ -31,7 +30,6 @@ use rustls::SignatureScheme;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::{BaseOutcome, ClientError, FetchedDelta, Replica};
-use crate::boot::Hash;
 use crate::check::{signed_message, CheckRequest, CheckResponse, Nonce};
 use crate::limits::{CHECK_NONCE_SIZE_BYTES, CHECK_RESPONSE_SIZE_MAX_BYTES};
 
@@ -102,7 +100,14 @@ impl ReplicaCerts {
 
     /// Records the leaf of a connection that rustls verified (no second verification).
     pub(super) fn learned(&self, server_name: &str, leaf: &CertificateDer<'_>) {
-        if self.get(server_name).as_deref() == Some(leaf.as_ref()) {
+        // Every boot with a check address lands here: compare under the read lock, no copy.
+        let known = self
+            .known
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(server_name)
+            .is_some_and(|cert| cert.as_ref() == leaf.as_ref());
+        if known {
             return;
         }
         self.known
@@ -344,20 +349,5 @@ async fn exchange(
     match tokio::time::timeout_at(deadline.into(), exchange).await {
         Ok(result) => result,
         Err(_) => Err(format!("no check answer within {} ms", timeout.as_millis())),
-    }
-}
-
-/// The held hash and seq floor a check is made for.
-pub(super) fn request(
-    node: &str,
-    nonce: Nonce,
-    have_hash: Hash,
-    min_seq: Option<Seq>,
-) -> CheckRequest {
-    CheckRequest {
-        node: node.to_owned(),
-        nonce,
-        have_hash,
-        min_seq,
     }
 }

@@ -572,7 +572,12 @@ impl BootClient {
                     break;
                 }
             };
-            let request = check::request(node, nonce, have_hash, min_seq);
+            let request = crate::check::CheckRequest {
+                node: node.to_owned(),
+                nonce,
+                have_hash,
+                min_seq,
+            };
             match check::check_one(&self.certs, addr, &cert, &request, timeout).await {
                 check::CheckAnswer::Served(served) => {
                     let (base, delta) = *served;
