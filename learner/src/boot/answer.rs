@@ -149,13 +149,8 @@ async fn base(ctx: &BootContext, node: &str, have_hash: Option<Hash>) -> Result<
             return Err(unknown_node(node, journal.last_seq));
         };
         let vcluster = node_state.vcluster.clone();
-        let key = OverlayKey::current(journal, &vcluster);
-        let stored = journal
-            .overlays
-            .get(&vcluster)
-            .filter(|overlay| overlay.seq >= key.seq)
-            .cloned();
-        (vcluster, key, stored)
+        let (key, stored) = stored_if_current(journal, &vcluster);
+        (vcluster, key, stored.cloned())
     };
     let (overlay, source) = match stored {
         Some(overlay) => (overlay, BaseSource::Stored),
@@ -194,6 +189,20 @@ async fn base(ctx: &BootContext, node: &str, have_hash: Option<Hash>) -> Result<
         payload: overlay.compressed,
         _transfer: Some(permit),
     })
+}
+
+/// The key of `vcluster`'s current overlay, and its stored (`SetOverlay`) overlay if that is
+/// current. The one rule of "current" for both the QUIC boot plane and the check plane.
+pub(super) fn stored_if_current<'a>(
+    journal: &'a config::JournalState,
+    vcluster: &str,
+) -> (OverlayKey, Option<&'a BootOverlay>) {
+    let key = OverlayKey::current(journal, vcluster);
+    let stored = journal
+        .overlays
+        .get(vcluster)
+        .filter(|overlay| overlay.seq >= key.seq);
+    (key, stored)
 }
 
 /// The `Overloaded` hint: grows with the backlog (connections per transfer permit), jittered to

@@ -25,7 +25,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use overlay::OverlayKey;
 use proto::check::signed_message;
 use proto::limits::{CHECK_DELTA_SIZE_MAX_BYTES, CHECK_SIGNATURE_SIZE_MAX_BYTES};
 use proto::{CheckCurrent, CheckRequest, CheckResponse, EncodeError, FetchReason};
@@ -163,14 +162,10 @@ fn decide(ctx: &BootContext, request: &CheckRequest) -> Result<Verdict, FetchRea
         return Err(FetchReason::UnknownNode);
     };
     let vcluster = &node_state.vcluster;
-    let key = OverlayKey::current(journal, vcluster);
     // Same rule as the QUIC path's base(): the stored overlay if current, else one this
     // replica built or got for the current key (both are keyed by the current seq).
-    let (seq, hash) = match journal
-        .overlays
-        .get(vcluster)
-        .filter(|stored| stored.seq >= key.seq)
-    {
+    let (key, stored) = super::answer::stored_if_current(journal, vcluster);
+    let (seq, hash) = match stored {
         Some(stored) => (stored.seq, stored.hash),
         None => match ctx.cache.get(&key) {
             Some(cached) => (cached.overlay.seq, cached.overlay.hash),
@@ -571,7 +566,7 @@ mod tests {
         );
 
         // Once the QUIC path built it into the boot plane's cache, a check is answered from it.
-        let key = OverlayKey::current(&journal, vcluster);
+        let key = overlay::OverlayKey::current(&journal, vcluster);
         assert!(ctx.cache.insert(
             key,
             CachedOverlay {
