@@ -459,29 +459,11 @@ pub async fn run_overlay_task(
     }
 }
 
-/// Whether any live entry's TTL is due at `now_ms` (the check `ExpireTtl` does, read-only).
-pub fn ttl_due(journal: &JournalState, now_ms: u64) -> bool {
-    journal
-        .scope_entries
-        .values()
-        .flatten()
-        .filter(|seq| !journal.expired.contains(seq))
-        .filter_map(|seq| journal.entries.get(seq))
-        .any(|entry| {
-            entry.ttl_s.is_some_and(|ttl_s| {
-                entry
-                    .timestamp_ms
-                    .saturating_add(ttl_s.saturating_mul(1000))
-                    <= now_ms
-            })
-        })
-}
-
 /// The TTL'd entries the leader watches, learned incrementally: each check reads only the
-/// entries appended since the last one, then looks at the soonest expiry. Why: [`ttl_due`]
-/// walks the whole journal, and it runs under the state's read lock every second — at 100k
+/// entries appended since the last one, then looks at the soonest expiry. Why: a full scan
+/// (what `ExpireTtl` itself does, and what the tests compare against) walks the whole journal, and it runs under the state's read lock every second — at 100k
 /// entries that is milliseconds during which nothing can be applied. Answers exactly as
-/// [`ttl_due`] does (a unit test compares them).
+/// that scan does (a unit test compares them).
 #[derive(Debug, Default)]
 pub struct TtlWatch {
     /// Entries up to this seq have been looked at.
@@ -501,7 +483,7 @@ impl TtlWatch {
             let Some(ttl_s) = entry.ttl_s else {
                 continue;
             };
-            // Only config entries expire (what `ExpireTtl` folds out), as in `ttl_due`.
+            // Only config entries expire (what `ExpireTtl` folds out), as in the full scan.
             let counted = journal
                 .scope_entries
                 .get(&entry.scope)
@@ -581,6 +563,24 @@ pub async fn run_ttl_task(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether any live entry's TTL is due at `now_ms` (the check `ExpireTtl` does, read-only).
+    fn ttl_due(journal: &JournalState, now_ms: u64) -> bool {
+        journal
+            .scope_entries
+            .values()
+            .flatten()
+            .filter(|seq| !journal.expired.contains(seq))
+            .filter_map(|seq| journal.entries.get(seq))
+            .any(|entry| {
+                entry.ttl_s.is_some_and(|ttl_s| {
+                    entry
+                        .timestamp_ms
+                        .saturating_add(ttl_s.saturating_mul(1000))
+                        <= now_ms
+                })
+            })
+    }
 
     #[test]
     fn the_ttl_watch_answers_as_the_full_scan_does_while_the_journal_grows() {
