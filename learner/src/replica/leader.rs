@@ -461,9 +461,9 @@ pub async fn run_overlay_task(
 
 /// The TTL'd entries the leader watches, learned incrementally: each check reads only the
 /// entries appended since the last one, then looks at the soonest expiry. Why: a full scan
-/// (what `ExpireTtl` itself does, and what the tests compare against) walks the whole journal, and it runs under the state's read lock every second — at 100k
-/// entries that is milliseconds during which nothing can be applied. Answers exactly as
-/// that scan does (a unit test compares them).
+/// (what `ExpireTtl` itself does, and what the tests compare against) walks the whole
+/// journal under the state's read lock every second — at 100k entries, milliseconds during
+/// which nothing can be applied. Answers exactly as that scan does (a unit test compares).
 #[derive(Debug, Default)]
 pub struct TtlWatch {
     /// Entries up to this seq have been looked at.
