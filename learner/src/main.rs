@@ -1,6 +1,11 @@
 //! `bootstorm`: the replica daemon's command line. Thin by design: parse arguments, then call
 //! into the library (`bootstorm::cli`), so tests drive the same code.
 
+/// mimalloc, not glibc malloc: QUIC serving allocates per packet and frame; see the workspace
+/// Cargo.toml for the measurement.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     bootstorm::cli::main()
 }

@@ -6,6 +6,11 @@
 
 use clap::Parser as _;
 
+/// mimalloc, not glibc malloc: QUIC serving allocates per packet and frame; see the workspace
+/// Cargo.toml for the measurement.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = bootstorm_loadtest::cli::Cli::parse();
     bootstorm_loadtest::main(cli)
