@@ -113,8 +113,12 @@ pub fn main(config_path: &Path, format: ReadyFormat) -> Result<()> {
         .thread_name("bootstorm-core")
         .build()
         .context("starting the core async runtime")?;
-    // Default worker count: one per core.
-    let boot = tokio::runtime::Builder::new_multi_thread()
+    let mut boot = tokio::runtime::Builder::new_multi_thread();
+    // `None`: tokio's default, one worker per core.
+    if let Some(workers) = conf.boot.worker_threads {
+        boot.worker_threads(workers);
+    }
+    let boot = boot
         .enable_all()
         .thread_name("bootstorm-boot")
         .build()

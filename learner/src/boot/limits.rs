@@ -109,6 +109,10 @@ pub const BOOT_SHUTDOWN_DRAIN_MS: u64 = 2_000;
 /// turn comes, and a dropped one costs its agent the QUIC fetch, which has admission control.
 pub const BOOT_CHECK_SOCKET_BUFFER_BYTES: usize = 4 << 20;
 
+/// Upper bound of `[boot] worker_threads`: a typo (an extra zero) should be an error, not ten
+/// thousand threads.
+pub const BOOT_WORKER_THREADS_MAX: usize = 1024;
+
 /// Bytes read per check datagram: one more than a request, because the kernel truncates a
 /// datagram to the buffer without saying so — a 1201-byte datagram must read as 1201 bytes
 /// (and be dropped as oversize), not as a valid 1200-byte request.
