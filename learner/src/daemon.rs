@@ -16,9 +16,10 @@
 //!   `SetOverlay` to arrive through Raft, then builds locally;
 //! - two runtimes (`bootstorm serve`): the *core* one (raft, its plane, the log store's
 //!   callbacks, leader tasks, admin plane, metrics) on [`CORE_WORKER_THREADS`] worker, the
-//!   *boot* one (boot and check planes) on one worker per core. A boot storm's thousands of
-//!   connection tasks then never queue in front of a heartbeat or a commit, and the commit
-//!   path crosses no worker threads inside the process (measured in `ARCHITECTURE.md`).
+//!   *boot* one (boot and check planes) on `[boot] worker_threads` (default one per core).
+//!   A boot storm's thousands of connection tasks then never queue in front of a heartbeat or
+//!   a commit, and the commit path crosses no worker threads inside the process (measured in
+//!   `ARCHITECTURE.md`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -150,7 +151,8 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// Runs the replica daemon until SIGINT/SIGTERM, then shuts it down gracefully.
+/// Runs the replica daemon until SIGINT/SIGTERM, then shuts it down gracefully; on the
+/// caller's runtime only (`bootstorm serve` gives the boot planes a runtime of their own).
 pub async fn serve(conf: ReplicaConf, format: ReadyFormat) -> Result<()> {
     let shutdown = CancellationToken::new();
     spawn_signal_watcher(shutdown.clone())?;
