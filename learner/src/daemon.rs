@@ -36,7 +36,7 @@ use crate::net::{quic, tls, Plane, ServerLimits, SocketConfig};
 use crate::replica::{Replica, ReplicaOptions};
 
 /// Longest shutdown waits for each plane (check, boot, admin) to stop before dropping it.
-pub const ADMIN_STOP_TIMEOUT_MS: u64 = 5_000;
+pub const PLANE_STOP_TIMEOUT_MS: u64 = 5_000;
 
 /// Worker threads of the core runtime (raft, admin plane, metrics). One: the commit path is a
 /// chain of small tasks (admin stream, raft core, log store callback, replication, apply) that
@@ -151,28 +151,8 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// Runs the replica daemon until SIGINT/SIGTERM, then shuts it down gracefully; on the
-/// caller's runtime only (`bootstorm serve` gives the boot planes a runtime of their own).
-pub async fn serve(conf: ReplicaConf, format: ReadyFormat) -> Result<()> {
-    let shutdown = CancellationToken::new();
-    spawn_signal_watcher(shutdown.clone())?;
-    serve_until(conf, format, shutdown).await
-}
-
-/// [`serve`] with the stop signal supplied by the caller (tests, `bootstorm dev`).
-pub async fn serve_until(
-    conf: ReplicaConf,
-    format: ReadyFormat,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    let options = ServeOptions {
-        format,
-        ..ServeOptions::default()
-    };
-    serve_with(conf, options, shutdown).await
-}
-
-/// How [`serve_with`] runs a daemon; `Default` is `bootstorm serve`.
+/// How [`serve_with`] runs a daemon. `Default`: everything on the caller's runtime (what
+/// in-process tests use); [`main`] gives the boot planes a runtime of their own.
 #[derive(Debug, Default)]
 pub struct ServeOptions {
     pub format: ReadyFormat,
@@ -185,7 +165,8 @@ pub struct ServeOptions {
     pub boot_runtime: Option<tokio::runtime::Handle>,
 }
 
-/// [`serve_until`] with replica knobs and a readiness channel (in-process tests).
+/// Runs the replica daemon until `shutdown` is cancelled, then shuts it down in order: what
+/// [`main`] (`bootstorm serve`) runs, and what in-process tests start with their own knobs.
 pub async fn serve_with(
     conf: ReplicaConf,
     options: ServeOptions,
@@ -307,10 +288,10 @@ pub async fn serve_with(
     Ok(())
 }
 
-/// Waits (≤ `ADMIN_STOP_TIMEOUT_MS`) for a plane's task, already told to stop, to end;
+/// Waits (≤ `PLANE_STOP_TIMEOUT_MS`) for a plane's task, already told to stop, to end;
 /// aborts it if it does not.
 async fn stop_plane(plane: &str, mut task: tokio::task::JoinHandle<()>) {
-    let wait = Duration::from_millis(ADMIN_STOP_TIMEOUT_MS);
+    let wait = Duration::from_millis(PLANE_STOP_TIMEOUT_MS);
     if tokio::time::timeout(wait, &mut task).await.is_err() {
         tracing::warn!("the {plane} plane did not stop in time; dropping it");
         task.abort();
