@@ -121,8 +121,8 @@ pub const BOOT_CHECK_RECV_BUFFER_BYTES: usize = CHECK_REQUEST_SIZE_BYTES + 1;
 /// Check answers (each one signature, ~30 µs of one core) the check plane sends per second at
 /// most; beyond it requests are dropped unanswered (their agents fall back to the QUIC fetch
 /// after `AGENT_CHECK_TIMEOUT_MS`, where admission control applies). Why: anyone who can send
-/// UDP to the replica can make it sign, and the check task shares the runtime with the boot
-/// and raft planes; 20,000/s caps that at ~⅔ of a core, above what a reboot storm reached
+/// UDP to the replica can make it sign, and the check task shares the boot runtime with the
+/// boot plane; 20,000/s caps that at ~⅔ of a core, above what a reboot storm reached
 /// here (~14,000 checks/s from one load tester on these 2 shared cores, 0.03 ms of replica
 /// CPU each), and a replica whose storm needs more still serves every boot (the rest over
 /// QUIC). Bursts up to a tenth of a second's worth are answered at once.
