@@ -203,7 +203,8 @@ impl RebuildPacer {
     /// so however many requests arrive, a vCluster is built at most once per request interval.
     pub fn request_due(&self, vcluster: &str, now: Instant) -> Option<Instant> {
         match self.held.get(vcluster) {
-            Some(hold) if hold.until > now && now < hold.requests_from => Some(hold.requests_from),
+            // `requests_from` ≤ `until`: before it, the hold is in force.
+            Some(hold) if now < hold.requests_from => Some(hold.requests_from),
             _ => None,
         }
     }
