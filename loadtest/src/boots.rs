@@ -39,6 +39,7 @@ use config::demo;
 use hdrhistogram::Histogram;
 use proto::client::{
     BootClient, CheckStatus, ClientConfig, ClientTls, FetchError, FetchOutcome, Replica,
+    VerifiedBases,
 };
 use proto::Hash;
 use serde::{Deserialize, Serialize};
@@ -148,6 +149,13 @@ pub struct BootsArgs {
     /// fetch answered `NotModified`: what a site whose replicas list no `check` address gets.
     #[arg(long)]
     pub no_boot_check: bool,
+    /// Decompress and blake3 every boot's overlay, as each real agent does. By default a
+    /// payload byte-identical to an overlay already verified in this run is accepted after a
+    /// byte comparison (`proto::client::VerifiedBases`): the same proof, without spending
+    /// 15-20 % of the tester's CPU re-decoding one overlay per boot on the machine the
+    /// replicas share.
+    #[arg(long)]
+    pub verify_every_boot: bool,
     /// Wall-clock bound of the measured phase.
     #[arg(long, default_value_t = MAX_SECONDS_DEFAULT)]
     pub max_seconds: u64,
@@ -201,6 +209,9 @@ pub struct BootsPlan {
     pub mode: BootMode,
     /// Agents use replicas' boot check addresses (`--no-boot-check` clears it).
     pub boot_check: bool,
+    /// Every overlay decoded in full (`--verify-every-boot`), not byte-compared against one
+    /// already verified.
+    pub verify_every_boot: bool,
     pub max_seconds: u64,
     /// Registered nodes the simulated nodes map onto (cyclically).
     pub target_nodes: u32,
@@ -280,6 +291,7 @@ impl BootsArgs {
             load,
             mode: self.mode,
             boot_check: !self.no_boot_check,
+            verify_every_boot: self.verify_every_boot,
             max_seconds: self.max_seconds,
             target_nodes,
             baseline: self.baseline,
@@ -515,6 +527,10 @@ pub struct BootsReport {
     pub mode: BootMode,
     /// Whether agents used the replicas' boot check addresses (`--no-boot-check` = false).
     pub boot_check: bool,
+    /// Whether every overlay was decoded in full (`--verify-every-boot`); false: overlays
+    /// byte-identical to one verified earlier in the run were accepted after a comparison.
+    #[serde(default)]
+    pub verify_every_boot: bool,
     /// Closed loop: boots in flight; null for the open loop.
     pub concurrency: Option<u32>,
     /// Open loop: boots started per second; null for the closed loop.
@@ -615,6 +631,7 @@ impl BootsReport {
             target: target.to_owned(),
             mode: plan.mode,
             boot_check: plan.boot_check,
+            verify_every_boot: plan.verify_every_boot,
             concurrency,
             rate_per_s,
             boots: plan.boots,
@@ -994,11 +1011,13 @@ pub async fn main(plan: &BootsPlan, interrupt: &Interrupt) -> Result<ExitCode> {
 
 /// One agent per failover order (each with its own UDP endpoint, shared by the boots that
 /// start from that replica) over `replicas`.
-/// With `boot_check` false the agents ignore the replicas' check addresses.
+/// With `boot_check` false the agents ignore the replicas' check addresses; every agent
+/// shares `verified` (see [`BootsPlan::verify_every_boot`]).
 fn agents(
     ca_pem: &[u8],
     replicas: &[ClusterReplica],
     boot_check: bool,
+    verified: Option<&Arc<VerifiedBases>>,
 ) -> Result<Vec<Arc<BootClient>>> {
     let roles: Vec<Role> = replicas.iter().map(|r| r.role).collect();
     let orders = failover_orders(&roles);
@@ -1021,8 +1040,9 @@ fn agents(
                 })
                 .collect();
             let tls = ClientTls::from_pem(ca_pem, None).context("building the agent's TLS")?;
-            let client = BootClient::new(ClientConfig::new(replicas, tls))
-                .context("creating a boot agent")?;
+            let mut config = ClientConfig::new(replicas, tls);
+            config.verified_bases = verified.cloned();
+            let client = BootClient::new(config).context("creating a boot agent")?;
             Ok(Arc::new(client))
         })
         .collect()
@@ -1202,7 +1222,13 @@ async fn measure(
         .with_context(|| format!("loading the cluster file {}", cluster_path.display()))?;
     let ca_pem = std::fs::read(&cluster_file.ca)
         .with_context(|| format!("reading the cluster CA {}", cluster_file.ca.display()))?;
-    let first_agents = agents(&ca_pem, &cluster_file.replicas, plan.boot_check)?;
+    let verified = (!plan.verify_every_boot).then(|| Arc::new(VerifiedBases::new()));
+    let first_agents = agents(
+        &ca_pem,
+        &cluster_file.replicas,
+        plan.boot_check,
+        verified.as_ref(),
+    )?;
     let admin = if plan.scenarios.needs_admin() {
         Some(
             crate::commits::connect(&cluster_file)
@@ -1281,7 +1307,7 @@ async fn measure(
             .cloned()
             .chain(added.iter().cloned())
             .collect();
-        let fresh = agents(&ca_pem, &all, plan.boot_check)?;
+        let fresh = agents(&ca_pem, &all, plan.boot_check, verified.as_ref())?;
         storm
             .all_agents
             .lock()

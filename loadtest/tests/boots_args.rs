@@ -109,6 +109,12 @@ fn rate_is_an_open_loop_with_bounded_in_flight() {
     assert_eq!(plan.baseline_concurrency(), CONCURRENCY_DEFAULT);
     let without = self::plan(&["boots", "--spawn", "--mode", "reboot", "--no-boot-check"]);
     assert!(!without.unwrap().boot_check);
+    assert!(
+        !plan.verify_every_boot,
+        "repeated overlays are byte-compared by default"
+    );
+    let every = self::plan(&["boots", "--spawn", "--verify-every-boot"]).unwrap();
+    assert!(every.verify_every_boot);
 }
 
 #[test]

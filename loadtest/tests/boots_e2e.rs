@@ -51,6 +51,10 @@ fn a_boot_storm_against_a_spawned_cluster_all_succeeds() {
     assert_eq!(json["boots_ok"], 300, "{json:#}");
     assert_eq!(json["boots_failed"], 0, "{json:#}");
     assert_eq!(json["stopped_by"], "count");
+    assert_eq!(
+        json["verify_every_boot"], false,
+        "by default repeated overlays are byte-compared to a verified one: {json:#}"
+    );
     assert!(json["boots_per_s"].as_f64().unwrap() > 0.0);
     for key in ["p50", "p99"] {
         let value = json["latency_ms"][key].as_f64();

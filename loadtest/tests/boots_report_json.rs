@@ -143,6 +143,7 @@ fn the_report_has_the_documented_keys() {
         "overloaded_answers",
         "boots_retried",
         "boots_not_modified",
+        "verify_every_boot",
         "boots_checked",
         "check_fallbacks",
         "bytes_received",

@@ -25,6 +25,7 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -299,7 +300,9 @@ pub async fn fetch_and_apply(args: &FetchArgs) -> Result<FetchReport> {
             base.raw_len,
         ),
         BaseOutcome::NotModified { hash, .. } => match &saved {
-            Some((meta, doc)) if doc.hash() == hash => (Some(doc.clone()), None, meta.raw_len),
+            Some((meta, doc)) if doc.hash() == hash => {
+                (Some(Arc::new(doc.clone())), None, meta.raw_len)
+            }
             // --have-hash without a saved overlay: nothing to apply from.
             _ => (None, None, 0),
         },

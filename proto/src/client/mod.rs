@@ -24,12 +24,14 @@
 //!   fetch at once with the replica's message; everything else fails over.
 
 mod check;
+mod memo;
 mod transport;
 
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -49,6 +51,7 @@ use crate::limits::{
 pub use check::{
     verify_check_signature, CheckStatus, AGENT_CHECK_REPLICAS_MAX, CHECK_SIGNATURE_SCHEMES,
 };
+pub use memo::{VerifiedBases, VERIFIED_BASES_MAX};
 pub use transport::{
     client_endpoint, quinn_client_config, ClientTls, ClientTransport,
     AGENT_CONNECTION_RECEIVE_WINDOW_BYTES, AGENT_IDLE_TIMEOUT_MS,
@@ -131,6 +134,10 @@ pub struct ClientConfig {
     pub transport: ClientTransport,
     /// Local address to bind; `None` = the unspecified address of the first replica's family.
     pub bind: Option<SocketAddr>,
+    /// Overlays already verified in this process, shared by fetches (and clients): a payload
+    /// byte-identical to one of them is accepted without decoding it again. `None` (the
+    /// default, what an agent uses): every overlay is decoded and hashed. See [`VerifiedBases`].
+    pub verified_bases: Option<Arc<VerifiedBases>>,
 }
 
 impl ClientConfig {
@@ -143,6 +150,7 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             transport: ClientTransport::default(),
             bind: None,
+            verified_bases: None,
         }
     }
 }
@@ -166,8 +174,8 @@ pub struct FetchedBase {
     pub raw_len: u64,
     /// The zstd payload as received: keep it to re-apply after a reboot without downloading.
     pub compressed: Bytes,
-    /// The verified, parsed overlay.
-    pub doc: OverlayDoc,
+    /// The verified, parsed overlay (shared with [`VerifiedBases`] when that is set).
+    pub doc: Arc<OverlayDoc>,
 }
 
 /// Phase 1 result.
@@ -309,6 +317,7 @@ impl fmt::Display for AttemptList<'_> {
 }
 
 /// How one attempt failed.
+#[derive(Debug)]
 enum Failure {
     /// Try another replica (or this one later); `retry_after_ms` from an `Overloaded` hint.
     Retry {
@@ -375,7 +384,7 @@ impl BootClient {
         let seed = std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish();
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let random = provider.secure_random;
         let certs = check::ReplicaCerts::new(config.tls.roots.clone(), provider)?;
         Ok(BootClient {
@@ -675,7 +684,7 @@ impl BootClient {
         };
         let base = check_answer("phase 1", base)?;
         let delta = check_answer("phase 2", delta)?;
-        let base = verify_base(base, have_hash).await?;
+        let base = verify_base(base, have_hash, self.config.verified_bases.as_deref()).await?;
         let delta = verify_delta(delta, node)?;
         if base.vcluster() != delta.vcluster {
             return Err(retry(format!(
@@ -772,6 +781,7 @@ fn check_answer(phase: &str, frame: Frame<BootResponse>) -> Result<Frame<BootRes
 async fn verify_base(
     frame: Frame<BootResponse>,
     have_hash: Option<Hash>,
+    verified: Option<&VerifiedBases>,
 ) -> Result<BaseOutcome, Failure> {
     match frame.header {
         BootResponse::Base {
@@ -781,15 +791,23 @@ async fn verify_base(
             raw_len,
         } => {
             let compressed = frame.payload;
-            let payload = compressed.clone();
-            // Decompression + blake3 of a ~1 MB document: off the async workers.
-            let decoded = tokio::task::spawn_blocking(move || {
-                overlay::decode_overlay(&payload, &hash, raw_len)
-            })
-            .await
-            .map_err(|e| retry(format!("overlay verification task failed: {e}")))?;
-            let doc = decoded
-                .map_err(|e| retry(format!("sent an overlay that failed verification: {e}")))?;
+            let remembered = verified.and_then(|v| v.get(&hash, &compressed, raw_len));
+            let decoded_here = remembered.is_none();
+            let doc = match remembered {
+                Some(doc) => doc,
+                None => {
+                    let payload = compressed.clone();
+                    // Decompression + blake3 of a ~1 MB document: off the async workers.
+                    let decoded = tokio::task::spawn_blocking(move || {
+                        overlay::decode_overlay(&payload, &hash, raw_len)
+                    })
+                    .await
+                    .map_err(|e| retry(format!("overlay verification task failed: {e}")))?;
+                    Arc::new(decoded.map_err(|e| {
+                        retry(format!("sent an overlay that failed verification: {e}"))
+                    })?)
+                }
+            };
             if doc.vcluster() != vcluster || doc.seq() != seq {
                 return Err(retry(format!(
                     "sent an overlay whose header (vcluster {vcluster:?}, seq {seq}) disagrees \
@@ -797,6 +815,9 @@ async fn verify_base(
                     doc.vcluster(),
                     doc.seq()
                 )));
+            }
+            if let (true, Some(verified)) = (decoded_here, verified) {
+                verified.insert_verified(hash, compressed.clone(), raw_len, doc.clone());
             }
             Ok(BaseOutcome::Fetched(Box::new(FetchedBase {
                 vcluster,
@@ -857,4 +878,111 @@ fn verify_delta(frame: Frame<BootResponse>, node: &str) -> Result<FetchedDelta, 
         bytes: frame.payload,
         doc,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::demo::{demo_state, DemoSpec};
+
+    fn demo_overlay() -> config::BootOverlay {
+        let state = demo_state(&DemoSpec {
+            nodes: 4,
+            ..DemoSpec::default()
+        });
+        overlay::build_overlay(&state, "compute").expect("the demo overlay builds")
+    }
+
+    fn base_frame(built: &config::BootOverlay, payload: Bytes) -> Frame<BootResponse> {
+        Frame::new(
+            BootResponse::Base {
+                vcluster: "compute".into(),
+                seq: built.seq,
+                hash: built.hash,
+                raw_len: built.raw_len,
+            },
+            payload,
+        )
+    }
+
+    fn fetched(outcome: BaseOutcome) -> Box<FetchedBase> {
+        match outcome {
+            BaseOutcome::Fetched(base) => base,
+            other => panic!("expected a fetched overlay, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_remembered_overlay_is_reused_only_for_identical_bytes() {
+        let built = demo_overlay();
+        let verified = VerifiedBases::new();
+        let first = verify_base(
+            base_frame(&built, built.compressed.clone()),
+            None,
+            Some(&verified),
+        )
+        .await
+        .expect("a valid overlay verifies");
+        let first = fetched(first);
+        assert_eq!(verified.len(), 1, "a verified overlay is remembered");
+
+        // The same bytes again (a separate buffer, as from another connection): the
+        // remembered document, not a new decode.
+        let again = Bytes::copy_from_slice(&built.compressed);
+        let second = fetched(
+            verify_base(base_frame(&built, again), None, Some(&verified))
+                .await
+                .expect("identical bytes verify"),
+        );
+        assert!(Arc::ptr_eq(&first.doc, &second.doc));
+        assert_eq!(verified.len(), 1);
+
+        // One byte flipped under the same claimed hash: a miss, full verification, refused.
+        let mut corrupt = built.compressed.to_vec();
+        let last = corrupt.len() - 1;
+        corrupt[last] ^= 0x01;
+        let refused = verify_base(
+            base_frame(&built, Bytes::from(corrupt)),
+            None,
+            Some(&verified),
+        )
+        .await;
+        assert!(
+            matches!(&refused, Err(Failure::Retry { answer, .. }) if answer.contains("verification")),
+            "a corrupt payload must fail verification even after its hash was remembered: {refused:?}"
+        );
+        assert_eq!(verified.len(), 1, "a refused overlay is never remembered");
+
+        // The same bytes with another raw_len claimed: not a hit (decoded, and refused since
+        // the document's length bound no longer fits).
+        let mut frame = base_frame(&built, built.compressed.clone());
+        if let BootResponse::Base { raw_len, .. } = &mut frame.header {
+            *raw_len -= 1;
+        }
+        assert!(verified
+            .get(&built.hash, &built.compressed, built.raw_len - 1)
+            .is_none());
+        assert!(verify_base(frame, None, Some(&verified)).await.is_err());
+    }
+
+    #[test]
+    fn verified_bases_stay_bounded() {
+        let built = demo_overlay();
+        let doc = Arc::new(overlay::decode_boot_overlay(&built).expect("decodes"));
+        let verified = VerifiedBases::new();
+        for i in 0..=VERIFIED_BASES_MAX {
+            let mut hash = [0u8; 32];
+            hash[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            verified.insert_verified(hash, built.compressed.clone(), built.raw_len, doc.clone());
+        }
+        assert_eq!(verified.len(), VERIFIED_BASES_MAX);
+        let mut over = [0u8; 32];
+        over[..8].copy_from_slice(&(VERIFIED_BASES_MAX as u64).to_le_bytes());
+        assert!(
+            verified
+                .get(&over, &built.compressed, built.raw_len)
+                .is_none(),
+            "the entry past the bound was not kept"
+        );
+    }
 }
