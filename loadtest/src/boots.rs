@@ -54,6 +54,7 @@ use crate::progress::{Progress, PROGRESS_TICK_MS};
 use crate::report::{
     fmt_number, fmt_ratio, latency_histogram, round3, ComparisonTable, LatencyMs, StoppedBy,
 };
+use crate::rounds::{Figure, RoundsReport};
 use crate::scenario::{
     chaos, commit_loop, CommitsDuringStorm, ScenarioOutcome, ScenarioPlan, ScenarioState,
 };
@@ -156,6 +157,11 @@ pub struct BootsArgs {
     /// replicas share.
     #[arg(long)]
     pub verify_every_boot: bool,
+    /// Run the whole storm (ours, then the peer) this many times and summarize each figure
+    /// across the rounds (median, min, max); with --json the file holds every round and the
+    /// summary. At most 20; not with --plot.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u32,
     /// Wall-clock bound of the measured phase.
     #[arg(long, default_value_t = MAX_SECONDS_DEFAULT)]
     pub max_seconds: u64,
@@ -212,6 +218,8 @@ pub struct BootsPlan {
     /// Every overlay decoded in full (`--verify-every-boot`), not byte-compared against one
     /// already verified.
     pub verify_every_boot: bool,
+    /// Whole runs in a row (`--rounds`), 1..=`rounds::ROUNDS_MAX`.
+    pub rounds: u32,
     pub max_seconds: u64,
     /// Registered nodes the simulated nodes map onto (cyclically).
     pub target_nodes: u32,
@@ -284,6 +292,10 @@ impl BootsArgs {
             add_learner_at_s: self.add_learner_at,
         };
         scenarios.validate(&target, self.max_seconds)?;
+        let rounds = crate::rounds::check_rounds(self.rounds)?;
+        if rounds > 1 && self.plot.is_some() {
+            bail!("--plot draws one run: give it without --rounds");
+        }
         Ok(BootsPlan {
             scenarios,
             target,
@@ -292,6 +304,7 @@ impl BootsArgs {
             mode: self.mode,
             boot_check: !self.no_boot_check,
             verify_every_boot: self.verify_every_boot,
+            rounds,
             max_seconds: self.max_seconds,
             target_nodes,
             baseline: self.baseline,
@@ -948,6 +961,54 @@ fn replica_table(replicas: &[ReplicaReport]) -> String {
 
 /// Runs `bootstorm-loadtest boots` and returns the process exit code.
 pub async fn main(plan: &BootsPlan, interrupt: &Interrupt) -> Result<ExitCode> {
+    let mut reports = Vec::new();
+    let mut interrupted = false;
+    let mut run_failed = false;
+    for round in 1..=plan.rounds {
+        if plan.rounds > 1 {
+            eprintln!("round {round} of {}", plan.rounds);
+        }
+        let outcome = one_round(plan, interrupt).await?;
+        print!("{}", outcome.report.table());
+        interrupted |= outcome.interrupted;
+        run_failed |=
+            outcome.baseline_failed || outcome.report.scenarios.iter().any(|o| o.error.is_some());
+        reports.push(outcome.report);
+        if interrupted {
+            break;
+        }
+    }
+    let failed: u64 = reports
+        .iter()
+        .map(|r| {
+            r.boots_failed
+                + r.commits_during_storm
+                    .as_ref()
+                    .map_or(0, |c| c.min_seq_violations)
+        })
+        .sum();
+    if plan.rounds > 1 {
+        RoundsReport::finish("boots", reports, BOOTS_FIGURES, plan.json.as_deref())?;
+    } else if let Some(report) = reports.first() {
+        if let Some(path) = &plan.json {
+            report.write_json(path)?;
+        }
+        if let Some(path) = &plan.plot {
+            report.write_plot(path)?;
+        }
+    }
+    Ok(run_exit_code(interrupted, run_failed, failed))
+}
+
+/// What one round produced.
+struct RoundOutcome {
+    report: BootsReport,
+    interrupted: bool,
+    baseline_failed: bool,
+}
+
+/// One storm: ours, then the peer when asked.
+async fn one_round(plan: &BootsPlan, interrupt: &Interrupt) -> Result<RoundOutcome> {
     let mut target = Target::open(&plan.target, interrupt).await?;
     let description = target.description();
     let measured = measure(plan, &mut target, interrupt).await;
@@ -990,24 +1051,47 @@ pub async fn main(plan: &BootsPlan, interrupt: &Interrupt) -> Result<ExitCode> {
             }
         }
     }
-    print!("{}", report.table());
-    if let Some(path) = &plan.json {
-        report.write_json(path)?;
-    }
-    if let Some(path) = &plan.plot {
-        report.write_plot(path)?;
-    }
-    let scenario_failed = report.scenarios.iter().any(|o| o.error.is_some());
-    let violations = report
-        .commits_during_storm
-        .as_ref()
-        .map_or(0, |c| c.min_seq_violations);
-    Ok(run_exit_code(
-        measurement.stopped_by == StoppedBy::Interrupted,
-        baseline_failed || scenario_failed,
-        report.boots_failed + violations,
-    ))
+    Ok(RoundOutcome {
+        report,
+        interrupted: measurement.stopped_by == StoppedBy::Interrupted,
+        baseline_failed,
+    })
 }
+
+/// The figures `--rounds` summarizes (see [`crate::rounds`]); the ratios are ours / the
+/// peer's, null without `--baseline`.
+pub const BOOTS_FIGURES: &[Figure<BootsReport>] = &[
+    Figure {
+        key: "boots_per_s",
+        label: "boots/s",
+        read: |r| Some(r.boots_per_s),
+    },
+    Figure {
+        key: "p99_ms",
+        label: "latency p99 ms",
+        read: |r| r.latency_ms.p99,
+    },
+    Figure {
+        key: "server_cpu_ms_per_boot",
+        label: "server CPU ms/boot",
+        read: |r| r.server_cpu_ms_per_boot,
+    },
+    Figure {
+        key: "ratio_boots_per_s",
+        label: "ratio boots/s",
+        read: |r| r.ratio.as_ref()?.boots_per_s,
+    },
+    Figure {
+        key: "ratio_p99",
+        label: "ratio p99",
+        read: |r| r.ratio.as_ref()?.p99,
+    },
+    Figure {
+        key: "ratio_server_cpu_ms_per_boot",
+        label: "ratio server CPU",
+        read: |r| r.ratio.as_ref()?.server_cpu_ms_per_boot,
+    },
+];
 
 /// One agent per failover order (each with its own UDP endpoint, shared by the boots that
 /// start from that replica) over `replicas`.

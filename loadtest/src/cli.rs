@@ -134,6 +134,11 @@ pub struct CommitsArgs {
     /// Also run a peer with the same clients and count, after ours, and report ratios.
     #[arg(long, value_enum)]
     pub baseline: Option<BaselinePeer>,
+    /// Run the whole thing (ours, then the peer) this many times and summarize each figure
+    /// across the rounds (median, min, max); with --json the file holds every round and the
+    /// summary. At most 20.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u32,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -166,6 +171,8 @@ pub struct CommitsPlan {
     pub warmup_per_client: u32,
     pub target_nodes: u32,
     pub baseline: Option<BaselinePeer>,
+    /// Whole runs in a row (`--rounds`), 1..=`rounds::ROUNDS_MAX`.
+    pub rounds: u32,
     pub json: Option<PathBuf>,
     pub progress: bool,
 }
@@ -259,6 +266,7 @@ impl CommitsArgs {
             warmup_per_client: self.warmup,
             target_nodes,
             baseline: self.baseline,
+            rounds: crate::rounds::check_rounds(self.rounds)?,
             json: self.output.json.clone(),
             progress: self.output.progress,
         })

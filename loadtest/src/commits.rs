@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use crate::cli::{BaselinePeer, CommitsPlan};
 use crate::progress::{Progress, PROGRESS_TICK_MS};
 use crate::report::{latency_histogram, CommitsReport, Measured, RunShape, StoppedBy};
+use crate::rounds::{Figure, RoundsReport};
 use crate::target::{own_cpu_s, process_cpu_s, Target};
 use crate::workload::CommitWorkload;
 use crate::{run_exit_code, Interrupt};
@@ -44,6 +45,40 @@ pub const FAILURE_EXAMPLE_MAX_CHARS: usize = 300;
 
 /// Runs `bootstorm-loadtest commits` and returns the process exit code.
 pub async fn main(plan: &CommitsPlan, interrupt: &Interrupt) -> Result<ExitCode> {
+    let mut reports = Vec::new();
+    let mut interrupted = false;
+    let mut baseline_failed = false;
+    for round in 1..=plan.rounds {
+        if plan.rounds > 1 {
+            eprintln!("round {round} of {}", plan.rounds);
+        }
+        let outcome = one_round(plan, interrupt).await?;
+        print!("{}", outcome.report.table());
+        interrupted |= outcome.interrupted;
+        baseline_failed |= outcome.baseline_failed;
+        reports.push(outcome.report);
+        if interrupted {
+            break;
+        }
+    }
+    let failed: u64 = reports.iter().map(|r| r.commits_failed).sum();
+    if plan.rounds > 1 {
+        RoundsReport::finish("commits", reports, COMMITS_FIGURES, plan.json.as_deref())?;
+    } else if let (Some(path), Some(report)) = (&plan.json, reports.first()) {
+        report.write_json(path)?;
+    }
+    Ok(run_exit_code(interrupted, baseline_failed, failed))
+}
+
+/// What one round produced.
+struct RoundOutcome {
+    report: CommitsReport,
+    interrupted: bool,
+    baseline_failed: bool,
+}
+
+/// One run: ours, then the peer when asked.
+async fn one_round(plan: &CommitsPlan, interrupt: &Interrupt) -> Result<RoundOutcome> {
     let mut target = Target::open(&plan.target, interrupt).await?;
     let description = target.description();
     let replica_pids = target.replica_pids();
@@ -82,16 +117,52 @@ pub async fn main(plan: &CommitsPlan, interrupt: &Interrupt) -> Result<ExitCode>
             }
         }
     }
-    print!("{}", report.table());
-    if let Some(path) = &plan.json {
-        report.write_json(path)?;
-    }
-    Ok(run_exit_code(
-        measured.stopped_by == StoppedBy::Interrupted,
+    Ok(RoundOutcome {
+        report,
+        interrupted: measured.stopped_by == StoppedBy::Interrupted,
         baseline_failed,
-        report.commits_failed,
-    ))
+    })
 }
+
+/// The figures `--rounds` summarizes (see [`crate::rounds`]); the ratios are ours / the
+/// peer's, null without `--baseline`.
+pub const COMMITS_FIGURES: &[Figure<CommitsReport>] = &[
+    Figure {
+        key: "commits_per_s",
+        label: "commits/s",
+        read: |r| Some(r.commits_per_s),
+    },
+    Figure {
+        key: "p50_ms",
+        label: "latency p50 ms",
+        read: |r| r.latency_ms.p50,
+    },
+    Figure {
+        key: "p99_ms",
+        label: "latency p99 ms",
+        read: |r| r.latency_ms.p99,
+    },
+    Figure {
+        key: "cluster_cpu_s",
+        label: "cluster CPU s",
+        read: |r| r.cluster_cpu_s,
+    },
+    Figure {
+        key: "ratio_commits_per_s",
+        label: "ratio commits/s",
+        read: |r| r.ratio.as_ref()?.commits_per_s,
+    },
+    Figure {
+        key: "ratio_p50",
+        label: "ratio p50",
+        read: |r| r.ratio.as_ref()?.p50,
+    },
+    Figure {
+        key: "ratio_p99",
+        label: "ratio p99",
+        read: |r| r.ratio.as_ref()?.p99,
+    },
+];
 
 /// Connects one admin client, retrying refusals and unreachable replicas a few times.
 pub async fn connect(cluster: &ClusterFile) -> Result<AdminClient> {

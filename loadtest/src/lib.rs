@@ -16,6 +16,7 @@ pub mod plot;
 pub mod progress;
 pub mod propagation;
 pub mod report;
+pub mod rounds;
 pub mod scenario;
 pub mod server_load;
 pub mod target;

@@ -32,6 +32,7 @@ fn defaults_are_bounded() {
     assert_eq!(plan.count, 2_000);
     assert_eq!(plan.max_seconds, MAX_SECONDS_DEFAULT);
     assert_eq!(plan.baseline, None);
+    assert_eq!(plan.rounds, 1, "one run unless --rounds");
     assert!(matches!(
         plan.target,
         TargetPlan::Spawn {
@@ -185,5 +186,19 @@ fn propagation_parses_with_a_target_and_refuses_without() {
     assert!(
         parse(&["propagation", "--count", "5"]).is_err(),
         "--spawn or --cluster is required"
+    );
+}
+
+#[test]
+fn rounds_are_bounded() {
+    let max = bootstorm_loadtest::rounds::ROUNDS_MAX;
+    assert_eq!(plan_ok(&["commits", "--spawn", "--rounds", "3"]).rounds, 3);
+    assert_eq!(
+        plan_ok(&["commits", "--spawn", "--rounds", &max.to_string()]).rounds,
+        max
+    );
+    assert!(error(&["commits", "--spawn", "--rounds", "0"]).contains("--rounds"));
+    assert!(
+        error(&["commits", "--spawn", "--rounds", &(max + 1).to_string()]).contains("--rounds")
     );
 }

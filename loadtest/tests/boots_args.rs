@@ -118,6 +118,19 @@ fn rate_is_an_open_loop_with_bounded_in_flight() {
 }
 
 #[test]
+fn rounds_repeat_whole_storms_but_plot_one() {
+    assert_eq!(plan(&["boots", "--spawn"]).unwrap().rounds, 1);
+    assert_eq!(
+        plan(&["boots", "--spawn", "--rounds", "4"]).unwrap().rounds,
+        4
+    );
+    assert!(error(&["boots", "--spawn", "--rounds", "0"]).contains("--rounds"));
+    assert!(error(&["boots", "--spawn", "--rounds", "21"]).contains("--rounds"));
+    assert!(error(&["boots", "--spawn", "--rounds", "2", "--plot", "x.svg"]).contains("--plot"));
+    assert!(plan(&["boots", "--spawn", "--rounds", "1", "--plot", "x.svg"]).is_ok());
+}
+
+#[test]
 fn bad_arguments_are_refused_with_the_reason() {
     assert!(
         plan(&["boots", "--spawn", "--concurrency", "8", "--rate", "100"]).is_err(),

@@ -73,3 +73,45 @@ fn commits_against_a_spawned_cluster_all_succeed() {
         "replicas still running: {leftovers:?}"
     );
 }
+
+/// `--rounds 2`: two whole runs (two spawned clusters), each printed, then the summary; the
+/// JSON holds both reports and each figure across them.
+#[test]
+fn rounds_repeat_the_run_and_summarize_it() {
+    let (stdout, _stderr, json) = run_loadtest_json(
+        &[
+            "commits",
+            "--spawn",
+            "--count",
+            "50",
+            "--nodes",
+            "10",
+            "--rounds",
+            "2",
+            "--max-seconds",
+            "60",
+        ],
+        RUN_TIMEOUT,
+    );
+    assert!(stdout.contains("across 2 rounds"), "{stdout}");
+    assert_eq!(json["workload"], "commits");
+    let rounds = json["rounds"].as_array().expect("every round's report");
+    assert_eq!(rounds.len(), 2, "{json:#}");
+    for round in rounds {
+        assert_eq!(round["commits_ok"], 50, "{round:#}");
+        assert_eq!(round["commits_failed"], 0, "{round:#}");
+    }
+    let per_round = json["summary"]["commits_per_s"]["per_round"]
+        .as_array()
+        .unwrap();
+    assert_eq!(per_round.len(), 2);
+    assert_eq!(per_round[0], rounds[0]["commits_per_s"]);
+    let median = json["summary"]["commits_per_s"]["median"].as_f64().unwrap();
+    let min = json["summary"]["commits_per_s"]["min"].as_f64().unwrap();
+    let max = json["summary"]["commits_per_s"]["max"].as_f64().unwrap();
+    assert!(min <= median && median <= max, "{json:#}");
+    assert!(
+        json["summary"]["ratio_p99"]["median"].is_null(),
+        "no baseline, no ratio: {json:#}"
+    );
+}
