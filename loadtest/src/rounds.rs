@@ -7,9 +7,10 @@
 //! shell loop. Each round is a complete run (a fresh spawned cluster with `--spawn`), printed
 //! as it finishes.
 //!
-//! Invariants: pure (no I/O): summaries are functions of the round reports; a round whose
-//! figure is missing (no baseline in that round, no CPU for `--cluster`) counts as missing,
-//! never as 0, and the median is over the present values only.
+//! Invariants: summaries are pure functions of the round reports (only
+//! [`RoundsReport::finish`] prints and writes); a round whose figure is missing (no baseline
+//! in that round, no CPU for `--cluster`) counts as missing, never as 0, and median, min and
+//! max are over the present values only (min ≤ median ≤ max, asserted).
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,7 @@ impl Spread {
             n if n % 2 == 1 => Some(present[n / 2]),
             n => Some((present[n / 2 - 1] + present[n / 2]) / 2.0),
         };
+        debug_assert!(median.is_none_or(|m| present[0] <= m && m <= present[present.len() - 1]));
         Spread {
             median: median.map(round3),
             min: present.first().copied(),
