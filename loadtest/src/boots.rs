@@ -54,7 +54,7 @@ use crate::progress::{Progress, PROGRESS_TICK_MS};
 use crate::report::{
     fmt_number, fmt_ratio, latency_histogram, round3, ComparisonTable, LatencyMs, StoppedBy,
 };
-use crate::rounds::{Figure, RoundsReport};
+use crate::rounds::{self, Figure, RoundOutcome, Rounds, RoundsReport};
 use crate::scenario::{
     chaos, commit_loop, CommitsDuringStorm, ScenarioOutcome, ScenarioPlan, ScenarioState,
 };
@@ -961,23 +961,17 @@ fn replica_table(replicas: &[ReplicaReport]) -> String {
 
 /// Runs `bootstorm-loadtest boots` and returns the process exit code.
 pub async fn main(plan: &BootsPlan, interrupt: &Interrupt) -> Result<ExitCode> {
-    let mut reports = Vec::new();
-    let mut interrupted = false;
-    let mut run_failed = false;
-    for round in 1..=plan.rounds {
-        if plan.rounds > 1 {
-            eprintln!("round {round} of {}", plan.rounds);
-        }
-        let outcome = one_round(plan, interrupt).await?;
-        print!("{}", outcome.report.table());
-        interrupted |= outcome.interrupted;
-        run_failed |=
-            outcome.baseline_failed || outcome.report.scenarios.iter().any(|o| o.error.is_some());
-        reports.push(outcome.report);
-        if interrupted {
-            break;
-        }
-    }
+    let Rounds {
+        reports,
+        interrupted,
+        baseline_failed,
+    } = rounds::run(plan.rounds, BootsReport::table, || {
+        one_round(plan, interrupt)
+    })
+    .await?;
+    let scenario_failed = reports
+        .iter()
+        .any(|r| r.scenarios.iter().any(|o| o.error.is_some()));
     let failed: u64 = reports
         .iter()
         .map(|r| {
@@ -997,18 +991,15 @@ pub async fn main(plan: &BootsPlan, interrupt: &Interrupt) -> Result<ExitCode> {
             report.write_plot(path)?;
         }
     }
-    Ok(run_exit_code(interrupted, run_failed, failed))
-}
-
-/// What one round produced.
-struct RoundOutcome {
-    report: BootsReport,
-    interrupted: bool,
-    baseline_failed: bool,
+    Ok(run_exit_code(
+        interrupted,
+        baseline_failed || scenario_failed,
+        failed,
+    ))
 }
 
 /// One storm: ours, then the peer when asked.
-async fn one_round(plan: &BootsPlan, interrupt: &Interrupt) -> Result<RoundOutcome> {
+async fn one_round(plan: &BootsPlan, interrupt: &Interrupt) -> Result<RoundOutcome<BootsReport>> {
     let mut target = Target::open(&plan.target, interrupt).await?;
     let description = target.description();
     let measured = measure(plan, &mut target, interrupt).await;

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use crate::cli::{BaselinePeer, CommitsPlan};
 use crate::progress::{Progress, PROGRESS_TICK_MS};
 use crate::report::{latency_histogram, CommitsReport, Measured, RunShape, StoppedBy};
-use crate::rounds::{Figure, RoundsReport};
+use crate::rounds::{self, Figure, RoundOutcome, Rounds, RoundsReport};
 use crate::target::{own_cpu_s, process_cpu_s, Target};
 use crate::workload::CommitWorkload;
 use crate::{run_exit_code, Interrupt};
@@ -45,22 +45,14 @@ pub const FAILURE_EXAMPLE_MAX_CHARS: usize = 300;
 
 /// Runs `bootstorm-loadtest commits` and returns the process exit code.
 pub async fn main(plan: &CommitsPlan, interrupt: &Interrupt) -> Result<ExitCode> {
-    let mut reports = Vec::new();
-    let mut interrupted = false;
-    let mut baseline_failed = false;
-    for round in 1..=plan.rounds {
-        if plan.rounds > 1 {
-            eprintln!("round {round} of {}", plan.rounds);
-        }
-        let outcome = one_round(plan, interrupt).await?;
-        print!("{}", outcome.report.table());
-        interrupted |= outcome.interrupted;
-        baseline_failed |= outcome.baseline_failed;
-        reports.push(outcome.report);
-        if interrupted {
-            break;
-        }
-    }
+    let Rounds {
+        reports,
+        interrupted,
+        baseline_failed,
+    } = rounds::run(plan.rounds, CommitsReport::table, || {
+        one_round(plan, interrupt)
+    })
+    .await?;
     let failed: u64 = reports.iter().map(|r| r.commits_failed).sum();
     if plan.rounds > 1 {
         RoundsReport::finish("commits", reports, COMMITS_FIGURES, plan.json.as_deref())?;
@@ -70,15 +62,11 @@ pub async fn main(plan: &CommitsPlan, interrupt: &Interrupt) -> Result<ExitCode>
     Ok(run_exit_code(interrupted, baseline_failed, failed))
 }
 
-/// What one round produced.
-struct RoundOutcome {
-    report: CommitsReport,
-    interrupted: bool,
-    baseline_failed: bool,
-}
-
 /// One run: ours, then the peer when asked.
-async fn one_round(plan: &CommitsPlan, interrupt: &Interrupt) -> Result<RoundOutcome> {
+async fn one_round(
+    plan: &CommitsPlan,
+    interrupt: &Interrupt,
+) -> Result<RoundOutcome<CommitsReport>> {
     let mut target = Target::open(&plan.target, interrupt).await?;
     let description = target.description();
     let replica_pids = target.replica_pids();

@@ -7,8 +7,8 @@
 //! shell loop. Each round is a complete run (a fresh spawned cluster with `--spawn`), printed
 //! as it finishes.
 //!
-//! Invariants: summaries are pure functions of the round reports (only
-//! [`RoundsReport::finish`] prints and writes); a round whose figure is missing (no baseline
+//! Invariants: summaries are pure functions of the round reports ([`run`] prints each round,
+//! [`RoundsReport::finish`] the summary and the JSON); a round whose figure is missing (no baseline
 //! in that round, no CPU for `--cluster`) counts as missing, never as 0, and median, min and
 //! max are over the present values only (min ≤ median ≤ max, asserted).
 
@@ -56,6 +56,54 @@ impl Spread {
             per_round,
         }
     }
+}
+
+/// What one round produced: its report, and whether it was interrupted or its peer baseline
+/// failed (the report itself holds the failed operations).
+pub struct RoundOutcome<R> {
+    pub report: R,
+    pub interrupted: bool,
+    pub baseline_failed: bool,
+}
+
+/// What [`run`] produced: the reports of the rounds that ran, in order.
+pub struct Rounds<R> {
+    pub reports: Vec<R>,
+    /// A round was interrupted (no later round ran).
+    pub interrupted: bool,
+    /// A round's peer baseline failed.
+    pub baseline_failed: bool,
+}
+
+/// Runs `rounds` rounds with `one_round`, printing each round's `table` as it ends; stops
+/// after an interrupted round. An error ends the whole run (earlier tables are printed).
+pub async fn run<R, Fut>(
+    rounds: u32,
+    table: fn(&R) -> String,
+    mut one_round: impl FnMut() -> Fut,
+) -> Result<Rounds<R>>
+where
+    Fut: std::future::Future<Output = Result<RoundOutcome<R>>>,
+{
+    let mut done = Rounds {
+        reports: Vec::new(),
+        interrupted: false,
+        baseline_failed: false,
+    };
+    for round in 1..=rounds {
+        if rounds > 1 {
+            eprintln!("round {round} of {rounds}");
+        }
+        let outcome = one_round().await?;
+        print!("{}", table(&outcome.report));
+        done.interrupted |= outcome.interrupted;
+        done.baseline_failed |= outcome.baseline_failed;
+        done.reports.push(outcome.report);
+        if done.interrupted {
+            break;
+        }
+    }
+    Ok(done)
 }
 
 /// One figure of a round's report: its JSON key in the summary, its label in the table, and

@@ -14,9 +14,10 @@
 //! - **the agent never applies unverified bytes**: a `Base` payload is decompressed (bounded
 //!   by its `raw_len` and the overlay limits) and its blake3 checked before the outcome is
 //!   returned — or, with [`ClientConfig::verified_bases`] (a load tester's), found
-//!   byte-identical to a payload that was, in this process; a `Delta` payload's blake3 likewise; a `NotModified` must name the hash the
-//!   agent holds; headers and documents must agree (node, vCluster, seq). Anything else is a
-//!   failed attempt, and the next replica is tried;
+//!   byte-identical to a payload that was, in this process; a `Delta` payload's blake3
+//!   likewise; a `NotModified` must name the hash the agent holds; headers and documents must
+//!   agree (node, vCluster, seq). Anything else is a failed attempt, and the next replica is
+//!   tried;
 //! - **every wait is bounded**: handshake ([`Timeouts::connect_ms`]), each answer
 //!   ([`Timeouts::response_ms`]), the whole fetch ([`Timeouts::total_ms`]) and the number of
 //!   attempts ([`RetryPolicy::attempts_max`]); an `Overloaded` hint is clamped to
