@@ -10,6 +10,7 @@ pub mod cli;
 pub mod conf;
 pub mod daemon;
 pub mod dev;
+pub mod memory;
 pub mod metrics;
 pub mod net;
 pub mod raft;

@@ -7,5 +7,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    bootstorm::memory::disable_transparent_huge_pages();
     bootstorm::cli::main()
 }

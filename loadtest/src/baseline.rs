@@ -102,12 +102,23 @@ pub async fn run_script_json(
     script: &Path,
     args: &[impl AsRef<std::ffi::OsStr>],
 ) -> Result<String> {
-    let mut child = tokio::process::Command::new(script)
+    let mut command = tokio::process::Command::new(script);
+    command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    // The peer runs with the kernel's huge-page default, not the setting this process turned
+    // off for itself (`bootstorm::memory`; inherited across exec): only our side changes.
+    // SAFETY: the closure makes one async-signal-safe syscall between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            bootstorm::memory::restore_transparent_huge_pages();
+            Ok(())
+        });
+    }
+    let mut child = command
         .spawn()
         .with_context(|| format!("starting {}", script.display()))?;
     let pid = child

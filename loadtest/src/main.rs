@@ -12,6 +12,8 @@ use clap::Parser as _;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // Before any thread starts; see the module doc for why.
+    bootstorm::memory::disable_transparent_huge_pages();
     let cli = bootstorm_loadtest::cli::Cli::parse();
     bootstorm_loadtest::main(cli)
 }
