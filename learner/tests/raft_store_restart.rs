@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use bootstorm::raft::limits::SEGMENT_ZERO_AHEAD_BYTES;
 use bootstorm::raft::{self, LogStore, LogStoreOptions, RaftStorage, StorageOptions, StoreError};
 use config::demo::{demo_commands, DemoSpec};
 use config::{JournalCommand, JournalState};
@@ -72,6 +73,7 @@ fn open_small_segments(dir: &Path) -> RaftStorage {
     let options = StorageOptions {
         log: LogStoreOptions {
             segment_size_max_bytes: 4096,
+            ..LogStoreOptions::default()
         },
         ..StorageOptions::default()
     };
@@ -103,6 +105,21 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// Where the records of `segment` end: walks `[len u32][blake3 32 B][payload]` from the 16-byte
+/// header to the first zero length (the zeros written ahead) or the end of the file.
+fn records_end(segment: &Path) -> u64 {
+    let bytes = fs::read(segment).unwrap();
+    let mut offset = 16usize;
+    while offset + 4 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        offset += 36 + len;
+    }
+    offset as u64
 }
 
 fn snapshot_files(dir: &Path) -> Vec<String> {
@@ -202,7 +219,7 @@ fn a_torn_tail_record_is_cut_off_and_the_log_goes_on() {
     }
     // Simulate a crash in the middle of writing entry 6: cut its record short.
     let segment = segments(dir.path()).pop().unwrap();
-    let len = fs::metadata(&segment).unwrap().len();
+    let len = records_end(&segment);
     OpenOptions::new()
         .write(true)
         .open(&segment)
@@ -229,31 +246,119 @@ fn a_torn_tail_record_is_cut_off_and_the_log_goes_on() {
 }
 
 #[test]
-fn a_zero_filled_tail_is_a_torn_write() {
+fn zeros_after_the_last_record_are_its_end_not_a_torn_write() {
     let dir = TempDir::new().unwrap();
-    let entries = demo_entries(5);
+    let entries = demo_entries(10);
     {
         let storage = open(dir.path());
-        append_durable(&storage.log, entries.clone());
+        append_durable(&storage.log, entries[..5].to_vec());
     }
-    // The file grew but the data pages never landed: zeros after the last record.
+    // The active segment is zero-filled ahead of its records (the file does not grow with
+    // every append), and recovery reads the zeros as the end: nothing torn, nothing cut.
     let segment = segments(dir.path()).pop().unwrap();
+    let end = records_end(&segment);
     let len = fs::metadata(&segment).unwrap().len();
-    let file = OpenOptions::new().write(true).open(&segment).unwrap();
-    file.set_len(len + 4096).unwrap();
-    drop(file);
+    assert_eq!(len, end + SEGMENT_ZERO_AHEAD_BYTES);
+    let storage = open(dir.path());
+    assert_eq!(storage.recovery.log.torn_tail, None);
+    assert_eq!(storage.log.read_entries(..).unwrap().len(), 5);
+    assert_eq!(
+        fs::metadata(&segment).unwrap().len(),
+        len,
+        "the zeros are kept"
+    );
+    append_durable(&storage.log, entries[5..].to_vec());
+    drop(storage);
 
     let storage = open(dir.path());
-    let torn = storage
-        .recovery
-        .log
-        .torn_tail
-        .clone()
-        .expect("torn tail reported");
-    assert_eq!(torn.offset_bytes, len);
-    assert_eq!(torn.dropped_bytes, 4096);
+    assert_eq!(storage.recovery.log.torn_tail, None);
+    let read = storage.log.read_entries(..).unwrap();
+    assert_eq!(fingerprint(&read), fingerprint(&entries));
+    // The appends overwrote zeros; the syncer tops the zeros up only once fewer than half
+    // are left.
+    let end_now = records_end(&segment);
+    let expected_len = if len - end_now >= SEGMENT_ZERO_AHEAD_BYTES / 2 {
+        len
+    } else {
+        end_now + SEGMENT_ZERO_AHEAD_BYTES
+    };
+    assert_eq!(fs::metadata(&segment).unwrap().len(), expected_len);
+}
+
+#[test]
+fn the_zeros_ahead_are_topped_up_and_never_cover_a_record() {
+    let dir = TempDir::new().unwrap();
+    let storage = open(dir.path());
+    let mut all = Vec::new();
+    // Enough entries to need several top-ups, one append (one fsync round) each.
+    let mut index = 0u64;
+    while all.len() < 40 || records_end(&segments(dir.path())[0]) < 3 * SEGMENT_ZERO_AHEAD_BYTES {
+        let mut batch = demo_entries(20);
+        for entry in &mut batch {
+            index += 1;
+            entry.log_id = log_id(1, index);
+        }
+        append_durable(&storage.log, batch.clone());
+        all.extend(batch);
+        let segment = &segments(dir.path())[0];
+        let (end, len) = (records_end(segment), fs::metadata(segment).unwrap().len());
+        assert!(len >= end, "the file ends at or after its records");
+        assert!(len <= end + SEGMENT_ZERO_AHEAD_BYTES, "{len} vs {end}");
+    }
+    drop(storage);
+    let storage = open(dir.path());
+    assert_eq!(storage.recovery.log.torn_tail, None);
+    assert_eq!(
+        fingerprint(&storage.log.read_entries(..).unwrap()),
+        fingerprint(&all)
+    );
+}
+
+#[test]
+fn without_zeros_ahead_the_segment_ends_at_its_last_record() {
+    let dir = TempDir::new().unwrap();
+    let entries = demo_entries(5);
+    let options = StorageOptions {
+        log: LogStoreOptions {
+            zero_ahead_bytes: 0,
+            ..LogStoreOptions::default()
+        },
+        ..StorageOptions::default()
+    };
+    {
+        let storage = raft::open(dir.path(), options.clone()).unwrap();
+        append_durable(&storage.log, entries.clone());
+    }
+    let segment = segments(dir.path()).pop().unwrap();
+    assert_eq!(fs::metadata(&segment).unwrap().len(), records_end(&segment));
+    let storage = raft::open(dir.path(), options).unwrap();
+    assert_eq!(storage.recovery.log.torn_tail, None);
     assert_eq!(storage.log.read_entries(..).unwrap().len(), entries.len());
-    assert_eq!(fs::metadata(&segment).unwrap().len(), len);
+}
+
+#[test]
+fn bytes_after_the_zeros_ahead_are_an_error_not_a_torn_tail() {
+    let dir = TempDir::new().unwrap();
+    {
+        let storage = open(dir.path());
+        append_durable(&storage.log, demo_entries(5));
+    }
+    // Something non-zero far past the last record: not a write of ours (we only ever write
+    // records at the end of the records), so damage to report, never to cut silently.
+    let segment = segments(dir.path()).pop().unwrap();
+    let end = records_end(&segment);
+    let len = fs::metadata(&segment).unwrap().len();
+    let file = OpenOptions::new().write(true).open(&segment).unwrap();
+    file.write_all_at(&[0x5a], len - 1).unwrap();
+    drop(file);
+    let err = match raft::open(dir.path(), StorageOptions::default()) {
+        Ok(_) => panic!("stray bytes past the records must not open"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(&err, StoreError::CorruptRecord { path, offset_bytes, .. } if *path == segment && *offset_bytes == end),
+        "{err}"
+    );
 }
 
 #[test]
@@ -595,9 +700,10 @@ fn a_garbled_last_record_is_a_torn_write() {
         let storage = open(dir.path());
         append_durable(&storage.log, entries.clone());
     }
-    // The last record is complete in length but its payload pages did not all land.
+    // The last record is complete in length but its payload pages did not all land (zeros
+    // ahead follow it).
     let segment = segments(dir.path()).pop().unwrap();
-    let len = fs::metadata(&segment).unwrap().len();
+    let len = records_end(&segment);
     let file = OpenOptions::new()
         .read(true)
         .write(true)

@@ -12,7 +12,11 @@
 //!
 //! On disk (`<data>/raft/log/`): segment files `{first_index:020}.seg`, each a 16-byte header
 //! (magic `BSLOG002`, first index) followed by records `[len u32 LE][blake3(len ‖ payload)]
-//! [payload = postcard(Entry)]`; and `purged`, the last purged log id. In memory: an index from
+//! [payload = postcard(Entry)]`, then zeros: the active segment is zero-filled up to
+//! [`SEGMENT_ZERO_AHEAD_BYTES`] past its last record, so most appends overwrite zeros instead
+//! of growing the file (an `fdatasync` that must also persist a new file size costs one more
+//! write; see the constant). No record starts with a zero length, so an all-zero rest marks
+//! the end of a segment's records; and `purged`, the last purged log id. In memory: an index from
 //! log index to (segment, offset, length). Reads go to the file (page cache) with `pread`.
 //!
 //! Invariants:
@@ -27,7 +31,9 @@
 //!   unknown; only a restart + recovery can tell what is durable);
 //! - recovery truncates a torn record at the tail of the last segment (warn), but a corrupt
 //!   record followed by data is an error naming file and offset: acknowledged data is never
-//!   silently dropped.
+//!   silently dropped (an acknowledged record was fsynced, so its length field is not zero);
+//! - zeros are written only from the file's end, which is at or past the end of the records,
+//!   under the log lock: they never overwrite a record.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -48,7 +54,10 @@ use proto::limits::RAFT_APPEND_ENTRIES_ENTRIES_SIZE_MAX_BYTES;
 
 use super::error::StoreError;
 use super::fsutil::{create_dir_durable, fsync_dir, read_meta, remove_tmp_files, write_meta};
-use super::limits::{COMMITTED_SAVE_INTERVAL_MS, RECORD_SIZE_MAX_BYTES, SEGMENT_SIZE_MAX_BYTES};
+use super::limits::{
+    COMMITTED_SAVE_INTERVAL_MS, RECORD_SIZE_MAX_BYTES, SEGMENT_SIZE_MAX_BYTES,
+    SEGMENT_ZERO_AHEAD_BYTES,
+};
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// Segment file header: magic (8 bytes, last two = format version) + first index (u64 LE).
@@ -69,12 +78,16 @@ pub struct LogStoreOptions {
     /// A segment is closed once it holds this many bytes (tests use small values to exercise
     /// rotation).
     pub segment_size_max_bytes: u64,
+    /// Zeros kept written ahead of the active segment's records (0: grow the file with every
+    /// append). See [`SEGMENT_ZERO_AHEAD_BYTES`].
+    pub zero_ahead_bytes: u64,
 }
 
 impl Default for LogStoreOptions {
     fn default() -> Self {
         LogStoreOptions {
             segment_size_max_bytes: SEGMENT_SIZE_MAX_BYTES,
+            zero_ahead_bytes: SEGMENT_ZERO_AHEAD_BYTES,
         }
     }
 }
@@ -124,8 +137,8 @@ struct Inner {
     log_dir: PathBuf,
     options: LogStoreOptions,
     /// The in-memory index and open segments. Held while writing to the page cache, never
-    /// while fsyncing (the syncer only needs `sync`).
-    log: Mutex<Log>,
+    /// while fsyncing. Shared with the syncer, which writes the zeros ahead under it.
+    log: Arc<Mutex<Log>>,
     /// Shared with the syncer thread.
     sync: Arc<SyncShared>,
     /// Requests to the syncer; dropped first on drop so the thread ends.
@@ -214,6 +227,8 @@ struct Segment {
     file: Arc<SegmentFile>,
     /// Bytes of valid content (header + whole records); the next record is written here.
     len_bytes: u64,
+    /// Length of the file: `[len_bytes, file_len_bytes)` holds zeros (written ahead).
+    file_len_bytes: u64,
 }
 
 /// Where an entry lives.
@@ -303,9 +318,16 @@ impl SyncShared {
 }
 
 /// The group-commit loop: wait for one request, take every other queued one, fsync once for
-/// all of them, answer all. Requests are sent only after their records were written, and the
-/// dirty set is taken after the queue is drained, so the fsync covers every answered record.
-fn syncer(rx: mpsc::Receiver<SyncRequest>, shared: Arc<SyncShared>, log_dir: PathBuf) {
+/// all of them, answer all, then top up the zeros ahead of the records ([`zero_ahead`]).
+/// Requests are sent only after their records were written, and the dirty set is taken after
+/// the queue is drained, so the fsync covers every answered record.
+fn syncer(
+    rx: mpsc::Receiver<SyncRequest>,
+    shared: Arc<SyncShared>,
+    log_dir: PathBuf,
+    log: &Mutex<Log>,
+    options: &LogStoreOptions,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
@@ -333,6 +355,7 @@ fn syncer(rx: mpsc::Receiver<SyncRequest>, shared: Arc<SyncShared>, log_dir: Pat
         shared
             .appends_acked
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let answered_ok = result.is_ok();
         for request in batch {
             let result = match &result {
                 Ok(()) => Ok(()),
@@ -340,7 +363,49 @@ fn syncer(rx: mpsc::Receiver<SyncRequest>, shared: Arc<SyncShared>, log_dir: Pat
             };
             (request.done)(result);
         }
+        if answered_ok {
+            if let Err((path, e)) = zero_ahead(log, options) {
+                shared.fail(
+                    &path,
+                    format!("zero-filling ahead of the records failed: {e}"),
+                );
+            }
+        }
     }
+}
+
+/// Keeps zeros ahead of the active segment's records: once fewer than half of
+/// `zero_ahead_bytes` are left, writes zeros up to `zero_ahead_bytes` past the records and
+/// fsyncs them. Runs on the syncer right after it answered a batch, so the one bigger fsync
+/// falls between batches instead of inside one (a follower's next append is a replication
+/// round trip away). The zeros are written under the log lock from the file's end, which is
+/// never below the records' end: they never cover a record.
+fn zero_ahead(log: &Mutex<Log>, options: &LogStoreOptions) -> Result<(), (PathBuf, io::Error)> {
+    if options.zero_ahead_bytes == 0 {
+        return Ok(());
+    }
+    let file = {
+        let mut log = lock(log);
+        let Some(segment) = log.segments.values_mut().next_back() else {
+            return Ok(());
+        };
+        let end =
+            (segment.len_bytes + options.zero_ahead_bytes).min(options.segment_size_max_bytes);
+        let left = segment.file_len_bytes - segment.len_bytes;
+        if left >= options.zero_ahead_bytes / 2 || end <= segment.file_len_bytes {
+            return Ok(());
+        }
+        let start = segment.file_len_bytes;
+        assert!(start >= segment.len_bytes, "zeros never cover records");
+        let zeros = vec![0u8; (end - start) as usize];
+        let file = segment.file.clone();
+        file.file
+            .write_all_at(&zeros, start)
+            .map_err(|e| (file.path.clone(), e))?;
+        segment.file_len_bytes = end;
+        file
+    };
+    file.file.sync_data().map_err(|e| (file.path.clone(), e))
 }
 
 fn segment_path(log_dir: &Path, first_index: u64) -> PathBuf {
@@ -456,6 +521,7 @@ impl LogStore {
         remove_tmp_files(&log_dir)?;
 
         let (log, recovery) = recover(&log_dir)?;
+        let log = Arc::new(Mutex::new(log));
         let sync = Arc::new(SyncShared {
             dirty: Mutex::new(Dirty::default()),
             failed: Mutex::new(None),
@@ -466,9 +532,11 @@ impl LogStore {
         let thread = {
             let sync = sync.clone();
             let dir = log_dir.clone();
+            let log = log.clone();
+            let options = options.clone();
             thread::Builder::new()
                 .name("raft-log-sync".to_owned())
-                .spawn(move || syncer(rx, sync, dir))
+                .spawn(move || syncer(rx, sync, dir, &log, &options))
                 .map_err(|e| StoreError::io("start the log syncer thread for", &log_dir, e))?
         };
         let committed = Arc::new(CommittedSlot {
@@ -488,7 +556,7 @@ impl LogStore {
                 raft_dir: raft_dir.to_owned(),
                 log_dir,
                 options,
-                log: Mutex::new(log),
+                log,
                 sync,
                 sync_tx: Some(tx),
                 sync_thread: Some(thread),
@@ -615,6 +683,7 @@ impl LogStore {
             .next_back()
             .expect("active segment");
         segment.len_bytes += pending.len() as u64;
+        segment.file_len_bytes = segment.file_len_bytes.max(segment.len_bytes);
         for record in pending_records.drain(..) {
             log.records.insert(record.log_id.index, record);
         }
@@ -643,6 +712,7 @@ impl LogStore {
             Segment {
                 file,
                 len_bytes: SEGMENT_HEADER_BYTES,
+                file_len_bytes: SEGMENT_HEADER_BYTES,
             },
         );
         Ok(())
@@ -820,6 +890,7 @@ impl LogStore {
                 .and_then(|()| sf.file.sync_all())
                 .map_err(|e| StoreError::io("truncate log segment", &sf.path, e))?;
             segment.len_bytes = first_gone.offset_bytes;
+            segment.file_len_bytes = first_gone.offset_bytes;
         }
         log.records.split_off(&log_id.index);
         if removed_files {
@@ -962,7 +1033,13 @@ fn recover(log_dir: &Path) -> Result<(Log, LogRecovery), StoreError> {
         expected = Some(first_index);
 
         let mut offset = SEGMENT_HEADER_BYTES as usize;
+        let mut file_len = bytes.len() as u64;
         while offset < bytes.len() {
+            if is_zero_fill(&bytes[offset..]) {
+                // The zeros written ahead of the records (or a record whose pages never
+                // landed, which no fsync ever covered): the end of this segment's records.
+                break;
+            }
             let (entry, len) = match decode_record(&bytes[offset..]) {
                 Ok(ok) => ok,
                 Err(bad) => {
@@ -970,10 +1047,7 @@ fn recover(log_dir: &Path) -> Result<(Log, LogRecovery), StoreError> {
                         BadRecord::Truncated(r) => (true, r),
                         BadRecord::Corrupt(r) => (false, r),
                     };
-                    // A complete-but-wrong record is still a torn write if nothing but zeros
-                    // follows it (the file grew, the data pages never landed).
-                    let rest_is_zero = bytes[offset..].iter().all(|b| *b == 0);
-                    if is_last && (truncated || rest_is_zero || is_last_record(&bytes, offset)) {
+                    if is_last && (truncated || is_last_record(&bytes, offset)) {
                         let dropped = (bytes.len() - offset) as u64;
                         tracing::warn!(
                             path = %path.display(),
@@ -985,6 +1059,7 @@ fn recover(log_dir: &Path) -> Result<(Log, LogRecovery), StoreError> {
                         file.set_len(offset as u64)
                             .and_then(|()| file.sync_all())
                             .map_err(|e| StoreError::io("truncate torn tail of", path, e))?;
+                        file_len = offset as u64;
                         report.torn_tail = Some(TornTail {
                             path: path.clone(),
                             offset_bytes: offset as u64,
@@ -1037,6 +1112,7 @@ fn recover(log_dir: &Path) -> Result<(Log, LogRecovery), StoreError> {
                     file,
                 }),
                 len_bytes,
+                file_len_bytes: file_len,
             },
         );
     }
@@ -1057,17 +1133,27 @@ fn recover(log_dir: &Path) -> Result<(Log, LogRecovery), StoreError> {
     Ok((log, report))
 }
 
-/// Whether the (bad) record at `offset` claims, with a plausible length, to end exactly at the
-/// end of the file, i.e. nothing follows it: the last record of an unfinished batch. A length
-/// beyond the record limit is damage, not a torn write (a torn write keeps its header intact
-/// or loses it entirely).
+/// Whether `rest` (the bytes from a record boundary to the end of the file) holds nothing but
+/// zeros: the zero-filled space ahead of the records, or nothing at all.
+fn is_zero_fill(rest: &[u8]) -> bool {
+    // A record's length field is never zero (a payload is a postcard entry, never empty), so
+    // the common case — a record — is told apart at its first byte or four.
+    rest.iter().all(|b| *b == 0)
+}
+
+/// Whether the (bad) record at `offset` claims, with a plausible length, to end where only
+/// zeros (or the end of the file) follow, i.e. nothing was written after it: the last record
+/// of an unfinished batch. A length beyond the record limit is damage, not a torn write (a
+/// torn write keeps its header intact or loses it entirely).
 fn is_last_record(bytes: &[u8], offset: usize) -> bool {
     let rest = &bytes[offset..];
     if rest.len() < 4 {
         return true;
     }
     let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-    len <= RECORD_SIZE_MAX_BYTES && RECORD_HEADER_BYTES + len == rest.len()
+    len <= RECORD_SIZE_MAX_BYTES
+        && RECORD_HEADER_BYTES + len <= rest.len()
+        && is_zero_fill(&rest[RECORD_HEADER_BYTES + len..])
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
