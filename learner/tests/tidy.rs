@@ -11,7 +11,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
             .and_then(|n| n.to_str())
             .unwrap_or_default();
         if path.is_dir() {
-            if !matches!(name, "target" | ".git" | "corpus" | "artifacts") {
+            // `vendor`: upstream code we patch (learner/vendor/openraft), kept in its own style.
+            if !matches!(name, "target" | ".git" | "corpus" | "artifacts" | "vendor") {
                 rust_files(&path, out);
             }
         } else if name.ends_with(".rs") {
