@@ -355,10 +355,15 @@ fn bytes_after_the_zeros_ahead_are_an_error_not_a_torn_tail() {
         Ok(_) => panic!("stray bytes past the records must not open"),
         Err(e) => e,
     };
-    assert!(
-        matches!(&err, StoreError::CorruptRecord { path, offset_bytes, .. } if *path == segment && *offset_bytes == end),
-        "{err}"
-    );
+    match &err {
+        StoreError::CorruptRecord {
+            path, offset_bytes, ..
+        } => {
+            assert_eq!(path, &segment, "{err}");
+            assert_eq!(*offset_bytes, end, "reported where the records end: {err}");
+        }
+        other => panic!("expected a corrupt record, got: {other}"),
+    }
 }
 
 #[test]

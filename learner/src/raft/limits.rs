@@ -16,9 +16,10 @@ pub const SEGMENT_SIZE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// cache flush — 0.7 ms in the slow commits, the inode write alone 0.3 ms — and the three
 /// voters' inodes in one inode-table block. With zeros ahead, the share of fsyncs that write
 /// the inode fell from 91 % to 33 % (block trace, 3 s of the same run; what is left is the
-/// mtime, updated once per clock tick, which no flag of ours can skip). The syncer tops the zeros up right after answering a batch once fewer than half are
-/// left (`log_store::zero_ahead`), so that bigger fsync (0.4 ms for 256 KiB here, 1.3 ms for
-/// 1 MiB) falls between batches. Measured (1 client, 10,000 commits, 7 interleaved pairs
+/// mtime, updated once per clock tick, which no flag of ours can skip). The syncer tops the
+/// zeros up right after answering a batch once fewer than half are left
+/// (`log_store::zero_ahead`), so that bigger fsync (0.4 ms for 256 KiB here, 1.3 ms for 1 MiB)
+/// falls between batches. Measured (1 client, 10,000 commits, 7 interleaved pairs
 /// against the previous build): p99 1.68-2.32 vs 1.59-2.78 ms, lower in 4, equal in 2, higher
 /// in 1; p99.9 unchanged (4 of 7 lower). Zero-filling from the writer instead, when the
 /// records reached the end, made p99.9 worse in 5 of 6 pairs (the bigger fsync landed inside
