@@ -210,6 +210,36 @@ fn truncate_and_purge_across_segments_survive_reopen() {
 }
 
 #[test]
+fn a_committed_id_ahead_of_the_durable_log_is_saved_as_its_newest_durable_entry() {
+    let dir = TempDir::new().unwrap();
+    let entries = demo_entries(5);
+    let last = entries.last().unwrap().log_id;
+    {
+        let storage = open(dir.path());
+        append_durable(&storage.log, entries.clone());
+        // A leader committed three more entries on its followers' copies while its own
+        // append of them had not reached this log yet.
+        storage
+            .log
+            .save_committed_later(Some(log_id(1, last.index + 3)))
+            .unwrap();
+    }
+    let storage = open(dir.path());
+    assert_eq!(storage.log.read_committed_sync().unwrap(), Some(last));
+    // Behind the durable log it is saved as given.
+    storage
+        .log
+        .save_committed_later(Some(log_id(1, last.index - 2)))
+        .unwrap();
+    drop(storage);
+    let storage = open(dir.path());
+    assert_eq!(
+        storage.log.read_committed_sync().unwrap(),
+        Some(log_id(1, last.index - 2))
+    );
+}
+
+#[test]
 fn a_torn_tail_record_is_cut_off_and_the_log_goes_on() {
     let dir = TempDir::new().unwrap();
     let entries = demo_entries(20);

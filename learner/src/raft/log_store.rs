@@ -32,6 +32,9 @@
 //! - recovery truncates a torn record at the tail of the last segment (warn), but a corrupt
 //!   record followed by data is an error naming file and offset: acknowledged data is never
 //!   silently dropped (an acknowledged record was fsynced, so its length field is not zero);
+//! - the committed id saved to disk never names an entry this replica has not fsynced
+//!   (`clamp_to_durable`): with a leader that replicates before its own fsync returns, the
+//!   committed index can briefly run ahead of the leader's durable log;
 //! - zeros are written only from the file's end, which is at or past the end of the records,
 //!   under the log lock: they never overwrite a record.
 
@@ -186,7 +189,7 @@ struct CommittedState {
 /// The committed saver: waits for a pending value, writes it (atomic replace), then waits
 /// out [`COMMITTED_SAVE_INTERVAL_MS`] (cut short when the store closes) so saves never
 /// compete with log fsyncs more than once per interval.
-fn committed_saver(slot: Arc<CommittedSlot>, path: PathBuf) {
+fn committed_saver(slot: Arc<CommittedSlot>, path: PathBuf, sync: Arc<SyncShared>) {
     let interval = Duration::from_millis(COMMITTED_SAVE_INTERVAL_MS);
     loop {
         let value = {
@@ -202,6 +205,7 @@ fn committed_saver(slot: Arc<CommittedSlot>, path: PathBuf) {
                 None => return,
             }
         };
+        let value = clamp_to_durable(value, *lock(&sync.durable));
         if let Err(error) = write_meta(&path, &value) {
             tracing::error!(path = %path.display(), %error, "saving the committed log id failed");
             let mut state = lock(&slot.state);
@@ -263,6 +267,9 @@ impl Log {
 /// Pending fsync work: what the syncer must make durable and who to tell.
 struct SyncShared {
     dirty: Mutex<Dirty>,
+    /// The newest log id whose record an fsync covered (or, after a purge, the purge point:
+    /// a snapshot covers it). The committed saver never saves a committed id above it.
+    durable: Mutex<Option<LogId>>,
     /// Set after a failed fsync: (file, error). Every later write fails with it.
     failed: Mutex<Option<(PathBuf, String)>>,
     fsync_rounds: AtomicU64,
@@ -279,6 +286,8 @@ struct Dirty {
 type Done = Box<dyn FnOnce(io::Result<()>) + Send>;
 
 struct SyncRequest {
+    /// The last log id this append wrote (None for an empty append).
+    last: Option<LogId>,
     done: Done,
 }
 
@@ -356,6 +365,13 @@ fn syncer(
             .appends_acked
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let answered_ok = result.is_ok();
+        if answered_ok {
+            let newest = batch
+                .iter()
+                .filter_map(|r| r.last)
+                .max_by_key(|id| id.index);
+            raise_durable(&shared.durable, newest);
+        }
         for request in batch {
             let result = match &result {
                 Ok(()) => Ok(()),
@@ -371,6 +387,29 @@ fn syncer(
                 );
             }
         }
+    }
+}
+
+/// Moves `durable` up to `log_id` if that is further along the log.
+fn raise_durable(durable: &Mutex<Option<LogId>>, log_id: Option<LogId>) {
+    let Some(log_id) = log_id else { return };
+    let mut durable = lock(durable);
+    if durable.is_none_or(|d| d.index < log_id.index) {
+        *durable = Some(log_id);
+    }
+}
+
+/// The committed id to save: `committed`, or the newest durable log id if that is behind it.
+/// openraft's leader may commit an entry on two followers' copies while its own fsync of it
+/// is still running (`learner/vendor/openraft`); a committed id saved above this replica's
+/// durable log would, after a crash, name entries its log lacks and stop it from starting
+/// (openraft re-applies up to the saved committed id). Anything at or below a durable entry of
+/// the same log is committed too, so the clamped value is still true, only older.
+fn clamp_to_durable(committed: Option<LogId>, durable: Option<LogId>) -> Option<LogId> {
+    match (committed, durable) {
+        (Some(c), Some(d)) if d.index < c.index => Some(d),
+        (Some(_), None) => None,
+        (committed, _) => committed,
     }
 }
 
@@ -521,9 +560,24 @@ impl LogStore {
         remove_tmp_files(&log_dir)?;
 
         let (log, recovery) = recover(&log_dir)?;
+        // What recovery read may have been in the page cache only (a process crash, not a
+        // machine one): make it durable before it counts as durable.
+        if let Some(segment) = log.segments.values().next_back() {
+            let file = &segment.file;
+            file.file
+                .sync_data()
+                .map_err(|e| StoreError::io("fsync recovered log segment", &file.path, e))?;
+        }
+        let recovered = log
+            .records
+            .values()
+            .next_back()
+            .map(|r| r.log_id)
+            .or(log.last_purged);
         let log = Arc::new(Mutex::new(log));
         let sync = Arc::new(SyncShared {
             dirty: Mutex::new(Dirty::default()),
+            durable: Mutex::new(recovered),
             failed: Mutex::new(None),
             fsync_rounds: AtomicU64::new(0),
             appends_acked: AtomicU64::new(0),
@@ -548,7 +602,10 @@ impl LogStore {
             let path = raft_dir.join(COMMITTED_FILE);
             thread::Builder::new()
                 .name("raft-committed".to_owned())
-                .spawn(move || committed_saver(slot, path))
+                .spawn({
+                    let sync = sync.clone();
+                    move || committed_saver(slot, path, sync)
+                })
                 .map_err(|e| StoreError::io("start the committed saver thread for", raft_dir, e))?
         };
         let store = LogStore {
@@ -581,11 +638,13 @@ impl LogStore {
             .iter()
             .map(|e| Ok((e.log_id, encode_record(e)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let last = records.last().map(|(id, _)| *id);
         if !records.is_empty() {
             self.write_records(records)?;
         }
         let tx = inner.sync_tx.as_ref().expect("sender lives until drop");
         tx.send(SyncRequest {
+            last,
             done: Box::new(on_durable),
         })
         .map_err(|_| StoreError::WorkerGone {
@@ -893,6 +952,19 @@ impl LogStore {
             segment.file_len_bytes = first_gone.offset_bytes;
         }
         log.records.split_off(&log_id.index);
+        // The removed entries no longer count as durable (others may be written at their
+        // indexes); what is left before them still does.
+        {
+            let mut durable = lock(&inner.sync.durable);
+            if durable.is_some_and(|d| d.index >= log_id.index) {
+                *durable = log
+                    .records
+                    .values()
+                    .next_back()
+                    .map(|r| r.log_id)
+                    .or(log.last_purged);
+            }
+        }
         if removed_files {
             fsync_dir(&inner.log_dir)?;
         }
@@ -910,6 +982,8 @@ impl LogStore {
         }
         write_meta(&inner.log_dir.join("purged"), &log_id)?;
         log.last_purged = Some(log_id);
+        // Purged entries are covered by a durable snapshot.
+        raise_durable(&inner.sync.durable, Some(log_id));
         log.records = log.records.split_off(&(log_id.index + 1));
         remove_purged_segments(&mut log, log_id.index)?;
         // Deletions need not be durable: recovery ignores entries at or below `purged`.
