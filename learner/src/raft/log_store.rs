@@ -568,12 +568,7 @@ impl LogStore {
                 .sync_data()
                 .map_err(|e| StoreError::io("fsync recovered log segment", &file.path, e))?;
         }
-        let recovered = log
-            .records
-            .values()
-            .next_back()
-            .map(|r| r.log_id)
-            .or(log.last_purged);
+        let recovered = log.last_log_id();
         let log = Arc::new(Mutex::new(log));
         let sync = Arc::new(SyncShared {
             dirty: Mutex::new(Dirty::default()),
@@ -957,12 +952,7 @@ impl LogStore {
         {
             let mut durable = lock(&inner.sync.durable);
             if durable.is_some_and(|d| d.index >= log_id.index) {
-                *durable = log
-                    .records
-                    .values()
-                    .next_back()
-                    .map(|r| r.log_id)
-                    .or(log.last_purged);
+                *durable = log.last_log_id();
             }
         }
         if removed_files {
