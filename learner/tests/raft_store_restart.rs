@@ -69,6 +69,14 @@ fn open(dir: &Path) -> RaftStorage {
     raft::open(dir, StorageOptions::default()).expect("open raft storage")
 }
 
+/// Opens with the default options where opening must fail; `why` says why it must.
+fn open_err(dir: &Path, why: &str) -> StoreError {
+    match raft::open(dir, StorageOptions::default()) {
+        Ok(_) => panic!("{why}"),
+        Err(e) => e,
+    }
+}
+
 fn open_small_segments(dir: &Path) -> RaftStorage {
     let options = StorageOptions {
         log: LogStoreOptions {
@@ -381,10 +389,7 @@ fn bytes_after_the_zeros_ahead_are_an_error_not_a_torn_tail() {
     let file = OpenOptions::new().write(true).open(&segment).unwrap();
     file.write_all_at(&[0x5a], len - 1).unwrap();
     drop(file);
-    let err = match raft::open(dir.path(), StorageOptions::default()) {
-        Ok(_) => panic!("stray bytes past the records must not open"),
-        Err(e) => e,
-    };
+    let err = open_err(dir.path(), "stray bytes past the records must not open");
     match &err {
         StoreError::CorruptRecord {
             path, offset_bytes, ..
@@ -417,10 +422,7 @@ fn a_corrupt_record_in_the_middle_is_an_error_naming_file_and_offset() {
     file.write_all_at(&byte, 16 + 36 + 3).unwrap();
     drop(file);
 
-    let err = match raft::open(dir.path(), StorageOptions::default()) {
-        Ok(_) => panic!("a corrupt record in the middle must not open"),
-        Err(e) => e,
-    };
+    let err = open_err(dir.path(), "a corrupt record in the middle must not open");
     assert!(
         matches!(&err, StoreError::CorruptRecord { path, offset_bytes: 16, .. } if *path == segment),
         "{err}"
@@ -597,10 +599,7 @@ fn purge_beyond_the_newest_valid_snapshot_refuses_to_open() {
         append_durable(&storage.log, entries.clone());
         storage.log.purge_sync(log_id(1, 3)).unwrap();
     }
-    let err = match raft::open(dir.path(), StorageOptions::default()) {
-        Ok(_) => panic!("no snapshot covers the purged entries"),
-        Err(e) => e,
-    };
+    let err = open_err(dir.path(), "no snapshot covers the purged entries");
     assert!(matches!(err, StoreError::SnapshotBehindLog { .. }), "{err}");
 }
 
@@ -717,10 +716,7 @@ fn a_damaged_length_field_in_the_middle_is_not_mistaken_for_a_torn_tail() {
     let file = OpenOptions::new().write(true).open(&segment).unwrap();
     file.write_all_at(&u32::MAX.to_le_bytes(), 16).unwrap();
     drop(file);
-    let err = match raft::open(dir.path(), StorageOptions::default()) {
-        Ok(_) => panic!("a damaged length in the middle must not open"),
-        Err(e) => e,
-    };
+    let err = open_err(dir.path(), "a damaged length in the middle must not open");
     assert!(
         matches!(&err, StoreError::CorruptRecord { path, .. } if *path == segment),
         "{err}"
