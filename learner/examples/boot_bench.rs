@@ -14,15 +14,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bootstorm::boot::{self, BootContext, BootLimits};
-use bootstorm::net::certs::{self, Role};
-use bootstorm::net::quic::{self, ServerLimits};
-use bootstorm::net::tls::{self, TlsFiles, TlsMaterial};
-use bootstorm::net::Plane;
-use bootstorm::raft::{self, StorageOptions};
 use config::demo::{demo_commands, node_name, DemoSpec};
 use config::JournalCommand;
+use net::certs::{self, Role};
+use net::quic::{self, ServerLimits};
+use net::tls::{self, TlsFiles, TlsMaterial};
+use net::Plane;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use proto::client::{BootClient, ClientConfig, ClientTls, Replica};
+use raftstore::StorageOptions;
 use tokio::io::AsyncReadExt;
 
 fn main() {
@@ -43,7 +43,7 @@ fn main() {
 async fn serve(dir: &Path) {
     let certs_dir = dir.join("certs");
     certs::generate_cluster_certs(&certs_dir, &["replica-1"], &["admin"]).expect("certs");
-    let storage = raft::open(&dir.join("data"), StorageOptions::default()).expect("storage");
+    let storage = raftstore::open(&dir.join("data"), StorageOptions::default()).expect("storage");
     let mut commands = demo_commands(&DemoSpec::default());
     let state = config::demo::demo_state(&DemoSpec::default());
     for vc in state.policies.keys() {

@@ -3,7 +3,7 @@
 //! Every command prints a readable report by default and one JSON object with `--json`, so
 //! scripts never parse prose. Errors go to stderr with the chain of causes; the exit code is
 //! 0 on success, 1 on a failure the message explains, 2 on bad usage (clap), 3 when the
-//! cluster could not be reached (admin commands, see `admin::commands::exit_code`).
+//! cluster could not be reached (admin commands, see `client::commands::exit_code`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,8 +15,6 @@ use serde::Serialize;
 
 use config::demo::{self, DemoSpec};
 use config::StateDelta;
-
-use crate::admin;
 
 /// bootstorm: serve node configuration to a site-wide boot storm from Raft-replicated learners.
 #[derive(Parser, Debug)]
@@ -91,28 +89,28 @@ pub enum Command {
         json: bool,
     },
     /// Commit a delta file to a scope through the leader; prints the journal seq.
-    Commit(admin::commands::CommitArgs),
+    Commit(client::commands::CommitArgs),
     /// Restore a scope's config as of an earlier seq (appends a rollback entry).
-    Rollback(admin::commands::RollbackArgs),
+    Rollback(client::commands::RollbackArgs),
     /// Read journal entries (paged), optionally of one scope.
-    Log(admin::commands::LogArgs),
+    Log(client::commands::LogArgs),
     /// Every replica's own status: role, applied index and seq, lag, state digest, overlays.
-    Status(admin::commands::StatusArgs),
+    Status(client::commands::StatusArgs),
     /// Change the raft membership: add a learner, promote it to voter, remove a member.
-    Members(admin::commands::MembersArgs),
+    Members(client::commands::MembersArgs),
     /// Generate cluster certificates (CA, replicas, admins).
-    Certs(admin::commands::CertsArgs),
+    Certs(client::commands::CertsArgs),
     /// Create a vCluster or replace its policy.
-    Policy(admin::commands::PolicyArgs),
+    Policy(client::commands::PolicyArgs),
     /// Register a node into a vCluster.
-    Node(admin::commands::NodeArgs),
+    Node(client::commands::NodeArgs),
     /// Boot agent: fetch a node's overlay and delta (failing over across the cluster file's
     /// replicas), verify them, apply them to --root, remember the overlay for the next boot.
     ///
     /// Exit codes: 0 applied (or verified, without --root); 1 refused or failed (unknown
     /// node, certificate of another node, verification or apply failure); 2 usage error;
     /// 3 no replica served the fetch in time (each attempt is listed).
-    Fetch(crate::boot::fetch_cmd::FetchArgs),
+    Fetch(agent::fetch::FetchArgs),
 }
 
 /// Entry point used by the binary.
@@ -123,8 +121,8 @@ pub fn main() -> ExitCode {
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(
-                crate::boot::fetch_cmd::exit_code(&error)
-                    .unwrap_or_else(|| admin::commands::exit_code(&error)),
+                agent::fetch::exit_code(&error)
+                    .unwrap_or_else(|| client::commands::exit_code(&error)),
             )
         }
     }
@@ -141,7 +139,7 @@ pub fn run(cli: Cli) -> Result<()> {
             nodes,
             json,
         } => {
-            let options = crate::dev::DevOptions {
+            let options = dev::DevOptions {
                 data_dir,
                 voters,
                 learners,
@@ -152,7 +150,7 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             tokio::runtime::Runtime::new()
                 .context("starting the async runtime")?
-                .block_on(crate::dev::run(options))
+                .block_on(dev::run(options))
         }
         Command::Demo { nodes, json } => demo(nodes, json),
         Command::CheckDelta { file, json } => check_delta(&file, json),
@@ -164,15 +162,15 @@ pub fn run(cli: Cli) -> Result<()> {
                 crate::daemon::ReadyFormat::Text
             },
         ),
-        Command::Commit(args) => admin::commands::commit(args),
-        Command::Rollback(args) => admin::commands::rollback(args),
-        Command::Log(args) => admin::commands::log(args),
-        Command::Status(args) => admin::commands::status(args),
-        Command::Members(args) => admin::commands::members(args),
-        Command::Certs(args) => admin::commands::certs(args),
-        Command::Policy(args) => admin::commands::policy(args),
-        Command::Node(args) => admin::commands::node(args),
-        Command::Fetch(args) => crate::boot::fetch_cmd::run(args),
+        Command::Commit(args) => client::commands::commit(args),
+        Command::Rollback(args) => client::commands::rollback(args),
+        Command::Log(args) => client::commands::log(args),
+        Command::Status(args) => client::commands::status(args),
+        Command::Members(args) => client::commands::members(args),
+        Command::Certs(args) => client::commands::certs(args),
+        Command::Policy(args) => client::commands::policy(args),
+        Command::Node(args) => client::commands::node(args),
+        Command::Fetch(args) => agent::fetch::run(args),
     }
 }
 

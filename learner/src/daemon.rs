@@ -30,10 +30,10 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminContext};
-use crate::conf::{ReplicaConf, Role};
 use crate::metrics;
-use crate::net::{quic, tls, Plane, ServerLimits, SocketConfig};
 use crate::replica::{Replica, ReplicaOptions};
+use conf::{ReplicaConf, Role};
+use net::{quic, tls, Plane, ServerLimits, SocketConfig};
 
 /// Longest shutdown waits for each plane (check, boot, admin) to stop before dropping it.
 pub const PLANE_STOP_TIMEOUT_MS: u64 = 5_000;
@@ -367,7 +367,7 @@ fn start_boot(
     let peers = conf
         .peers
         .iter()
-        .map(|peer| admin::client::Target {
+        .map(|peer| client::admin::Target {
             name: peer.name.clone(),
             addr: peer.admin,
             role_hint: None,
@@ -443,8 +443,8 @@ fn start_check(
         )
     })?;
     let buffers = SocketConfig {
-        recv_buffer_bytes: crate::boot::limits::BOOT_CHECK_SOCKET_BUFFER_BYTES,
-        send_buffer_bytes: crate::boot::limits::BOOT_CHECK_SOCKET_BUFFER_BYTES,
+        recv_buffer_bytes: conf::boot_limits::BOOT_CHECK_SOCKET_BUFFER_BYTES,
+        send_buffer_bytes: conf::boot_limits::BOOT_CHECK_SOCKET_BUFFER_BYTES,
     };
     let bound = quic::bind_udp(addr, &buffers)
         .with_context(|| format!("binding the check plane on {addr} (listen.check)"))?;

@@ -7,13 +7,7 @@
 pub mod admin;
 pub mod boot;
 pub mod cli;
-pub mod conf;
 pub mod daemon;
-pub mod dev;
-pub mod memory;
 pub mod metrics;
-pub mod net;
-pub mod raft;
 pub mod raftnet;
 pub mod replica;
-pub mod rpc;

@@ -1,12 +1,11 @@
 //! `bootstorm`: the replica daemon's command line. Thin by design: parse arguments, then call
 //! into the library (`bootstorm::cli`), so tests drive the same code.
 
-/// mimalloc, not glibc malloc: QUIC serving allocates per packet and frame; see the workspace
-/// Cargo.toml for the measurement.
+/// mimalloc, not glibc malloc: see `memory` for why.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: memory::Allocator = memory::Allocator;
 
 fn main() -> std::process::ExitCode {
-    bootstorm::memory::disable_transparent_huge_pages();
+    memory::disable_transparent_huge_pages();
     bootstorm::cli::main()
 }

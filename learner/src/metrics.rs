@@ -24,7 +24,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::boot::Stat;
-use crate::raft::{LogStore, ReplicaReader, TypeConfig};
+use raftstore::{LogStore, ReplicaReader, TypeConfig};
 
 /// `/metrics` connections served at once; more are closed at once (a scraper retries).
 pub const METRICS_CONNECTIONS_CONCURRENT_MAX: usize = 16;
@@ -275,7 +275,7 @@ impl ReplicaMetrics {
         })
     }
 
-    fn record_raft(&self, m: &openraft::RaftMetrics<u64, crate::raft::ReplicaNode>) {
+    fn record_raft(&self, m: &openraft::RaftMetrics<u64, raftstore::ReplicaNode>) {
         let index = |id: Option<u64>| id.map_or(0.0, |i| i as f64);
         self.term.set(m.current_term as f64);
         self.last_log_index.set(index(m.last_log_index));

@@ -7,7 +7,6 @@ mod admin_support;
 use std::process::Output;
 
 use admin_support::{TestCluster, ADMIN, WAIT};
-use bootstorm::conf;
 
 async fn bootstorm(args: &[&str]) -> Output {
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_bootstorm"))

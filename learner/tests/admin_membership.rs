@@ -7,14 +7,13 @@
 mod admin_support;
 
 use admin_support::{wait_applied, TestCluster, ADMIN, WAIT};
-use bootstorm::admin::client::Target;
-use bootstorm::admin::commands::{self, PolicyAction, PolicyArgs};
 use bootstorm::admin::join_as_learner;
-use bootstorm::conf;
+use client::admin::Target;
+use client::commands::{self, PolicyAction, PolicyArgs};
 use proto::{AdminRequest, AdminResponse, ReplicaRole};
 use tokio_util::sync::CancellationToken;
 
-fn voters(raft: &openraft::Raft<bootstorm::raft::TypeConfig>) -> Vec<u64> {
+fn voters(raft: &openraft::Raft<raftstore::TypeConfig>) -> Vec<u64> {
     raft.metrics()
         .borrow()
         .membership_config

@@ -15,13 +15,12 @@
 mod admin_support;
 
 use admin_support::{TestCluster, ADMIN, WAIT};
-use bootstorm::admin::client::{AdminClient, ClientError, Target};
-use bootstorm::admin::commands::{
+use client::admin::{AdminClient, ClientError, Target};
+use client::commands::{
     self, CommitArgs, LogArgs, NodeAction, NodeArgs, PolicyAction, PolicyArgs, StatusArgs,
 };
-use bootstorm::conf;
-use bootstorm::net::certs::Role as CertRole;
 use config::{EntryType, JournalCommand, NewEntry, Scope, StateDelta};
+use net::certs::Role as CertRole;
 use proto::{AdminRequest, AdminResponse, ErrorCode, ReplicaRole};
 
 const DELTA_OK: &str = r#"

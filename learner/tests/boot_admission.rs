@@ -179,8 +179,7 @@ async fn past_the_per_connection_request_limit_the_connection_is_closed() {
         Harness::exchange(&conn, &delta).await;
     }
     let third =
-        bootstorm::rpc::call::<BootResponse>(&conn, delta.encode().unwrap(), boot_support::WAIT)
-            .await;
+        net::rpc::call::<BootResponse>(&conn, delta.encode().unwrap(), boot_support::WAIT).await;
     assert!(third.is_err(), "third request on one connection: {third:?}");
     let closed = conn.closed().await;
     assert!(

@@ -13,12 +13,12 @@ mod cluster_support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bootstorm::conf::ReplicaConf;
 use bootstorm::daemon::{self, ServeOptions};
-use bootstorm::net::tls;
-use bootstorm::net::{quic, ClusterCertFiles, Plane, SocketConfig, TransportLimits};
 use cluster_support::{counter, free_udp_ports, loopback, Daemon, WAIT};
+use conf::ReplicaConf;
 use config::demo::node_name;
+use net::tls;
+use net::{quic, ClusterCertFiles, Plane, SocketConfig, TransportLimits};
 use proto::check::{signed_message, CHECK_MAGIC};
 use proto::limits::{CHECK_NONCE_SIZE_BYTES, CHECK_REQUEST_SIZE_BYTES};
 use proto::{BootRequest, BootResponse, CheckRequest, CheckResponse, FetchReason, Hash};
@@ -42,7 +42,7 @@ fn check_addr(daemon: &Daemon) -> SocketAddr {
 /// A single voter named `name` with every plane (check included) on port 0 and `/metrics`
 /// on, so the process's Prometheus recorder holds its counters.
 fn voter_conf(root: &std::path::Path, certs: &ClusterCertFiles, name: &str) -> ReplicaConf {
-    let listen = bootstorm::conf::Listen {
+    let listen = conf::Listen {
         metrics: Some(loopback(0)),
         check: Some(loopback(0)),
         ..cluster_support::any_ports()
@@ -81,7 +81,7 @@ async fn serve_over_quic(
     let call = |request: BootRequest| {
         let conn = conn.clone();
         async move {
-            bootstorm::rpc::call::<BootResponse>(&conn, request.encode().unwrap(), WAIT)
+            net::rpc::call::<BootResponse>(&conn, request.encode().unwrap(), WAIT)
                 .await
                 .expect("an answer")
         }

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use agent::fetch::{self, FetchArgs};
 use boot_support::{tree, Harness, Options, WAIT};
-use bootstorm::boot::fetch_cmd::{self, FetchArgs};
 use bootstorm::boot::{BootLimits, OverlayRebuilder, Stat};
 use config::{JournalCommand, NewEntry, Scope, StateDelta};
 use proto::client::{BaseOutcome, BootClient, CheckStatus, FetchError};
@@ -78,7 +78,7 @@ async fn a_manual_change_in_phase_2_survives_a_reboot_with_not_modified() {
     let root = tempfile::tempdir().unwrap();
     let args = fetch_args(&h, "node-0001", root.path());
 
-    let first = fetch_cmd::fetch_and_apply(&args).await.expect("first boot");
+    let first = fetch::fetch_and_apply(&args).await.expect("first boot");
     assert!(!first.not_modified);
     assert!(first.base_bytes > 100_000);
     assert!(first.files_written > 10);
@@ -91,9 +91,7 @@ async fn a_manual_change_in_phase_2_survives_a_reboot_with_not_modified() {
 
     // "Reboot": the overlay's files are lost (tmpfs root), the state file survives.
     std::fs::remove_file(&on_disk).unwrap();
-    let second = fetch_cmd::fetch_and_apply(&args)
-        .await
-        .expect("second boot");
+    let second = fetch::fetch_and_apply(&args).await.expect("second boot");
     assert!(second.not_modified, "same overlay: answered NotModified");
     assert_eq!(second.base_bytes, 0);
     assert_eq!(second.base_hash, first.base_hash);
@@ -109,16 +107,16 @@ async fn a_manual_change_in_phase_2_survives_a_reboot_with_not_modified() {
     assert_eq!(h.ctx.stats.get(Stat::NotModified), 1);
 
     // A corrupt saved overlay is never applied: it is ignored and fetched in full.
-    let state_file = root.path().join(fetch_cmd::STATE_FILE_IN_ROOT);
-    let blob = fetch_cmd::saved_overlay_path(&state_file);
+    let state_file = root.path().join(fetch::STATE_FILE_IN_ROOT);
+    let blob = fetch::saved_overlay_path(&state_file);
     let mut bytes = std::fs::read(&blob).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&blob, bytes).unwrap();
-    let third = fetch_cmd::fetch_and_apply(&args).await.expect("third boot");
+    let third = fetch::fetch_and_apply(&args).await.expect("third boot");
     assert!(!third.not_modified);
     assert!(
-        fetch_cmd::load_saved(&state_file).is_some(),
+        fetch::load_saved(&state_file).is_some(),
         "rewritten after the apply"
     );
 }

@@ -12,9 +12,9 @@ use std::time::Instant;
 
 use std::collections::BTreeMap;
 
-use bootstorm::conf::{RaftTuning, Role};
 use bootstorm::replica::{Replica, ReplicaOptions};
 use cluster_support::*;
+use conf::{RaftTuning, Role};
 use tokio_util::sync::CancellationToken;
 
 /// Entries written before the learner joins (the figure).
@@ -34,7 +34,7 @@ fn steady_tuning() -> RaftTuning {
 
 async fn start_steady_voters(
     root: &std::path::Path,
-    certs: &bootstorm::net::ClusterCertFiles,
+    certs: &net::ClusterCertFiles,
 ) -> Vec<Replica> {
     let mut voters = Vec::new();
     for id in 1..=3u64 {

@@ -7,9 +7,9 @@ mod cluster_support;
 
 use std::time::Instant;
 
-use bootstorm::conf::{Listen, Peer, Role};
 use bootstorm::replica::{Replica, ReplicaOptions};
 use cluster_support::*;
+use conf::{Listen, Peer, Role};
 use tokio_util::sync::CancellationToken;
 
 /// Three voters configured with each other as `peers` (the first initializes the cluster on

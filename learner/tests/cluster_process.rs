@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bootstorm::conf::{Listen, Peer, Role};
 use cluster_support::*;
+use conf::{Listen, Peer, Role};
 
 /// Bound on a replica's start (spawn to ready line) and on each cluster-level wait.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);

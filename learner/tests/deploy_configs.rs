@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use bootstorm::conf::{ClusterFile, ReplicaConf, Role};
+use conf::{ClusterFile, ReplicaConf, Role};
 
 fn deploy(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -10,12 +10,12 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bootstorm::admin::client::ClusterStatus;
-use bootstorm::admin::AdminClient;
-use bootstorm::conf::ClusterFile;
-use bootstorm::dev::{DevCluster, DevOptions};
 use bytes::Bytes;
+use client::admin::ClusterStatus;
+use client::AdminClient;
+use conf::ClusterFile;
 use config::{FileSpec, NewEntry, Scope, StateDelta};
+use dev::{DevCluster, DevOptions};
 use proto::{AdminRequest, AdminResponse};
 
 /// Bound on every wait in this file: a broken cluster fails the test instead of hanging it.
@@ -23,7 +23,7 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A base port where every port the cluster needs is free right now.
 fn free_base_port(replicas: u16) -> u16 {
-    bootstorm::dev::free_base_port(replicas).expect("no free port range found for the test cluster")
+    dev::free_base_port(replicas).expect("no free port range found for the test cluster")
 }
 
 fn options(dir: PathBuf, voters: u16, learners: u16) -> DevOptions {

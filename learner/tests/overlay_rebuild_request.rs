@@ -12,18 +12,18 @@ mod cluster_support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bootstorm::admin::client::{AdminClient, Target};
-use bootstorm::conf::{Peer, Role};
 use bootstorm::daemon::ServeOptions;
-use bootstorm::net::tls::{TlsFiles, TlsMaterial};
-use bootstorm::net::ClusterCertFiles;
 use bootstorm::replica::leader::OverlayTaskOptions;
 use bootstorm::replica::ReplicaOptions;
+use client::admin::{AdminClient, Target};
 use cluster_support::{
     counter, free_tcp_port, free_udp_ports, loopback, replica_conf, Daemon, WAIT,
 };
+use conf::{Peer, Role};
 use config::demo::{demo_commands, DemoSpec};
 use config::{JournalCommand, NewEntry, Scope, StateDelta};
+use net::tls::{TlsFiles, TlsMaterial};
+use net::ClusterCertFiles;
 use proto::client::{BootClient, ClientConfig, ClientTls, RetryPolicy, Timeouts};
 use proto::{AdminRequest, AdminResponse, ErrorCode, Hash, StatusReport};
 
@@ -238,7 +238,7 @@ async fn replicas_ask_the_leader_to_rebuild_and_a_storm_of_requests_costs_one_bu
     names.extend(RACKS);
     let certs = cluster_support::certs(&dir.path().join("certs"), &names);
     let ports = free_udp_ports(6);
-    let listen = |i: usize| bootstorm::conf::Listen {
+    let listen = |i: usize| conf::Listen {
         raft: loopback(ports[3 * i]),
         admin: loopback(ports[3 * i + 1]),
         boot: loopback(ports[3 * i + 2]),

@@ -25,7 +25,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn every_rust_file_starts_with_a_module_doc() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
-    for crate_dir in ["config", "overlay", "proto", "learner", "loadtest"] {
+    for crate_dir in ["config", "overlay", "proto", "agent", "learner", "loadtest"] {
         let dir = root.join(crate_dir);
         if dir.is_dir() {
             rust_files(&dir, &mut files);

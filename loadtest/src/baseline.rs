@@ -114,7 +114,7 @@ pub async fn run_script_json(
     // SAFETY: the closure makes one async-signal-safe syscall between fork and exec.
     unsafe {
         command.pre_exec(|| {
-            bootstorm::memory::restore_transparent_huge_pages();
+            memory::restore_transparent_huge_pages();
             Ok(())
         });
     }

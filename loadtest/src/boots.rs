@@ -32,9 +32,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bootstorm::conf::{ClusterFile, ClusterReplica, Role};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
+use conf::{ClusterFile, ClusterReplica, Role};
 use config::demo;
 use hdrhistogram::Histogram;
 use proto::client::{

@@ -19,9 +19,9 @@ pub const MAX_SECONDS_MAX: u64 = 3_600;
 /// Default wall-clock bound of a run.
 pub const MAX_SECONDS_DEFAULT: u64 = 300;
 
+pub use net::quic::ADMIN_BIDI_STREAMS_CONCURRENT_MAX;
 /// The server's limits the plan must fit in (defined by the admin plane, not here).
-pub use bootstorm::admin::limits::ADMIN_CONNECTIONS_CONCURRENT_MAX;
-pub use bootstorm::net::quic::ADMIN_BIDI_STREAMS_CONCURRENT_MAX;
+pub use proto::limits::ADMIN_CONNECTIONS_CONCURRENT_MAX;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bootstorm::admin::{AdminClient, ClientError};
-use bootstorm::conf::ClusterFile;
+use client::{AdminClient, ClientError};
+use conf::ClusterFile;
 use hdrhistogram::Histogram;
 use proto::{AdminRequest, AdminResponse};
 use tokio::time::Instant;

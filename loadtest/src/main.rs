@@ -6,14 +6,13 @@
 
 use clap::Parser as _;
 
-/// mimalloc, not glibc malloc: QUIC serving allocates per packet and frame; see the workspace
-/// Cargo.toml for the measurement.
+/// mimalloc, not glibc malloc: see `memory` for why.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: memory::Allocator = memory::Allocator;
 
 fn main() -> std::process::ExitCode {
     // Before any thread starts; see the module doc for why.
-    bootstorm::memory::disable_transparent_huge_pages();
+    memory::disable_transparent_huge_pages();
     let cli = bootstorm_loadtest::cli::Cli::parse();
     bootstorm_loadtest::main(cli)
 }

@@ -15,11 +15,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use bootstorm::admin::client::Target as AdminTarget;
-use bootstorm::admin::AdminClient;
-use bootstorm::conf::ClusterFile;
 use bytes::Bytes;
 use clap::Args;
+use client::admin::Target as AdminTarget;
+use client::AdminClient;
+use conf::ClusterFile;
 use config::{FileSpec, NewEntry, Scope, Seq, StateDelta};
 use proto::{AdminRequest, AdminResponse};
 use serde::Serialize;

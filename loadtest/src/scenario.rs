@@ -22,10 +22,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use bootstorm::admin::AdminClient;
-use bootstorm::conf::{ClusterReplica, Role};
-use bootstorm::dev::DevCluster;
+use client::AdminClient;
+use conf::{ClusterReplica, Role};
 use config::{demo, Scope};
+use dev::DevCluster;
 use proto::{AdminRequest, AdminResponse};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;

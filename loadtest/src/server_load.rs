@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use bootstorm::conf::Role;
+use conf::Role;
 use serde::{Deserialize, Serialize};
 
 use crate::report::round3;

@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use bootstorm::conf::{ClusterFile, Role};
-use bootstorm::dev::{DevCluster, DevOptions};
+use conf::{ClusterFile, Role};
+use dev::{DevCluster, DevOptions};
 
 use crate::cli::TargetPlan;
 use crate::Interrupt;
@@ -156,7 +156,7 @@ impl Target {
                 let replicas = voters + learners;
                 let base_port = match base_port {
                     Some(port) => *port,
-                    None => bootstorm::dev::free_base_port(replicas).context(
+                    None => dev::free_base_port(replicas).context(
                         "no free port range found for the spawned cluster; pass --base-port",
                     )?,
                 };

@@ -3,13 +3,13 @@
 //! node ids are bounded; and the placement rules (node id reuse, rack-local replica first,
 //! the mixed-mode split) hold.
 
-use bootstorm::conf::Role;
 use bootstorm_loadtest::boots::{
     failover_orders, holds_overlay, node_index, BootMode, BootsBaselinePeer, BootsPlan, Load,
     BOOTS_DEFAULT, CONCURRENCY_DEFAULT, CONCURRENCY_MAX, OPEN_LOOP_IN_FLIGHT_MAX,
 };
 use bootstorm_loadtest::cli::{Cli, Command, TargetPlan, MAX_SECONDS_DEFAULT};
 use clap::Parser as _;
+use conf::Role;
 
 fn plan(args: &[&str]) -> anyhow::Result<BootsPlan> {
     let argv = std::iter::once("bootstorm-loadtest").chain(args.iter().copied());

@@ -2,7 +2,6 @@
 //! boots_per_s, latency_ms.p50, latency_ms.p99, server_cpu_ms_per_boot`), the nginx baseline
 //! mapped onto the same keys with `ratio`, and an empty run reporting null percentiles.
 
-use bootstorm::conf::Role;
 use bootstorm_loadtest::boots::{BootStats, BootsArgs, BootsReport, Measurement};
 use bootstorm_loadtest::cli::{Cli, Command};
 use bootstorm_loadtest::nginx::parse_nginx;
@@ -11,6 +10,7 @@ use bootstorm_loadtest::scenario::{CommitsDuringStorm, ScenarioOutcome};
 use bootstorm_loadtest::server_load::ReplicaReport;
 use bootstorm_loadtest::timeline::Event;
 use clap::Parser as _;
+use conf::Role;
 use std::time::Duration;
 
 fn args(extra: &[&str]) -> BootsArgs {

@@ -193,6 +193,11 @@ pub const ADMIN_RESPONSE_SIZE_MAX_BYTES: usize = 32 * 1024 * 1024;
 /// server. Keeps one answer's build time and memory bounded even for tiny entries.
 pub const LOG_ENTRIES_PER_RESPONSE_MAX: u32 = 1_000;
 
+/// Admin connections served at once per replica. Admins are a handful of people and scripts,
+/// plus learners joining; beyond this a new connection is refused (closed with a reason)
+/// rather than queued, so a misbehaving script cannot exhaust the replica.
+pub const ADMIN_CONNECTIONS_CONCURRENT_MAX: usize = 64;
+
 /// Concurrent bidirectional streams an admin connection may open. Admin tools run one request
 /// at a time; a few more allow a status poll next to a commit.
 pub const ADMIN_STREAMS_CONCURRENT_MAX: u32 = 8;

@@ -34,7 +34,7 @@ use super::limits::{
     PROPOSALS_IN_FLIGHT_MAX, PROPOSAL_COMMANDS_MAX, PROPOSAL_COMMANDS_SIZE_MAX_BYTES,
     PROPOSAL_QUEUE_CAPACITY,
 };
-use crate::raft::{CommandResult, Proposal, ReplicaNode, TypeConfig};
+use raftstore::{CommandResult, Proposal, ReplicaNode, TypeConfig};
 
 /// Why a write got no result of its own.
 #[derive(Clone, Debug)]

@@ -17,10 +17,10 @@ use anyhow::{bail, Context};
 use proto::{AdminRequest, AdminResponse, ErrorCode};
 use tokio_util::sync::CancellationToken;
 
-use super::client::{AdminClient, ClientError, Target};
 use super::limits::{JOIN_BACKOFF_INITIAL_MS, JOIN_BACKOFF_MAX_MS};
-use crate::conf::ReplicaConf;
-use crate::net::tls::{TlsFiles, TlsMaterial};
+use client::admin::{AdminClient, ClientError, Target};
+use conf::ReplicaConf;
+use net::tls::{TlsFiles, TlsMaterial};
 
 /// Asks the peers' admin planes (`conf.peers`, using this replica's own certificate) to add
 /// this replica as a learner; follows `NotLeader`; retries with backoff until added (or already

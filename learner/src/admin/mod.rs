@@ -16,15 +16,13 @@
 //! - Status and Log are answered from the local state machine and never enter Raft.
 
 pub mod batch;
-pub mod client;
-pub mod commands;
 pub mod join;
 pub mod limits;
 pub mod rebuild;
 pub mod server;
 
-use crate::conf::{self, ReplicaConf};
-use crate::raft::{ReplicaReader, TypeConfig};
+use conf::{self, ReplicaConf};
+use raftstore::{ReplicaReader, TypeConfig};
 
 pub use client::{AdminClient, ClientError};
 pub use join::join_as_learner;

@@ -19,11 +19,11 @@ use config::{Seq, VClusterId};
 use openraft::Raft;
 use proto::{AdminRequest, AdminResponse};
 
-use super::client::{AdminClient, ClientError, Target};
 use crate::boot::{BoxFuture, OverlayRebuilder};
-use crate::net::tls::TlsMaterial;
-use crate::raft::TypeConfig;
 use crate::replica::leader::OverlayNudger;
+use client::admin::{AdminClient, ClientError, Target};
+use net::tls::TlsMaterial;
+use raftstore::TypeConfig;
 
 /// Longest one `RebuildOverlay` request to the leader may take (handshake included). The
 /// request is a few bytes and answered before any build; on a rack-to-core link that is a
@@ -31,7 +31,7 @@ use crate::replica::leader::OverlayNudger;
 /// default wait, so the request never outlives the boot that made it.
 pub const REBUILD_REQUEST_TIMEOUT_MS: u64 = 500;
 const _: () =
-    assert!(REBUILD_REQUEST_TIMEOUT_MS < crate::boot::limits::BOOT_REBUILD_WAIT_MAX_MS_DEFAULT);
+    assert!(REBUILD_REQUEST_TIMEOUT_MS < conf::boot_limits::BOOT_REBUILD_WAIT_MAX_MS_DEFAULT);
 
 /// Asks the leader for rebuilds on behalf of this replica's boot plane.
 #[derive(Clone)]

@@ -47,9 +47,9 @@ use super::limits::{
     STATUS_RAFT_QUERY_TIMEOUT_MS,
 };
 use super::AdminContext;
-use crate::net::{certs::Role as CertRole, peer_identity, PeerIdentity};
-use crate::raft::ReplicaNode;
-use crate::rpc;
+use net::rpc;
+use net::{certs::Role as CertRole, peer_identity, PeerIdentity};
+use raftstore::ReplicaNode;
 
 /// Application close code sent when the server refuses or ends a connection.
 const CLOSE_REFUSED: u32 = 1;
@@ -701,7 +701,7 @@ struct LocalView {
 /// Reads the local state under one read lock, so index, seq, digest and overlays agree.
 /// Reuses `cached` when it was computed at the same applied index.
 fn local_view(
-    reader: &crate::raft::ReplicaReader,
+    reader: &raftstore::ReplicaReader,
     cached: Option<(Option<u64>, String)>,
 ) -> LocalView {
     let state = reader.read();
@@ -755,7 +755,7 @@ fn encoded_len_bytes<T: serde::Serialize>(value: &T) -> usize {
 /// maximum) entries with seq >= `since`, stopping early before the answer would exceed the
 /// response size limit.
 fn log_page(
-    reader: &crate::raft::ReplicaReader,
+    reader: &raftstore::ReplicaReader,
     scope: Option<config::Scope>,
     since: u64,
     limit: u32,

@@ -34,8 +34,8 @@ use rustls_pki_types::PrivateKeyDer;
 use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
-use super::limits::BOOT_CHECK_RECV_BUFFER_BYTES;
 use super::{BootContext, Stat};
+use conf::boot_limits::BOOT_CHECK_RECV_BUFFER_BYTES;
 
 /// Signature schemes a check answer may be signed with: exactly those the agent accepts
 /// (`proto::client::CHECK_SIGNATURE_SCHEMES`, TLS 1.3 schemes, ECDSA first, whose signatures
@@ -326,11 +326,11 @@ pub async fn serve_check(
 mod tests {
     use super::*;
     use crate::boot::{BaseSource, BootLimits, CachedOverlay};
-    use crate::net::certs::{ClusterCa, IssuedCert, Role};
-    use crate::raft::{ReplicaReader, ReplicaState};
     use config::demo::{demo_state, node_name, vcluster_of, DemoSpec};
     use config::{JournalCommand, JournalState, NewEntry, Scope, StateDelta};
+    use net::certs::{ClusterCa, IssuedCert, Role};
     use proto::limits::CHECK_NONCE_SIZE_BYTES;
+    use raftstore::{ReplicaReader, ReplicaState};
     use rustls_pki_types::CertificateDer;
 
     const NODES: u32 = 8;

@@ -2,14 +2,13 @@
 //! (their node delta) from any replica, over QUIC, one request per bidirectional stream.
 //!
 //! Code map:
-//! - [`limits`]: admission and timeout limits ([`BootLimits`]) and their defaults;
+//! - `conf::boot_limits`: admission and timeout limits ([`BootLimits`]) and their defaults;
 //! - `server`: the accept loop ([`serve`]), connection admission and per-stream I/O;
 //! - `answer`: a request → an answer from local state (min_seq wait, node → vCluster, stored
 //!   overlay / leader rebuild / local build, `NotModified`, transfer permits);
 //! - `check`: the boot check plane ([`serve_check`]): one signed UDP datagram answers "is the
 //!   overlay I hold still current?" so a reboot with an unchanged overlay skips the QUIC/TLS
 //!   handshake; anything else sends the agent to the QUIC path above;
-//! - [`fetch_cmd`]: `bootstorm fetch`, the agent CLI on top of `proto::client`.
 //!
 //! Invariants:
 //! - **boot reads never enter Raft**: answers come from the local state machine
@@ -22,9 +21,6 @@
 //!   the limits the answer is a refused connection or `Overloaded`);
 //! - a connection whose client certificate names node N never gets another node's delta;
 //! - overlay payloads go to the socket as the stored/cached `Bytes`, never copied.
-
-pub mod fetch_cmd;
-pub mod limits;
 
 mod answer;
 mod check;
@@ -41,10 +37,10 @@ use overlay::{OverlayCache, Weigh};
 use proto::ErrorCode;
 use tokio::sync::Semaphore;
 
-use crate::raft::ReplicaReader;
+use raftstore::ReplicaReader;
 
 pub use check::{answer_check, serve_check, CheckAnswer, CheckSigner, CheckSignerError};
-pub use limits::{BootLimits, InvalidBootLimit};
+pub use conf::boot_limits::{BootLimits, InvalidBootLimit};
 pub use server::serve;
 
 /// A boxed, sendable future (the rebuilder trait stays object-safe without `async-trait`).
@@ -308,7 +304,7 @@ impl BootContext {
 
 #[cfg(test)]
 mod tests {
-    use crate::net::TransportLimits;
+    use net::TransportLimits;
     use proto::client::ClientTransport;
 
     /// The agent's transport (in `proto`, which cannot depend on the daemon) must not drift
@@ -335,7 +331,7 @@ mod tests {
         assert!(!boot.mtu_discovery);
         assert_eq!(
             agent.socket_buffer_bytes,
-            crate::net::SocketConfig::default().recv_buffer_bytes
+            net::SocketConfig::default().recv_buffer_bytes
         );
     }
 }

@@ -28,11 +28,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::answer::{answer, Answer};
-use super::limits::BOOT_SHUTDOWN_DRAIN_MS;
 use super::{BootContext, Stat};
-use crate::net::certs::Role;
-use crate::net::peer_identity;
-use crate::rpc::{self, RpcError};
+use conf::boot_limits::BOOT_SHUTDOWN_DRAIN_MS;
+use net::certs::Role;
+use net::peer_identity;
+use net::rpc::{self, RpcError};
 
 /// QUIC application close codes of the boot plane (what an agent sees in its connection error).
 pub mod close_code {

@@ -42,9 +42,9 @@ use super::limits::{
     RAFT_CONNECT_TIMEOUT_MS, RAFT_UNREACHABLE_BACKOFF_INITIAL_MS, RAFT_UNREACHABLE_BACKOFF_MAX_MS,
 };
 use crate::metrics::ReplicaMetrics;
-use crate::net::{quic, Plane};
-use crate::raft::{RaftNodeId, ReplicaNode, TypeConfig};
-use crate::rpc::{self, RpcError};
+use net::rpc::{self, RpcError};
+use net::{quic, Plane};
+use raftstore::{RaftNodeId, ReplicaNode, TypeConfig};
 
 /// Why a raft RPC to a peer failed; wrapped into openraft's `Unreachable` / `NetworkError`.
 #[derive(Debug, thiserror::Error)]

@@ -33,9 +33,9 @@ use super::limits::{
     RAFT_REQUEST_READ_TIMEOUT_MS, RAFT_RESPONSE_WRITE_TIMEOUT_MS, RAFT_SHUTDOWN_DRAIN_TIMEOUT_MS,
 };
 use crate::metrics::ReplicaMetrics;
-use crate::net::peer_identity;
-use crate::raft::{RaftNodeId, TypeConfig};
-use crate::rpc::{read_frame, write_frame};
+use net::peer_identity;
+use net::rpc::{read_frame, write_frame};
+use raftstore::{RaftNodeId, TypeConfig};
 
 /// What every connection and stream task of the server needs.
 struct Ctx {

@@ -44,7 +44,7 @@ use openraft::{Raft, ServerState};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ReplicaMetrics;
-use crate::raft::{ReplicaReader, TypeConfig};
+use raftstore::{ReplicaReader, TypeConfig};
 
 /// Author of the commands the leader proposes on its own.
 pub const SYSTEM_AUTHOR: &str = "bootstorm";
@@ -65,7 +65,7 @@ pub const OVERLAY_REBUILD_INTERVAL_MIN_MS: u64 = 1_000;
 pub const OVERLAY_REQUESTED_REBUILD_INTERVAL_MIN_MS: u64 = 100;
 const _: () = assert!(
     OVERLAY_REQUESTED_REBUILD_INTERVAL_MIN_MS * 4
-        <= crate::boot::limits::BOOT_REBUILD_WAIT_MAX_MS_DEFAULT
+        <= conf::boot_limits::BOOT_REBUILD_WAIT_MAX_MS_DEFAULT
 );
 const _: () = assert!(OVERLAY_REQUESTED_REBUILD_INTERVAL_MIN_MS <= OVERLAY_REBUILD_INTERVAL_MIN_MS);
 

@@ -40,11 +40,11 @@ use openraft::{Raft, SnapshotPolicy};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::conf::{ReplicaConf, Role};
 use crate::metrics::{self, ReplicaMetrics};
-use crate::net::{quic, tls, Plane, ServerLimits, SocketConfig, TlsFiles, TlsMaterial};
-use crate::raft::{self, LogStore, RaftNodeId, ReplicaNode, ReplicaReader, TypeConfig};
 use crate::raftnet::{self, limits::RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS, RaftNet};
+use conf::{ReplicaConf, Role};
+use net::{quic, tls, Plane, ServerLimits, SocketConfig, TlsFiles, TlsMaterial};
+use raftstore::{LogStore, RaftNodeId, ReplicaNode, ReplicaReader, TypeConfig};
 
 /// Longest `shutdown` waits for the raft plane and the leader tasks to stop before it aborts
 /// them (the raft server drains connections for `RAFT_SHUTDOWN_DRAIN_TIMEOUT_MS` itself).
@@ -58,19 +58,19 @@ pub enum ReplicaError {
     #[error("loading the TLS files of replica {name}: {source}")]
     Tls {
         name: String,
-        source: Box<crate::net::TlsError>,
+        source: Box<net::TlsError>,
     },
     #[error("opening the raft storage in {}: {source}", data_dir.display())]
     Storage {
         data_dir: std::path::PathBuf,
-        source: Box<raft::StoreError>,
+        source: Box<raftstore::StoreError>,
     },
     #[error("the raft storage task failed: {0}")]
     StorageTask(#[from] tokio::task::JoinError),
     #[error("setting up the raft plane on {addr}: {source}")]
     Quic {
         addr: SocketAddr,
-        source: Box<crate::net::QuicError>,
+        source: Box<net::QuicError>,
     },
     #[error("the raft settings are inconsistent: {0}; fix [raft] in the config")]
     RaftConfig(String),
@@ -163,7 +163,7 @@ pub struct Replica {
     /// reuse them).
     pub tls: TlsMaterial,
     /// What opening the storage found and repaired.
-    pub recovery: raft::Recovery,
+    pub recovery: raftstore::Recovery,
     /// A handle on the raft log, for fsync statistics.
     pub log: LogStore,
     pub metrics: Arc<ReplicaMetrics>,
@@ -208,7 +208,7 @@ impl Replica {
         })?;
         let data_dir = conf.data_dir.clone();
         let storage =
-            tokio::task::spawn_blocking(move || raft::open(&data_dir, Default::default()))
+            tokio::task::spawn_blocking(move || raftstore::open(&data_dir, Default::default()))
                 .await?
                 .map_err(|source| ReplicaError::Storage {
                     data_dir: conf.data_dir.clone(),

@@ -1,5 +1,5 @@
 //! Test support for the admin plane tests: real replicas minus the raft transport. Each test
-//! node is a real openraft `Raft` over the real durable storage (`raft::open`) with the real
+//! node is a real openraft `Raft` over the real durable storage (`raftstore::open`) with the real
 //! admin server (`admin::serve`) on a loopback QUIC endpoint with generated certificates.
 //! Raft RPCs between test nodes go through an in-process router (a direct call into the
 //! target's `Raft`); a node not registered with the router is unreachable, so a single voter
@@ -16,12 +16,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bootstorm::admin::{self, AdminContext};
-use bootstorm::conf::{self, ClusterFile, Listen, Peer, RaftTuning, ReplicaConf, Tls};
-use bootstorm::net::certs::{self, Role as CertRole};
-use bootstorm::net::quic::{self, ServerLimits};
-use bootstorm::net::tls::{self, Identity, TlsFiles, TlsMaterial};
-use bootstorm::net::Plane;
-use bootstorm::raft::{self, ReplicaNode, StorageOptions, TypeConfig};
+use conf::{ClusterFile, Listen, Peer, RaftTuning, ReplicaConf, Tls};
+use net::certs::{self, Role as CertRole};
+use net::quic::{self, ServerLimits};
+use net::tls::{self, Identity, TlsFiles, TlsMaterial};
+use net::Plane;
 use openraft::error::{InstallSnapshotError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -29,6 +28,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::{Raft, ServerState};
+use raftstore::{ReplicaNode, StorageOptions, TypeConfig};
 use rustls::RootCertStore;
 use tokio_util::sync::CancellationToken;
 
@@ -133,7 +133,7 @@ pub struct TestNode {
     pub id: u64,
     pub name: String,
     pub raft: Raft<TypeConfig>,
-    pub reader: raft::ReplicaReader,
+    pub reader: raftstore::ReplicaReader,
     pub admin_addr: SocketAddr,
     pub conf: ReplicaConf,
     pub shutdown: CancellationToken,
@@ -216,7 +216,7 @@ impl TestCluster {
     pub async fn start_node(&mut self, id: u64, role: conf::Role) -> TestNode {
         let name = format!("replica-{id}");
         let data_dir = self.dir.path().join(&name);
-        let storage = raft::open(&data_dir, StorageOptions::default()).expect("open storage");
+        let storage = raftstore::open(&data_dir, StorageOptions::default()).expect("open storage");
         let config = openraft::Config {
             cluster_name: "bootstorm-test".into(),
             heartbeat_interval: 50,

@@ -12,16 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bootstorm::boot::{self, BootContext, BootLimits, OverlayRebuilder};
-use bootstorm::net::certs::{self, CertKeyPaths, Role};
-use bootstorm::net::quic::{self, ServerLimits};
-use bootstorm::net::tls::{self, TlsFiles, TlsMaterial};
-use bootstorm::net::Plane;
-use bootstorm::raft::{self, StateMachineStore, StorageOptions};
 use config::demo::{demo_commands, DemoSpec};
 use config::{JournalCommand, JournalState};
+use net::certs::{self, CertKeyPaths, Role};
+use net::quic::{self, ServerLimits};
+use net::tls::{self, TlsFiles, TlsMaterial};
+use net::Plane;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use proto::client::{BootClient, ClientConfig, ClientTls, Replica, RetryPolicy, Timeouts};
 use proto::{BootRequest, BootResponse, Frame};
+use raftstore::{StateMachineStore, StorageOptions};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +43,7 @@ pub struct Journal {
 impl Journal {
     /// Applies `commands` as committed raft entries, in order.
     pub fn apply(&self, commands: Vec<JournalCommand>) {
-        let entries: Vec<Entry<raft::TypeConfig>> = commands
+        let entries: Vec<Entry<raftstore::TypeConfig>> = commands
             .into_iter()
             .map(|command| Entry {
                 log_id: LogId::new(
@@ -123,8 +123,8 @@ impl Harness {
         for node in CERT_NODES {
             certs::issue_node_cert(&certs_dir, node).expect("node cert");
         }
-        let storage =
-            raft::open(&dir.path().join("data"), StorageOptions::default()).expect("raft storage");
+        let storage = raftstore::open(&dir.path().join("data"), StorageOptions::default())
+            .expect("raft storage");
         let journal = Arc::new(Journal {
             sm: storage.state_machine,
             next_index: AtomicU64::new(1),
@@ -250,7 +250,7 @@ impl Harness {
 
     /// One request on a new stream of `conn`, the whole answer.
     pub async fn exchange(conn: &quinn::Connection, request: &BootRequest) -> Frame<BootResponse> {
-        bootstorm::rpc::call::<BootResponse>(conn, request.encode().unwrap(), WAIT)
+        net::rpc::call::<BootResponse>(conn, request.encode().unwrap(), WAIT)
             .await
             .expect("an answer")
     }

@@ -8,13 +8,13 @@ use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bootstorm::conf::{Listen, Peer, RaftTuning, ReplicaConf, Role, Tls};
-use bootstorm::net::ClusterCertFiles;
-use bootstorm::raft::{ReplicaNode, TypeConfig};
 use bootstorm::replica::{Replica, ReplicaOptions};
+use conf::{Listen, Peer, RaftTuning, ReplicaConf, Role, Tls};
 use config::demo::{self, DemoSpec};
 use config::{JournalCommand, JournalState, NewEntry, Scope, StateDelta};
+use net::ClusterCertFiles;
 use openraft::{Raft, ServerState};
+use raftstore::{ReplicaNode, TypeConfig};
 use tokio_util::sync::CancellationToken;
 
 /// Bound on every wait in these tests.
@@ -22,7 +22,7 @@ pub const WAIT: Duration = Duration::from_secs(20);
 
 /// Certificates for `names` (replicas) and one admin, in `dir`.
 pub fn certs(dir: &Path, names: &[&str]) -> ClusterCertFiles {
-    bootstorm::net::generate_cluster_certs(dir, names, &["admin"]).expect("generate certs")
+    net::generate_cluster_certs(dir, names, &["admin"]).expect("generate certs")
 }
 
 /// `n` distinct free UDP ports on 127.0.0.1 (held together while picked, then released; a
@@ -329,8 +329,8 @@ impl Daemon {
     }
 
     /// Its admin plane, as an admin client addresses it.
-    pub fn admin_target(&self) -> bootstorm::admin::client::Target {
-        bootstorm::admin::client::Target {
+    pub fn admin_target(&self) -> client::admin::Target {
+        client::admin::Target {
             name: self.ready.name.clone(),
             addr: self.ready.admin,
             role_hint: None,
@@ -388,32 +388,21 @@ pub fn single_voter_conf(
 }
 
 /// An admin client with the certificate of admin `admin` of `certs`.
-pub fn admin_client(
-    certs: &ClusterCertFiles,
-    admin: &str,
-) -> bootstorm::admin::client::AdminClient {
+pub fn admin_client(certs: &ClusterCertFiles, admin: &str) -> client::admin::AdminClient {
     let pair = &certs.admins[admin];
-    let material = bootstorm::net::tls::TlsMaterial::load(&bootstorm::net::tls::TlsFiles {
+    let material = net::tls::TlsMaterial::load(&net::tls::TlsFiles {
         ca_cert: certs.ca_cert.clone(),
         cert: pair.cert.clone(),
         key: pair.key.clone(),
     })
     .expect("admin identity");
-    bootstorm::admin::client::AdminClient::new(
-        &material.roots,
-        Some(&material.identity),
-        Vec::new(),
-    )
-    .expect("admin client")
+    client::admin::AdminClient::new(&material.roots, Some(&material.identity), Vec::new())
+        .expect("admin client")
 }
 
 /// Waits (≤ `WAIT`) for `daemon`, a single voter, to lead, then commits the demo journal for
 /// `nodes` nodes through its admin plane; returns the last seq.
-pub async fn seed_demo(
-    daemon: &Daemon,
-    admin: &bootstorm::admin::client::AdminClient,
-    nodes: u32,
-) -> u64 {
+pub async fn seed_demo(daemon: &Daemon, admin: &client::admin::AdminClient, nodes: u32) -> u64 {
     use proto::{AdminRequest, AdminResponse};
     let target = daemon.admin_target();
     let deadline = Instant::now() + WAIT;

@@ -1,0 +1,35 @@
+//! bootstorm-net: the network endpoint layer every bootstorm process shares — identities and
+//! roles, PEM loading, the rustls configs of the three QUIC planes (boot, raft, admin, each on
+//! its own port and ALPN), tuned quinn endpoints, one framed request/response per QUIC stream
+//! (`rpc`), and certificate generation for a cluster CA (`certs`).
+//!
+//! Must never: handle a protocol message beyond its frame (accept loops, permits and handlers
+//! live in the daemon), link consensus code, or use a crypto provider other than `ring`.
+//!
+//! Layers, bottom up: `identity` (roles, planes, file names) → `error` → `material` (PEM files,
+//! peer identity) → `tls`, `certs`, `quic` → `rpc`. Nothing points up.
+//!
+//! Invariants:
+//! - a plane's TLS config always advertises exactly that plane's ALPN, so a client dialling the
+//!   wrong port fails the handshake instead of exchanging frames another plane would misread;
+//! - only `ring` provides crypto (no aws-lc-rs in the build);
+//! - every transport knob is a named constant or a documented field of [`quic::TransportLimits`].
+
+pub mod certs;
+pub mod error;
+pub mod identity;
+pub mod material;
+pub mod quic;
+pub mod rpc;
+pub mod tls;
+
+pub use certs::{
+    ensure_cluster_certs, generate_cluster_certs, issue_node_cert, ClusterCa, ClusterCertFiles,
+};
+pub use error::TlsError;
+pub use identity::{CertKeyPaths, Plane, Role};
+pub use material::{peer_identity, Identity, PeerIdentity, TlsFiles, TlsMaterial};
+pub use quic::{QuicError, ServerLimits, SocketConfig, TransportLimits};
+
+// ALPN ids of the planes: one definition, in the wire protocol crate.
+pub use proto::alpn::{ALPN_ADMIN, ALPN_BOOT, ALPN_RAFT};
