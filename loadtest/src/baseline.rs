@@ -1,11 +1,16 @@
-//! Same-run peer baselines: finds the project's shared bench scripts (`$BOOTSTORM_SHARED`, else
-//! `<workspace>/../shared`), runs `bench/etcd-baseline --clients N --count M` on a free port
-//! range, and maps its JSON keys onto ours (`puts_*` → `commits_*`, `pNN_ms` → `latency_ms`).
+//! Same-run peer baselines. The shared part: [`after_ours`], the one runner both workloads
+//! use (the peer runs after ours, a failing or interrupted peer is reported, never fatal), and
+//! the plumbing of the peers' scripts — finding the project's shared bench scripts
+//! (`$BOOTSTORM_SHARED`, else `<workspace>/../shared`), a free port range, running a script
+//! to its last JSON line. The etcd peer of `commits` lives here too: it runs
+//! `bench/etcd-baseline --clients N --count M` and maps its JSON keys onto ours (`puts_*` →
+//! `commits_*`, `pNN_ms` → `latency_ms`); the nginx peer of `boots` is `nginx`.
 //!
 //! Invariants: the peer runs after our workload and after our cluster stopped, never at the
-//! same time (they would share the CPU); the script is bounded by its own `--time` and by
-//! `BASELINE_TIMEOUT_S` here, after which it is ended by PID; it starts etcd on 127.0.0.1 only.
+//! same time (they would share the CPU); a script is bounded by its own `--time` and by
+//! `BASELINE_TIMEOUT_S` here, after which it is ended by PID; peers listen on 127.0.0.1 only.
 
+use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,17 +18,55 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::report::{round3, Baseline, LatencyMs};
+use crate::figures::{round3, LatencyMs, StoppedBy};
+use crate::interrupt::Interrupt;
+use crate::limits::{BASELINE_STOP_GRACE_S, BASELINE_TIMEOUT_S};
+use crate::report::Baseline;
+use crate::rounds::{RoundOutcome, WorkloadReport};
 
 /// Environment variable naming the shared directory (holding `bench/`).
 pub const SHARED_DIR_ENV: &str = "BOOTSTORM_SHARED";
 /// The etcd baseline script, relative to the shared directory.
 pub const ETCD_SCRIPT: &str = "bench/etcd-baseline";
-/// Longest the etcd baseline may take: package install on first use, cluster start, a
-/// warm-up, the load (bounded at 120 s by the script) and the stop.
-pub const BASELINE_TIMEOUT_S: u64 = 420;
-/// How long the script gets after SIGTERM to stop its etcd members before it is killed.
-pub const BASELINE_STOP_GRACE_S: u64 = 15;
+
+/// Ends a round: runs the peer `(name, run)` when one was asked for and ours was not
+/// interrupted, and attaches its numbers to `report`. A failing peer is printed and flagged
+/// in the outcome (the exit code says so), never an error: our numbers are still reported.
+pub async fn after_ours<R, F>(
+    report: R,
+    peer: Option<(&str, F)>,
+    interrupt: &Interrupt,
+) -> RoundOutcome<R>
+where
+    R: WorkloadReport,
+    F: Future<Output = Result<R::Peer>>,
+{
+    let interrupted = report.stopped_by() == StoppedBy::Interrupted;
+    let mut outcome = RoundOutcome {
+        report,
+        interrupted,
+        baseline_failed: false,
+    };
+    let Some((name, run)) = peer else {
+        return outcome;
+    };
+    if interrupted {
+        eprintln!("interrupted: the baseline is not run");
+        return outcome;
+    }
+    let numbers = tokio::select! {
+        numbers = run => numbers,
+        _ = interrupt.wait() => Err(anyhow::anyhow!("interrupted during the {name} baseline")),
+    };
+    match numbers {
+        Ok(numbers) => outcome.report = outcome.report.with_peer(numbers),
+        Err(error) => {
+            eprintln!("error: the {name} baseline failed: {error:#}");
+            outcome.baseline_failed = true;
+        }
+    }
+    outcome
+}
 
 /// Where the shared directory could be: `$BOOTSTORM_SHARED`, then `<workspace>/../shared` for
 /// the workspace this binary was built in, then for the one it runs from
@@ -45,43 +88,51 @@ pub fn shared_dir_candidates() -> Vec<PathBuf> {
     candidates
 }
 
-/// The etcd baseline script, or an error naming every place looked at.
-pub fn locate_etcd_script() -> Result<PathBuf> {
+/// The peer script `script` (relative to the shared directory) for `--baseline PEER`, or an
+/// error naming every place looked at.
+pub fn locate_script(script: &str, peer: &str) -> Result<PathBuf> {
     let candidates = shared_dir_candidates();
     for dir in &candidates {
-        let script = dir.join(ETCD_SCRIPT);
-        if script.is_file() {
-            return Ok(script);
+        let path = dir.join(script);
+        if path.is_file() {
+            return Ok(path);
         }
     }
     let looked: Vec<String> = candidates
         .iter()
-        .map(|d| format!("  {}", d.join(ETCD_SCRIPT).display()))
+        .map(|d| format!("  {}", d.join(script).display()))
         .collect();
     bail!(
-        "--baseline etcd: the script {ETCD_SCRIPT} was not found; looked at:\n{}\nset {SHARED_DIR_ENV}=DIR to the shared directory holding bench/",
+        "--baseline {peer}: the script {script} was not found; looked at:\n{}\nset {SHARED_DIR_ENV}=DIR to the shared directory holding bench/",
         looked.join("\n")
     )
 }
 
-/// A port base for the script where its client ports (base+1..3) and peer ports
-/// (base+11..13) are free now; its default (23790) first.
-pub fn free_etcd_port_base() -> Result<u16> {
+/// A port base where every `base + offset` is free now: the script's `default` first, then
+/// 200 bases `first + k * stride` spread by this process's id (two runs at once rarely pick
+/// the same range).
+pub fn free_port_base(default: u16, first: u16, stride: u16, offsets: &[u16]) -> Option<u16> {
     let free = |base: u16| {
-        [1u16, 2, 3, 11, 12, 13]
+        offsets
             .iter()
             .all(|offset| TcpListener::bind((Ipv4Addr::LOCALHOST, base + offset)).is_ok())
     };
     let seed = std::process::id() as u16;
-    std::iter::once(23_790u16)
-        .chain((0..200u16).map(|i| 40_000 + (seed.wrapping_add(i * 37) % 200) * 100))
+    std::iter::once(default)
+        .chain((0..200u16).map(|i| first + (seed.wrapping_add(i * 37) % 200) * stride))
         .find(|base| free(*base))
+}
+
+/// A port base for the etcd script where its client ports (base+1..3) and peer ports
+/// (base+11..13) are free now; its default (23790) first.
+pub fn free_etcd_port_base() -> Result<u16> {
+    free_port_base(23_790, 40_000, 100, &[1, 2, 3, 11, 12, 13])
         .context("--baseline etcd: no free port range found for the etcd members")
 }
 
 /// Runs the etcd baseline with the same clients and count and returns its numbers.
 pub async fn run_etcd(clients: u32, count: u64) -> Result<Baseline> {
-    let script = locate_etcd_script()?;
+    let script = locate_script(ETCD_SCRIPT, "etcd")?;
     let port_base = free_etcd_port_base()?;
     let args = [
         "--clients".to_owned(),

@@ -46,55 +46,31 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::cli::{
-    OutputArgs, TargetArgs, TargetPlan, MAX_SECONDS_DEFAULT, MAX_SECONDS_MAX,
-    TARGET_NODES_DEFAULT_EXISTING,
+use crate::admin::connect;
+use crate::args::{OutputArgs, TargetArgs, TargetPlan};
+use crate::failures::one_line;
+use crate::figures::{fmt_number, fmt_ratio, latency_histogram, round3, LatencyMs, StoppedBy};
+use crate::interrupt::{run_exit_code, Interrupt};
+use crate::limits::{
+    AGENT_CLOSE_WAIT_MS, DEADLINE_GRACE_MS, LATENCY_MAX_US, LEARNERS_DEFAULT, MAX_SECONDS_DEFAULT,
+    MAX_SECONDS_MAX, NGINX_REQUESTS_MAX, PREFETCH_NODES_MAX, PROGRESS_TICK_MS,
+    SERVER_LOAD_SAMPLE_TICKS, TARGET_NODES_DEFAULT_EXISTING,
 };
-use crate::progress::{Progress, PROGRESS_TICK_MS};
-use crate::report::{
-    fmt_number, fmt_ratio, latency_histogram, round3, ComparisonTable, LatencyMs, StoppedBy,
+pub use crate::limits::{
+    BOOTS_DEFAULT, BOOTS_MAX, CONCURRENCY_DEFAULT, CONCURRENCY_MAX, OPEN_LOOP_IN_FLIGHT_MAX,
+    RATE_MAX_PER_S,
 };
+pub use crate::nginx::BootsBaseline;
+use crate::progress::Progress;
 use crate::rounds::{self, Figure, RoundOutcome, Rounds, RoundsReport};
 use crate::scenario::{
     chaos, commit_loop, CommitsDuringStorm, ScenarioOutcome, ScenarioPlan, ScenarioState,
 };
 use crate::server_load::{serving_cpu_s, ReplicaReport, ServerLoad};
+use crate::table::ComparisonTable;
 use crate::target::{own_cpu_s, Target};
 use crate::timeline::{Event, Timeline, TimelinePoint};
-use crate::{run_exit_code, Interrupt};
 
-/// Simulated nodes booted by default: the storm the product is sized for.
-pub const BOOTS_DEFAULT: u64 = 100_000;
-/// Upper bound on `--boots`.
-pub const BOOTS_MAX: u64 = 10_000_000;
-/// Closed-loop boots in flight by default.
-pub const CONCURRENCY_DEFAULT: u32 = 64;
-/// Learners a spawned storm target has unless `--learners` says otherwise: as `bootstorm dev`,
-/// because learners are what a site boots from.
-pub const LEARNERS_DEFAULT: u16 = 2;
-/// Upper bound on `--concurrency` (and the open loop's in-flight bound): a typo is refused
-/// instead of opening that many QUIC connections at once.
-pub const CONCURRENCY_MAX: u32 = 4_096;
-/// Boots the open loop (`--rate`) keeps in flight at most; a boot due while this many are in
-/// flight starts late, and its latency is counted from when it was due (no coordinated
-/// omission).
-pub const OPEN_LOOP_IN_FLIGHT_MAX: u32 = 1_024;
-/// Upper bound on `--rate`.
-pub const RATE_MAX_PER_S: u32 = 1_000_000;
-/// How long boots in flight when `--max-seconds` ends (or at Ctrl-C) may take before they are
-/// abandoned and counted as `cut-at-deadline`.
-pub const DEADLINE_GRACE_MS: u64 = 10_000;
-/// Cold fetches tried (node-0001, node-0002, …) to learn every demo vCluster's overlay.
-pub const PREFETCH_NODES_MAX: u32 = 16;
-/// Requests the nginx baseline makes at most (it is a comparison, not a second storm).
-pub const NGINX_REQUESTS_MAX: u64 = 20_000;
-/// How long the agents get to send their close frames at the end.
-pub const AGENT_CLOSE_WAIT_MS: u64 = 200;
-/// Progress ticks between two readings of the replicas' CPU and RSS (once a second): a
-/// replica killed mid-run keeps the CPU it used up to its last reading.
-pub const SERVER_LOAD_SAMPLE_TICKS: u64 = 1_000 / PROGRESS_TICK_MS;
-/// Longest failure example kept in the report.
-pub const FAILURE_EXAMPLE_MAX_CHARS: usize = 300;
 /// The vCluster whose overlay the nginx baseline serves (the larger demo overlay).
 pub const BASELINE_VCLUSTER: &str = "gpu";
 
@@ -427,7 +403,7 @@ impl BootStats {
         match result {
             Ok(outcome) => {
                 self.ok += 1;
-                let us = (latency.as_micros() as u64).clamp(1, crate::report::LATENCY_MAX_US);
+                let us = (latency.as_micros() as u64).clamp(1, LATENCY_MAX_US);
                 self.latency_us.saturating_record(us);
                 if outcome.base.payload_bytes() == 0 {
                     self.not_modified += 1;
@@ -481,44 +457,6 @@ impl BootStats {
             .entry(kind.to_owned())
             .or_insert_with(|| one_line(example));
     }
-}
-
-/// Collapses a multi-line message to one line of at most `FAILURE_EXAMPLE_MAX_CHARS`.
-fn one_line(message: &str) -> String {
-    let joined = message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" | ");
-    if joined.chars().count() > FAILURE_EXAMPLE_MAX_CHARS {
-        let cut: String = joined.chars().take(FAILURE_EXAMPLE_MAX_CHARS).collect();
-        format!("{cut}…")
-    } else {
-        joined
-    }
-}
-
-/// The same-run numbers of the nginx baseline, mapped onto our key names.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BootsBaseline {
-    pub peer: String,
-    pub concurrency: u32,
-    /// Requests asked for.
-    pub requests: u64,
-    /// Size of the file served (the gpu overlay's compressed bytes).
-    pub file_bytes: u64,
-    pub boots_ok: u64,
-    pub boots_failed: u64,
-    pub boots_per_s: f64,
-    /// p50, p99 and max as the peer reports them (whole ms); p90 and p99.9 are null.
-    pub latency_ms: LatencyMs,
-    /// nginx worker CPU per successful request.
-    pub server_cpu_ms_per_boot: Option<f64>,
-    pub client_cpu_s: Option<f64>,
-    pub wall_s: Option<f64>,
-    /// The script's own JSON object, unchanged.
-    pub raw: serde_json::Value,
 }
 
 /// Ours divided by the peer's: above 1 is better for `boots_per_s`, below 1 for CPU and
@@ -1306,7 +1244,7 @@ async fn measure(
     )?;
     let admin = if plan.scenarios.needs_admin() {
         Some(
-            crate::commits::connect(&cluster_file)
+            connect(&cluster_file)
                 .await
                 .context("connecting to the admin plane for the scenarios")?,
         )

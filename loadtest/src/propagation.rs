@@ -24,15 +24,11 @@ use config::{FileSpec, NewEntry, Scope, Seq, StateDelta};
 use proto::{AdminRequest, AdminResponse};
 use serde::Serialize;
 
-use crate::cli::{OutputArgs, TargetArgs, COUNT_MAX, MAX_SECONDS_MAX};
-use crate::report::{latency_histogram, round3, LatencyMs};
+use crate::args::{OutputArgs, TargetArgs};
+use crate::figures::{latency_histogram, round3, LatencyMs};
+use crate::interrupt::{run_exit_code, Interrupt};
+use crate::limits::{COUNT_MAX, MAX_SECONDS_MAX, POLL_INTERVAL_MS, PROPAGATION_WAIT_MAX_MS};
 use crate::target::Target;
-use crate::Interrupt;
-
-/// How often each replica's status is polled while waiting for the overlay.
-pub const POLL_INTERVAL_MS: u64 = 2;
-/// Longest wait for one commit's overlay to reach every replica before it counts as failed.
-pub const PROPAGATION_WAIT_MAX_MS: u64 = 10_000;
 
 #[derive(Debug, Clone, Args)]
 pub struct PropagationArgs {
@@ -158,11 +154,7 @@ pub async fn main(args: &PropagationArgs, interrupt: &Interrupt) -> Result<ExitC
         write_json(path, &report)?;
     }
     // No baseline here; an interrupted run exits 130 like the other workloads.
-    Ok(crate::run_exit_code(
-        interrupt.is_set(),
-        false,
-        report.failed,
-    ))
+    Ok(run_exit_code(interrupt.is_set(), false, report.failed))
 }
 
 fn write_json(path: &PathBuf, report: &PropagationReport) -> Result<()> {

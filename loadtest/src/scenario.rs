@@ -30,30 +30,16 @@ use proto::{AdminRequest, AdminResponse};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::cli::TargetPlan;
-use crate::report::round3;
+use crate::admin::failure_kind;
+use crate::args::TargetPlan;
+use crate::figures::round3;
+use crate::limits::{
+    CATCH_UP_POLL_MS, CATCH_UP_TIMEOUT_MS, COMMIT_EVERY_MS_MAX, COMMIT_EVERY_MS_MIN,
+    COMMIT_TIMEOUT_MS, COMMIT_VCLUSTER_EVERY, EVENTS_MAX, FAILURE_EXAMPLE_MAX_CHARS,
+};
 use crate::server_load::ServerLoad;
-use crate::timeline::{Event, EVENTS_MAX};
+use crate::timeline::Event;
 use crate::workload::CommitWorkload;
-
-/// Smallest `--commit-every-ms`: commits are one at a time, so faster than a commit's own
-/// latency only queues them.
-pub const COMMIT_EVERY_MS_MIN: u64 = 20;
-/// Largest `--commit-every-ms`.
-pub const COMMIT_EVERY_MS_MAX: u64 = 60_000;
-/// Longest one commit may take before it counts as failed (`commit-timeout`; its outcome is
-/// unknown, so it raises no boot's `min_seq`).
-pub const COMMIT_TIMEOUT_MS: u64 = 5_000;
-/// Every K-th storm commit is vCluster-scoped (the leader rebuilds that overlay); the others
-/// are node-scoped.
-pub const COMMIT_VCLUSTER_EVERY: u32 = 4;
-/// How long an added learner may take to catch up (journal and overlays) before the scenario
-/// gives up on it.
-pub const CATCH_UP_TIMEOUT_MS: u64 = 30_000;
-/// How often the catch-up is polled through the admin status.
-pub const CATCH_UP_POLL_MS: u64 = 100;
-/// Commit failure examples kept (one per kind) at most this long.
-const EXAMPLE_MAX_CHARS: usize = 300;
 
 /// The scenario flags, validated.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -302,7 +288,7 @@ impl ScenarioState {
             .commit_failures_by_kind
             .entry(kind.clone())
             .or_default() += 1;
-        let example: String = example.chars().take(EXAMPLE_MAX_CHARS).collect();
+        let example: String = example.chars().take(FAILURE_EXAMPLE_MAX_CHARS).collect();
         commits
             .commit_failure_examples
             .entry(kind)
@@ -350,7 +336,7 @@ pub async fn commit_loop(
                 format!("no answer within {COMMIT_TIMEOUT_MS} ms (outcome unknown)"),
             ),
             Ok(result) => {
-                let (kind, example) = crate::commits::failure_kind(&result)
+                let (kind, example) = failure_kind(&result)
                     .unwrap_or_else(|| ("committed-without-seq".to_owned(), String::new()));
                 state.commit_failed(kind, example);
             }
