@@ -205,6 +205,20 @@ impl CommitsReport {
             ratios.p50,
             ratios.p99,
         );
+        self.cost_rows(&mut table, peer);
+        out.push_str(&table.finish());
+        failures_section(&mut out, &self.failures_by_kind, &self.failure_examples);
+        if peer.is_some() {
+            let _ = writeln!(
+                out,
+                "\n  ratio = bootstorm / {peer_name}: above 1 is better for commits/s, below 1 for latencies."
+            );
+        }
+        out
+    }
+
+    /// What a commit cost: server and client CPU per commit, and the wall time.
+    fn cost_rows(&self, table: &mut ComparisonTable, peer: Option<&Baseline>) {
         let per_commit = |cpu_s: Option<f64>, ok: u64| match cpu_s {
             Some(cpu_s) if ok > 0 => format!("{:.3}", cpu_s * 1000.0 / ok as f64),
             _ => "-".to_owned(),
@@ -227,15 +241,6 @@ impl CommitsReport {
             peer.map(|p| format!("{:.3}", p.wall_s)),
             String::new(),
         );
-        out.push_str(&table.finish());
-        failures_section(&mut out, &self.failures_by_kind, &self.failure_examples);
-        if peer.is_some() {
-            let _ = writeln!(
-                out,
-                "\n  ratio = bootstorm / {peer_name}: above 1 is better for commits/s, below 1 for latencies."
-            );
-        }
-        out
     }
 }
 

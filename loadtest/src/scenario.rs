@@ -479,8 +479,27 @@ async fn add_learner(
         started.as_secs_f64(),
         joined.as_secs_f64()
     );
-    // Caught up: it applied what the most advanced replica had applied when it joined, and
-    // holds every demo vCluster's overlay.
+    wait_caught_up(client, &name).await?;
+    learner_ready(ClusterReplica {
+        name: name.clone(),
+        role: Role::Learner,
+        boot: added.conf.listen.boot,
+        admin: added.conf.listen.admin,
+        check: added.conf.listen.check,
+    })?;
+    let ready = t0.elapsed();
+    eprintln!("{name} caught up at {:.2} s", ready.as_secs_f64());
+    state.event(ready, format!("{name} ready"));
+    state.outcome("add-learner", |o| {
+        o.ready_at_s = Some(round3(ready.as_secs_f64()))
+    });
+    Ok(())
+}
+
+/// Waits until the added learner `name` caught up: it applied what the most advanced
+/// replica had applied when it joined, and holds every demo vCluster's overlay. Bounded by
+/// `CATCH_UP_TIMEOUT_MS`, polled every `CATCH_UP_POLL_MS`.
+async fn wait_caught_up(client: &AdminClient, name: &str) -> Result<()> {
     let status = client.status_all().await;
     let target_seq = status
         .replicas
@@ -501,27 +520,13 @@ async fn add_learner(
                     .all(|vc| r.overlays.iter().any(|o| o.vcluster == *vc))
         });
         if caught_up {
-            break;
+            return Ok(());
         }
         if Instant::now() >= deadline {
             bail!("{name} did not catch up to seq {target_seq} within {CATCH_UP_TIMEOUT_MS} ms");
         }
         tokio::time::sleep(Duration::from_millis(CATCH_UP_POLL_MS)).await;
     }
-    learner_ready(ClusterReplica {
-        name: name.clone(),
-        role: Role::Learner,
-        boot: added.conf.listen.boot,
-        admin: added.conf.listen.admin,
-        check: added.conf.listen.check,
-    })?;
-    let ready = t0.elapsed();
-    eprintln!("{name} caught up at {:.2} s", ready.as_secs_f64());
-    state.event(ready, format!("{name} ready"));
-    state.outcome("add-learner", |o| {
-        o.ready_at_s = Some(round3(ready.as_secs_f64()))
-    });
-    Ok(())
 }
 
 #[cfg(test)]
