@@ -215,6 +215,50 @@ pub async fn run_script_json(
     Ok(line.to_owned())
 }
 
+/// The JSON line a peer script printed, read key by key; an error names the peer, the key
+/// and the whole line, so a script that changed its output says how.
+pub struct PeerJson<'a> {
+    /// The script's own JSON object, kept unchanged in the report.
+    pub raw: serde_json::Value,
+    peer: &'a str,
+    line: &'a str,
+}
+
+impl<'a> PeerJson<'a> {
+    pub fn parse(line: &'a str, peer: &'a str) -> Result<PeerJson<'a>> {
+        let raw = serde_json::from_str(line)
+            .with_context(|| format!("the {peer} baseline printed {line}"))?;
+        Ok(PeerJson { raw, peer, line })
+    }
+
+    /// A number the script may leave out.
+    pub fn number(&self, key: &str) -> Option<f64> {
+        self.raw.get(key).and_then(serde_json::Value::as_f64)
+    }
+
+    /// A count the script must print.
+    pub fn integer(&self, key: &str) -> Result<u64> {
+        self.raw
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
+            .with_context(|| {
+                format!(
+                    "the {} baseline's JSON has no integer `{key}`: {}",
+                    self.peer, self.line
+                )
+            })
+    }
+
+    /// The peer's name as the script gives it, else `default`.
+    pub fn peer_or(&self, default: &str) -> String {
+        self.raw
+            .get("peer")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or(default)
+            .to_owned()
+    }
+}
+
 /// SIGTERM to the script (its exit trap stops the peer by PID), SIGKILL after a grace.
 async fn stop_script(pid: u32) {
     // SAFETY: kill(2) on a PID this process spawned and has not reaped; no memory is touched.
@@ -238,14 +282,8 @@ async fn stop_script(pid: u32) {
 /// max_ms, …`) onto our keys. It reports no p99.9 (null) and no wall time: `wall_s` is derived
 /// as `puts_ok / puts_per_s`, the duration of its measured phase.
 pub fn parse_etcd(json: &str, clients: u32, count: u64) -> Result<Baseline> {
-    let raw: serde_json::Value =
-        serde_json::from_str(json).with_context(|| format!("the etcd baseline printed {json}"))?;
-    let number = |key: &str| raw.get(key).and_then(serde_json::Value::as_f64);
-    let integer = |key: &str| -> Result<u64> {
-        raw.get(key)
-            .and_then(serde_json::Value::as_u64)
-            .with_context(|| format!("the etcd baseline's JSON has no integer `{key}`: {json}"))
-    };
+    let line = PeerJson::parse(json, "etcd")?;
+    let (number, integer) = (|key| line.number(key), |key| line.integer(key));
     let commits_ok = integer("puts_ok")?;
     let commits_failed = integer("puts_failed")?;
     let commits_per_s = number("puts_per_s").unwrap_or(0.0);
@@ -255,11 +293,7 @@ pub fn parse_etcd(json: &str, clients: u32, count: u64) -> Result<Baseline> {
         0.0
     };
     Ok(Baseline {
-        peer: raw
-            .get("peer")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("etcd")
-            .to_owned(),
+        peer: line.peer_or("etcd"),
         clients,
         count,
         commits_ok,
@@ -275,6 +309,6 @@ pub fn parse_etcd(json: &str, clients: u32, count: u64) -> Result<Baseline> {
         },
         cluster_cpu_s: number("etcd_cpu_s"),
         client_cpu_s: number("client_cpu_s"),
-        raw,
+        raw: line.raw,
     })
 }

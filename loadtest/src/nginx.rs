@@ -12,7 +12,7 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::{free_port_base, locate_script, run_script_json};
+use crate::baseline::{free_port_base, locate_script, run_script_json, PeerJson};
 use crate::figures::LatencyMs;
 
 /// The nginx baseline script, relative to the shared directory.
@@ -74,20 +74,10 @@ pub async fn run_nginx(bytes: &[u8], concurrency: u32, requests: u64) -> Result<
 /// `req_per_s` → `boots_per_s`, `pNN_ms` → `latency_ms.pNN`, `server_cpu_ms_per_req` →
 /// `server_cpu_ms_per_boot`. It reports no p90 and no p99.9 (null).
 pub fn parse_nginx(json: &str, concurrency: u32, requests: u64) -> Result<BootsBaseline> {
-    let raw: serde_json::Value =
-        serde_json::from_str(json).with_context(|| format!("the nginx baseline printed {json}"))?;
-    let number = |key: &str| raw.get(key).and_then(serde_json::Value::as_f64);
-    let integer = |key: &str| -> Result<u64> {
-        raw.get(key)
-            .and_then(serde_json::Value::as_u64)
-            .with_context(|| format!("the nginx baseline's JSON has no integer `{key}`: {json}"))
-    };
+    let line = PeerJson::parse(json, "nginx")?;
+    let (number, integer) = (|key| line.number(key), |key| line.integer(key));
     Ok(BootsBaseline {
-        peer: raw
-            .get("peer")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("nginx-https")
-            .to_owned(),
+        peer: line.peer_or("nginx-https"),
         concurrency,
         requests,
         file_bytes: integer("file_bytes")?,
@@ -104,6 +94,6 @@ pub fn parse_nginx(json: &str, concurrency: u32, requests: u64) -> Result<BootsB
         server_cpu_ms_per_boot: number("server_cpu_ms_per_req"),
         client_cpu_s: number("client_cpu_s"),
         wall_s: number("wall_s"),
-        raw,
+        raw: line.raw,
     })
 }
