@@ -10,10 +10,11 @@
 //! `placement`.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
-use bootstorm::conf::{ClusterReplica, Role};
+use bootstorm::conf::{ClusterFile, ClusterReplica, Role};
 use bytes::Bytes;
 use config::demo;
 use proto::client::{BootClient, ClientConfig, ClientTls, Replica, VerifiedBases};
@@ -21,6 +22,16 @@ use proto::Hash;
 
 use super::placement::failover_orders;
 use crate::limits::PREFETCH_NODES_MAX;
+
+/// Loads the cluster file at `path` and the CA it names: the replicas and the trust the
+/// agents are made from.
+pub fn load_cluster(path: &Path) -> Result<(ClusterFile, Vec<u8>)> {
+    let cluster_file = ClusterFile::load(path)
+        .with_context(|| format!("loading the cluster file {}", path.display()))?;
+    let ca_pem = std::fs::read(&cluster_file.ca)
+        .with_context(|| format!("reading the cluster CA {}", cluster_file.ca.display()))?;
+    Ok((cluster_file, ca_pem))
+}
 
 /// Makes the storm's agents: over the cluster file's replicas at the start, and over them and
 /// every learner added since when one joins.

@@ -15,13 +15,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use bootstorm::admin::AdminClient;
-use bootstorm::conf::ClusterFile;
 use bootstorm::dev::DevCluster;
 use bytes::Bytes;
 use config::demo;
 use proto::client::{BootClient, VerifiedBases};
 
-use super::agents::{learn_replica_certs, prefetch, AgentMaker, Prefetched};
+use super::agents::{learn_replica_certs, load_cluster, prefetch, AgentMaker, Prefetched};
 use super::plan::{BootMode, BootsPlan};
 use super::report::Measurement;
 use super::stats::BootStats;
@@ -45,10 +44,7 @@ pub async fn measure(
 ) -> Result<(BootStats, Measurement, BTreeMap<String, Bytes>)> {
     let replicas = target.replicas()?;
     let cluster_path = target.cluster_file().to_path_buf();
-    let cluster_file = ClusterFile::load(&cluster_path)
-        .with_context(|| format!("loading the cluster file {}", cluster_path.display()))?;
-    let ca_pem = std::fs::read(&cluster_file.ca)
-        .with_context(|| format!("reading the cluster CA {}", cluster_file.ca.display()))?;
+    let (cluster_file, ca_pem) = load_cluster(&cluster_path)?;
     let verified = (!plan.verify_every_boot).then(|| Arc::new(VerifiedBases::new()));
     let maker = AgentMaker::new(
         ca_pem,
