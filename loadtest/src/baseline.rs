@@ -1,11 +1,16 @@
-//! Same-run peer baselines: finds the project's shared bench scripts (`$BOOTSTORM_SHARED`, else
-//! `<workspace>/../shared`), runs `bench/etcd-baseline --clients N --count M` on a free port
-//! range, and maps its JSON keys onto ours (`puts_*` → `commits_*`, `pNN_ms` → `latency_ms`).
+//! Same-run peer baselines. The shared part: [`after_ours`], the one runner both workloads
+//! use (the peer runs after ours, a failing or interrupted peer is reported, never fatal), and
+//! the plumbing of the peers' scripts — finding the project's shared bench scripts
+//! (`$BOOTSTORM_SHARED`, else `<workspace>/../shared`), a free port range, running a script
+//! to its last JSON line. The etcd peer of `commits` lives here too: it runs
+//! `bench/etcd-baseline --clients N --count M` and maps its JSON keys onto ours (`puts_*` →
+//! `commits_*`, `pNN_ms` → `latency_ms`); the nginx peer of `boots` is `nginx`.
 //!
 //! Invariants: the peer runs after our workload and after our cluster stopped, never at the
-//! same time (they would share the CPU); the script is bounded by its own `--time` and by
-//! `BASELINE_TIMEOUT_S` here, after which it is ended by PID; it starts etcd on 127.0.0.1 only.
+//! same time (they would share the CPU); a script is bounded by its own `--time` and by
+//! `BASELINE_TIMEOUT_S` here, after which it is ended by PID; peers listen on 127.0.0.1 only.
 
+use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,17 +18,55 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::report::{round3, Baseline, LatencyMs};
+use crate::figures::{round3, LatencyMs, StoppedBy};
+use crate::interrupt::Interrupt;
+use crate::limits::{BASELINE_STOP_GRACE_S, BASELINE_TIMEOUT_S};
+use crate::report::Baseline;
+use crate::rounds::{RoundOutcome, WorkloadReport};
 
 /// Environment variable naming the shared directory (holding `bench/`).
 pub const SHARED_DIR_ENV: &str = "BOOTSTORM_SHARED";
 /// The etcd baseline script, relative to the shared directory.
 pub const ETCD_SCRIPT: &str = "bench/etcd-baseline";
-/// Longest the etcd baseline may take: package install on first use, cluster start, a
-/// warm-up, the load (bounded at 120 s by the script) and the stop.
-pub const BASELINE_TIMEOUT_S: u64 = 420;
-/// How long the script gets after SIGTERM to stop its etcd members before it is killed.
-pub const BASELINE_STOP_GRACE_S: u64 = 15;
+
+/// Ends a round: runs the peer `(name, run)` when one was asked for and ours was not
+/// interrupted, and attaches its numbers to `report`. A failing peer is printed and flagged
+/// in the outcome (the exit code says so), never an error: our numbers are still reported.
+pub async fn after_ours<R, F>(
+    report: R,
+    peer: Option<(&str, F)>,
+    interrupt: &Interrupt,
+) -> RoundOutcome<R>
+where
+    R: WorkloadReport,
+    F: Future<Output = Result<R::Peer>>,
+{
+    let interrupted = report.stopped_by() == StoppedBy::Interrupted;
+    let mut outcome = RoundOutcome {
+        report,
+        interrupted,
+        baseline_failed: false,
+    };
+    let Some((name, run)) = peer else {
+        return outcome;
+    };
+    if interrupted {
+        eprintln!("interrupted: the baseline is not run");
+        return outcome;
+    }
+    let numbers = tokio::select! {
+        numbers = run => numbers,
+        _ = interrupt.wait() => Err(anyhow::anyhow!("interrupted during the {name} baseline")),
+    };
+    match numbers {
+        Ok(numbers) => outcome.report = outcome.report.with_peer(numbers),
+        Err(error) => {
+            eprintln!("error: the {name} baseline failed: {error:#}");
+            outcome.baseline_failed = true;
+        }
+    }
+    outcome
+}
 
 /// Where the shared directory could be: `$BOOTSTORM_SHARED`, then `<workspace>/../shared` for
 /// the workspace this binary was built in, then for the one it runs from
@@ -45,43 +88,51 @@ pub fn shared_dir_candidates() -> Vec<PathBuf> {
     candidates
 }
 
-/// The etcd baseline script, or an error naming every place looked at.
-pub fn locate_etcd_script() -> Result<PathBuf> {
+/// The peer script `script` (relative to the shared directory) for `--baseline PEER`, or an
+/// error naming every place looked at.
+pub fn locate_script(script: &str, peer: &str) -> Result<PathBuf> {
     let candidates = shared_dir_candidates();
     for dir in &candidates {
-        let script = dir.join(ETCD_SCRIPT);
-        if script.is_file() {
-            return Ok(script);
+        let path = dir.join(script);
+        if path.is_file() {
+            return Ok(path);
         }
     }
     let looked: Vec<String> = candidates
         .iter()
-        .map(|d| format!("  {}", d.join(ETCD_SCRIPT).display()))
+        .map(|d| format!("  {}", d.join(script).display()))
         .collect();
     bail!(
-        "--baseline etcd: the script {ETCD_SCRIPT} was not found; looked at:\n{}\nset {SHARED_DIR_ENV}=DIR to the shared directory holding bench/",
+        "--baseline {peer}: the script {script} was not found; looked at:\n{}\nset {SHARED_DIR_ENV}=DIR to the shared directory holding bench/",
         looked.join("\n")
     )
 }
 
-/// A port base for the script where its client ports (base+1..3) and peer ports
-/// (base+11..13) are free now; its default (23790) first.
-pub fn free_etcd_port_base() -> Result<u16> {
+/// A port base where every `base + offset` is free now: the script's `default` first, then
+/// 200 bases `first + k * stride` spread by this process's id (two runs at once rarely pick
+/// the same range).
+pub fn free_port_base(default: u16, first: u16, stride: u16, offsets: &[u16]) -> Option<u16> {
     let free = |base: u16| {
-        [1u16, 2, 3, 11, 12, 13]
+        offsets
             .iter()
             .all(|offset| TcpListener::bind((Ipv4Addr::LOCALHOST, base + offset)).is_ok())
     };
     let seed = std::process::id() as u16;
-    std::iter::once(23_790u16)
-        .chain((0..200u16).map(|i| 40_000 + (seed.wrapping_add(i * 37) % 200) * 100))
+    std::iter::once(default)
+        .chain((0..200u16).map(|i| first + (seed.wrapping_add(i * 37) % 200) * stride))
         .find(|base| free(*base))
+}
+
+/// A port base for the etcd script where its client ports (base+1..3) and peer ports
+/// (base+11..13) are free now; its default (23790) first.
+pub fn free_etcd_port_base() -> Result<u16> {
+    free_port_base(23_790, 40_000, 100, &[1, 2, 3, 11, 12, 13])
         .context("--baseline etcd: no free port range found for the etcd members")
 }
 
 /// Runs the etcd baseline with the same clients and count and returns its numbers.
 pub async fn run_etcd(clients: u32, count: u64) -> Result<Baseline> {
-    let script = locate_etcd_script()?;
+    let script = locate_script(ETCD_SCRIPT, "etcd")?;
     let port_base = free_etcd_port_base()?;
     let args = [
         "--clients".to_owned(),
@@ -110,7 +161,7 @@ pub async fn run_script_json(
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     // The peer runs with the kernel's huge-page default, not the setting this process turned
-    // off for itself (`bootstorm::memory`; inherited across exec): only our side changes.
+    // off for itself (`memory`; inherited across exec): only our side changes.
     // SAFETY: the closure makes one async-signal-safe syscall between fork and exec.
     unsafe {
         command.pre_exec(|| {
@@ -164,6 +215,50 @@ pub async fn run_script_json(
     Ok(line.to_owned())
 }
 
+/// The JSON line a peer script printed, read key by key; an error names the peer, the key
+/// and the whole line, so a script that changed its output says how.
+pub struct PeerJson<'a> {
+    /// The script's own JSON object, kept unchanged in the report.
+    pub raw: serde_json::Value,
+    peer: &'a str,
+    line: &'a str,
+}
+
+impl<'a> PeerJson<'a> {
+    pub fn parse(line: &'a str, peer: &'a str) -> Result<PeerJson<'a>> {
+        let raw = serde_json::from_str(line)
+            .with_context(|| format!("the {peer} baseline printed {line}"))?;
+        Ok(PeerJson { raw, peer, line })
+    }
+
+    /// A number the script may leave out.
+    pub fn number(&self, key: &str) -> Option<f64> {
+        self.raw.get(key).and_then(serde_json::Value::as_f64)
+    }
+
+    /// A count the script must print.
+    pub fn integer(&self, key: &str) -> Result<u64> {
+        self.raw
+            .get(key)
+            .and_then(serde_json::Value::as_u64)
+            .with_context(|| {
+                format!(
+                    "the {} baseline's JSON has no integer `{key}`: {}",
+                    self.peer, self.line
+                )
+            })
+    }
+
+    /// The peer's name as the script gives it, else `default`.
+    pub fn peer_or(&self, default: &str) -> String {
+        self.raw
+            .get("peer")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or(default)
+            .to_owned()
+    }
+}
+
 /// SIGTERM to the script (its exit trap stops the peer by PID), SIGKILL after a grace.
 async fn stop_script(pid: u32) {
     // SAFETY: kill(2) on a PID this process spawned and has not reaped; no memory is touched.
@@ -187,14 +282,8 @@ async fn stop_script(pid: u32) {
 /// max_ms, …`) onto our keys. It reports no p99.9 (null) and no wall time: `wall_s` is derived
 /// as `puts_ok / puts_per_s`, the duration of its measured phase.
 pub fn parse_etcd(json: &str, clients: u32, count: u64) -> Result<Baseline> {
-    let raw: serde_json::Value =
-        serde_json::from_str(json).with_context(|| format!("the etcd baseline printed {json}"))?;
-    let number = |key: &str| raw.get(key).and_then(serde_json::Value::as_f64);
-    let integer = |key: &str| -> Result<u64> {
-        raw.get(key)
-            .and_then(serde_json::Value::as_u64)
-            .with_context(|| format!("the etcd baseline's JSON has no integer `{key}`: {json}"))
-    };
+    let line = PeerJson::parse(json, "etcd")?;
+    let (number, integer) = (|key| line.number(key), |key| line.integer(key));
     let commits_ok = integer("puts_ok")?;
     let commits_failed = integer("puts_failed")?;
     let commits_per_s = number("puts_per_s").unwrap_or(0.0);
@@ -204,11 +293,7 @@ pub fn parse_etcd(json: &str, clients: u32, count: u64) -> Result<Baseline> {
         0.0
     };
     Ok(Baseline {
-        peer: raw
-            .get("peer")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("etcd")
-            .to_owned(),
+        peer: line.peer_or("etcd"),
         clients,
         count,
         commits_ok,
@@ -224,6 +309,6 @@ pub fn parse_etcd(json: &str, clients: u32, count: u64) -> Result<Baseline> {
         },
         cluster_cpu_s: number("etcd_cpu_s"),
         client_cpu_s: number("client_cpu_s"),
-        raw,
+        raw: line.raw,
     })
 }

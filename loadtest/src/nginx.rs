@@ -5,59 +5,50 @@
 //! server_cpu_ms_per_req, client_cpu_s, wall_s, file_bytes`) onto the boots report's keys.
 //!
 //! Invariants: runs after our cluster stopped (the caller's duty), never beside it; bounded by
-//! `baseline::BASELINE_TIMEOUT_S` (the script runner is shared with the etcd baseline), after
+//! `limits::BASELINE_TIMEOUT_S` (the script runner is shared with the etcd baseline), after
 //! which the script is ended by PID (its exit trap stops nginx);
 //! nginx listens on 127.0.0.1 only, on a port probed free first.
 
-use std::net::{Ipv4Addr, TcpListener};
-use std::path::PathBuf;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
 
-use anyhow::{bail, Context, Result};
-
-use crate::baseline::{run_script_json, shared_dir_candidates, SHARED_DIR_ENV};
-use crate::boots::BootsBaseline;
-use crate::report::LatencyMs;
+use crate::baseline::{free_port_base, locate_script, run_script_json, PeerJson};
+use crate::figures::LatencyMs;
 
 /// The nginx baseline script, relative to the shared directory.
 pub const NGINX_SCRIPT: &str = "bench/nginx-https-baseline";
 
-/// The script, or an error naming every place looked at.
-pub fn locate_nginx_script() -> Result<PathBuf> {
-    let candidates = shared_dir_candidates();
-    for dir in &candidates {
-        let script = dir.join(NGINX_SCRIPT);
-        if script.is_file() {
-            return Ok(script);
-        }
-    }
-    let looked: Vec<String> = candidates
-        .iter()
-        .map(|d| format!("  {}", d.join(NGINX_SCRIPT).display()))
-        .collect();
-    bail!(
-        "--baseline nginx: the script {NGINX_SCRIPT} was not found; looked at:\n{}\nset {SHARED_DIR_ENV}=DIR to the shared directory holding bench/",
-        looked.join("\n")
-    )
+/// The same-run numbers of the nginx baseline, mapped onto our key names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BootsBaseline {
+    pub peer: String,
+    pub concurrency: u32,
+    /// Requests asked for.
+    pub requests: u64,
+    /// Size of the file served (the gpu overlay's compressed bytes).
+    pub file_bytes: u64,
+    pub boots_ok: u64,
+    pub boots_failed: u64,
+    pub boots_per_s: f64,
+    /// p50, p99 and max as the peer reports them (whole ms); p90 and p99.9 are null.
+    pub latency_ms: LatencyMs,
+    /// nginx worker CPU per successful request.
+    pub server_cpu_ms_per_boot: Option<f64>,
+    pub client_cpu_s: Option<f64>,
+    pub wall_s: Option<f64>,
+    /// The script's own JSON object, unchanged.
+    pub raw: serde_json::Value,
 }
 
 /// A port where the script's HTTPS port and its status port (port + 1) are free now; its
 /// default (18443) first.
 pub fn free_nginx_port() -> Result<u16> {
-    let free = |port: u16| {
-        [0u16, 1]
-            .iter()
-            .all(|offset| TcpListener::bind((Ipv4Addr::LOCALHOST, port + offset)).is_ok())
-    };
-    let seed = std::process::id() as u16;
-    std::iter::once(18_443u16)
-        .chain((0..200u16).map(|i| 41_000 + (seed.wrapping_add(i * 37) % 200) * 10))
-        .find(|port| free(*port))
-        .context("--baseline nginx: no free port pair found")
+    free_port_base(18_443, 41_000, 10, &[0, 1]).context("--baseline nginx: no free port pair found")
 }
 
 /// Serves `bytes` with nginx and loads it with `requests` cold HTTPS GETs at `concurrency`.
 pub async fn run_nginx(bytes: &[u8], concurrency: u32, requests: u64) -> Result<BootsBaseline> {
-    let script = locate_nginx_script()?;
+    let script = locate_script(NGINX_SCRIPT, "nginx")?;
     let port = free_nginx_port()?;
     let mut file = tempfile::Builder::new()
         .prefix("bootstorm-overlay.")
@@ -83,20 +74,10 @@ pub async fn run_nginx(bytes: &[u8], concurrency: u32, requests: u64) -> Result<
 /// `req_per_s` → `boots_per_s`, `pNN_ms` → `latency_ms.pNN`, `server_cpu_ms_per_req` →
 /// `server_cpu_ms_per_boot`. It reports no p90 and no p99.9 (null).
 pub fn parse_nginx(json: &str, concurrency: u32, requests: u64) -> Result<BootsBaseline> {
-    let raw: serde_json::Value =
-        serde_json::from_str(json).with_context(|| format!("the nginx baseline printed {json}"))?;
-    let number = |key: &str| raw.get(key).and_then(serde_json::Value::as_f64);
-    let integer = |key: &str| -> Result<u64> {
-        raw.get(key)
-            .and_then(serde_json::Value::as_u64)
-            .with_context(|| format!("the nginx baseline's JSON has no integer `{key}`: {json}"))
-    };
+    let line = PeerJson::parse(json, "nginx")?;
+    let (number, integer) = (|key| line.number(key), |key| line.integer(key));
     Ok(BootsBaseline {
-        peer: raw
-            .get("peer")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("nginx-https")
-            .to_owned(),
+        peer: line.peer_or("nginx-https"),
         concurrency,
         requests,
         file_bytes: integer("file_bytes")?,
@@ -113,6 +94,6 @@ pub fn parse_nginx(json: &str, concurrency: u32, requests: u64) -> Result<BootsB
         server_cpu_ms_per_boot: number("server_cpu_ms_per_req"),
         client_cpu_s: number("client_cpu_s"),
         wall_s: number("wall_s"),
-        raw,
+        raw: line.raw,
     })
 }

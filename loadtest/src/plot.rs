@@ -219,91 +219,8 @@ pub fn svg(points: &[TimelinePoint], events: &[Event], title: &str) -> String {
         bottom: BOTTOM_PANEL.1,
         x_max_s,
     };
-
-    // Top: boots per second (bars: ok, failed stacked on top) and the cumulative total.
-    let rate_max = nice_ceiling(
-        points
-            .iter()
-            .map(|p| (p.boots_ok + p.boots_failed) as f64)
-            .fold(0.0, f64::max),
-    );
-    let total_max = nice_ceiling(points.last().map_or(0, |p| p.boots_ok_total) as f64);
-    top.axes(
-        &mut out,
-        rate_max,
-        "boots/s (per 1 s bucket)",
-        Some((total_max, "boots ok, cumulative")),
-    );
-    for p in points {
-        let t = p.t_s as f64;
-        let (x0, x1) = (top.x(t) + 1.0, top.x(t + 1.0) - 1.0);
-        let width = (x1 - x0).max(0.5);
-        let y_ok = top.y(p.boots_ok as f64, rate_max);
-        let y_all = top.y((p.boots_ok + p.boots_failed) as f64, rate_max);
-        let _ = writeln!(
-            out,
-            r#"<rect x="{x0:.1}" y="{y_ok:.1}" width="{width:.1}" height="{:.1}" fill="{COLOR_OK}"/>"#,
-            top.bottom - y_ok
-        );
-        if p.boots_failed > 0 {
-            let _ = writeln!(
-                out,
-                r#"<rect x="{x0:.1}" y="{y_all:.1}" width="{width:.1}" height="{:.1}" fill="{COLOR_FAILED}"/>"#,
-                y_ok - y_all
-            );
-        }
-    }
-    polyline(
-        &mut out,
-        COLOR_TOTAL,
-        std::iter::once((top.x(0.0), top.y(0.0, total_max))).chain(points.iter().map(|p| {
-            (
-                top.x(p.t_s as f64 + 1.0),
-                top.y(p.boots_ok_total as f64, total_max),
-            )
-        })),
-    );
-    legend(
-        &mut out,
-        MARGIN_LEFT + 250.0,
-        TOP_PANEL.0 - 8.0,
-        &[
-            (COLOR_OK, "ok/s"),
-            (COLOR_FAILED, "failed/s"),
-            (COLOR_TOTAL, "cumulative ok"),
-        ],
-    );
-
-    // Bottom: latency percentiles per second, at the middle of each bucket.
-    let latency_max = nice_ceiling(
-        points
-            .iter()
-            .filter_map(|p| p.p99_ms.or(p.p50_ms))
-            .fold(0.0, f64::max),
-    );
-    bottom.axes(&mut out, latency_max, "latency ms (per 1 s bucket)", None);
-    for (color, pick) in [
-        (
-            COLOR_P50,
-            (|p: &TimelinePoint| p.p50_ms) as fn(&TimelinePoint) -> Option<f64>,
-        ),
-        (COLOR_P99, |p: &TimelinePoint| p.p99_ms),
-    ] {
-        polyline(
-            &mut out,
-            color,
-            points.iter().filter_map(|p| {
-                let v = pick(p)?;
-                Some((bottom.x(p.t_s as f64 + 0.5), bottom.y(v, latency_max)))
-            }),
-        );
-    }
-    legend(
-        &mut out,
-        MARGIN_LEFT + 250.0,
-        BOTTOM_PANEL.0 - 8.0,
-        &[(COLOR_P50, "p50"), (COLOR_P99, "p99")],
-    );
+    rate_panel(&mut out, &top, points);
+    latency_panel(&mut out, &bottom, points);
     let _ = writeln!(
         out,
         r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">seconds since the storm started</text>"#,
@@ -318,13 +235,108 @@ pub fn svg(points: &[TimelinePoint], events: &[Event], title: &str) -> String {
             (TOP_PANEL.0 + TOP_PANEL.1) / 2.0
         );
     }
+    event_lines(&mut out, &top, events);
+    out.push_str("</svg>\n");
+    out
+}
 
-    // Events across both panels, labels staggered in rows above the top panel.
+/// Top panel: boots per second (bars: ok, failed stacked on top) and the cumulative total.
+fn rate_panel(out: &mut String, panel: &Panel, points: &[TimelinePoint]) {
+    let rate_max = nice_ceiling(
+        points
+            .iter()
+            .map(|p| (p.boots_ok + p.boots_failed) as f64)
+            .fold(0.0, f64::max),
+    );
+    let total_max = nice_ceiling(points.last().map_or(0, |p| p.boots_ok_total) as f64);
+    panel.axes(
+        out,
+        rate_max,
+        "boots/s (per 1 s bucket)",
+        Some((total_max, "boots ok, cumulative")),
+    );
+    for p in points {
+        let t = p.t_s as f64;
+        let (x0, x1) = (panel.x(t) + 1.0, panel.x(t + 1.0) - 1.0);
+        let width = (x1 - x0).max(0.5);
+        let y_ok = panel.y(p.boots_ok as f64, rate_max);
+        let y_all = panel.y((p.boots_ok + p.boots_failed) as f64, rate_max);
+        let _ = writeln!(
+            out,
+            r#"<rect x="{x0:.1}" y="{y_ok:.1}" width="{width:.1}" height="{:.1}" fill="{COLOR_OK}"/>"#,
+            panel.bottom - y_ok
+        );
+        if p.boots_failed > 0 {
+            let _ = writeln!(
+                out,
+                r#"<rect x="{x0:.1}" y="{y_all:.1}" width="{width:.1}" height="{:.1}" fill="{COLOR_FAILED}"/>"#,
+                y_ok - y_all
+            );
+        }
+    }
+    polyline(
+        out,
+        COLOR_TOTAL,
+        std::iter::once((panel.x(0.0), panel.y(0.0, total_max))).chain(points.iter().map(|p| {
+            (
+                panel.x(p.t_s as f64 + 1.0),
+                panel.y(p.boots_ok_total as f64, total_max),
+            )
+        })),
+    );
+    legend(
+        out,
+        MARGIN_LEFT + 250.0,
+        TOP_PANEL.0 - 8.0,
+        &[
+            (COLOR_OK, "ok/s"),
+            (COLOR_FAILED, "failed/s"),
+            (COLOR_TOTAL, "cumulative ok"),
+        ],
+    );
+}
+
+/// Bottom panel: latency percentiles per second, at the middle of each bucket.
+fn latency_panel(out: &mut String, panel: &Panel, points: &[TimelinePoint]) {
+    let latency_max = nice_ceiling(
+        points
+            .iter()
+            .filter_map(|p| p.p99_ms.or(p.p50_ms))
+            .fold(0.0, f64::max),
+    );
+    panel.axes(out, latency_max, "latency ms (per 1 s bucket)", None);
+    for (color, pick) in [
+        (
+            COLOR_P50,
+            (|p: &TimelinePoint| p.p50_ms) as fn(&TimelinePoint) -> Option<f64>,
+        ),
+        (COLOR_P99, |p: &TimelinePoint| p.p99_ms),
+    ] {
+        polyline(
+            out,
+            color,
+            points.iter().filter_map(|p| {
+                let v = pick(p)?;
+                Some((panel.x(p.t_s as f64 + 0.5), panel.y(v, latency_max)))
+            }),
+        );
+    }
+    legend(
+        out,
+        MARGIN_LEFT + 250.0,
+        BOTTOM_PANEL.0 - 8.0,
+        &[(COLOR_P50, "p50"), (COLOR_P99, "p99")],
+    );
+}
+
+/// Events across both panels, labels staggered in rows above the top panel (`panel`, whose
+/// x axis both panels share).
+fn event_lines(out: &mut String, panel: &Panel, events: &[Event]) {
     for (index, event) in events.iter().enumerate() {
         if !event.t_s.is_finite() {
             continue;
         }
-        let x = top.x(event.t_s);
+        let x = panel.x(event.t_s);
         let _ = writeln!(
             out,
             r#"<line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{:.1}" stroke="{COLOR_EVENT}" stroke-width="1.5" stroke-dasharray="5,4"/>"#,
@@ -342,8 +354,6 @@ pub fn svg(points: &[TimelinePoint], events: &[Event], title: &str) -> String {
             trim(event.t_s)
         );
     }
-    out.push_str("</svg>\n");
-    out
 }
 
 /// Checks that `text` is well-formed XML as far as this module writes it (nested elements,

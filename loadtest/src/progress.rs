@@ -11,10 +11,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 
-/// Redraws per second of the line-per-draw target (no terminal).
-pub const PLAIN_LINES_PER_S: u8 = 1;
-/// How often the ticker copies the counters into the bar.
-pub const PROGRESS_TICK_MS: u64 = 200;
+use crate::limits::PLAIN_LINES_PER_S;
 
 /// A progress display; `None` inside when hidden.
 pub struct Progress {

@@ -21,18 +21,15 @@ use client::admin::Target as AdminTarget;
 use client::AdminClient;
 use conf::ClusterFile;
 use config::{FileSpec, NewEntry, Scope, Seq, StateDelta};
+use hdrhistogram::Histogram;
 use proto::{AdminRequest, AdminResponse};
 use serde::Serialize;
 
-use crate::cli::{OutputArgs, TargetArgs, COUNT_MAX, MAX_SECONDS_MAX};
-use crate::report::{latency_histogram, round3, LatencyMs};
+use crate::args::{OutputArgs, TargetArgs};
+use crate::figures::{latency_histogram, round3, LatencyMs};
+use crate::interrupt::{run_exit_code, Interrupt};
+use crate::limits::{COUNT_MAX, MAX_SECONDS_MAX, POLL_INTERVAL_MS, PROPAGATION_WAIT_MAX_MS};
 use crate::target::Target;
-use crate::Interrupt;
-
-/// How often each replica's status is polled while waiting for the overlay.
-pub const POLL_INTERVAL_MS: u64 = 2;
-/// Longest wait for one commit's overlay to reach every replica before it counts as failed.
-pub const PROPAGATION_WAIT_MAX_MS: u64 = 10_000;
 
 #[derive(Debug, Clone, Args)]
 pub struct PropagationArgs {
@@ -158,11 +155,7 @@ pub async fn main(args: &PropagationArgs, interrupt: &Interrupt) -> Result<ExitC
         write_json(path, &report)?;
     }
     // No baseline here; an interrupted run exits 130 like the other workloads.
-    Ok(crate::run_exit_code(
-        interrupt.is_set(),
-        false,
-        report.failed,
-    ))
+    Ok(run_exit_code(interrupt.is_set(), false, report.failed))
 }
 
 fn write_json(path: &PathBuf, report: &PropagationReport) -> Result<()> {
@@ -170,6 +163,17 @@ fn write_json(path: &PathBuf, report: &PropagationReport) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
+/// The latencies being recorded, µs.
+struct Latencies {
+    /// Commit → overlay on every replica (the slowest replica).
+    all: Histogram<u64>,
+    /// Commit acknowledged by the leader.
+    commits: Histogram<u64>,
+    /// Commit → overlay on each replica.
+    per_replica: BTreeMap<String, Histogram<u64>>,
+}
+
+/// Runs the sequential probes until `--count`, `--max-seconds` or Ctrl-C.
 async fn run(
     args: &PropagationArgs,
     target: &Target,
@@ -182,9 +186,11 @@ async fn run(
     let replicas: Vec<AdminTarget> = client.targets().to_vec();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.max_seconds);
-    let mut all = latency_histogram();
-    let mut commits = latency_histogram();
-    let mut per_replica: BTreeMap<String, hdrhistogram::Histogram<u64>> = BTreeMap::new();
+    let mut latencies = Latencies {
+        all: latency_histogram(),
+        commits: latency_histogram(),
+        per_replica: BTreeMap::new(),
+    };
     let (mut ok, mut failed) = (0, 0);
     for index in 0..args.count {
         if index > 0 && args.gap_ms > 0 {
@@ -193,48 +199,8 @@ async fn run(
         if interrupt.is_set() || Instant::now() >= deadline {
             break;
         }
-        let sent = Instant::now();
-        let seq = match client
-            .request(commit_request(&args.vcluster, index))
-            .await?
-        {
-            AdminResponse::Committed { seq: Some(seq), .. } => seq,
-            other => bail!("the cluster refused a probe commit: {other:?}"),
-        };
-        let acknowledged = Instant::now();
-        commits.record(acknowledged.duration_since(sent).as_micros().max(1) as u64)?;
-        let waits = replicas.iter().map(|replica| {
-            let client = &client;
-            let vcluster = args.vcluster.as_str();
-            async move {
-                let result = wait_overlay(client, replica, vcluster, seq).await;
-                (
-                    replica.name.clone(),
-                    result.map(|()| acknowledged.elapsed()),
-                )
-            }
-        });
-        let results = futures_util::future::join_all(waits).await;
-        let mut slowest = Duration::ZERO;
-        let mut all_ok = true;
-        for (name, result) in results {
-            match result {
-                Ok(elapsed) => {
-                    slowest = slowest.max(elapsed);
-                    per_replica
-                        .entry(name)
-                        .or_insert_with(latency_histogram)
-                        .record(elapsed.as_micros().max(1) as u64)?;
-                }
-                Err(error) => {
-                    eprintln!("commit {index} (seq {seq}): {error:#}");
-                    all_ok = false;
-                }
-            }
-        }
-        if all_ok {
+        if probe(&client, &replicas, &args.vcluster, index, &mut latencies).await? {
             ok += 1;
-            all.record(slowest.as_micros().max(1) as u64)?;
         } else {
             failed += 1;
         }
@@ -247,12 +213,62 @@ async fn run(
         gap_ms: args.gap_ms,
         ok,
         failed,
-        latency_ms: LatencyMs::from_histogram_us(&all),
-        commit_latency_ms: LatencyMs::from_histogram_us(&commits),
-        per_replica_ms: per_replica
+        latency_ms: LatencyMs::from_histogram_us(&latencies.all),
+        commit_latency_ms: LatencyMs::from_histogram_us(&latencies.commits),
+        per_replica_ms: latencies
+            .per_replica
             .iter()
             .map(|(name, histogram)| (name.clone(), LatencyMs::from_histogram_us(histogram)))
             .collect(),
         wall_s: round3(started.elapsed().as_secs_f64()),
     })
+}
+
+/// One probe: commit `index` to `vcluster`, then wait until every replica holds its overlay.
+/// True when every replica did in time; a refused commit ends the run.
+async fn probe(
+    client: &AdminClient,
+    replicas: &[AdminTarget],
+    vcluster: &str,
+    index: u64,
+    latencies: &mut Latencies,
+) -> Result<bool> {
+    let sent = Instant::now();
+    let seq = match client.request(commit_request(vcluster, index)).await? {
+        AdminResponse::Committed { seq: Some(seq), .. } => seq,
+        other => bail!("the cluster refused a probe commit: {other:?}"),
+    };
+    let acknowledged = Instant::now();
+    let commit_us = acknowledged.duration_since(sent).as_micros().max(1) as u64;
+    latencies.commits.record(commit_us)?;
+    let waits = replicas.iter().map(|replica| async move {
+        let result = wait_overlay(client, replica, vcluster, seq).await;
+        (
+            replica.name.clone(),
+            result.map(|()| acknowledged.elapsed()),
+        )
+    });
+    let results = futures_util::future::join_all(waits).await;
+    let mut slowest = Duration::ZERO;
+    let mut all_ok = true;
+    for (name, result) in results {
+        match result {
+            Ok(elapsed) => {
+                slowest = slowest.max(elapsed);
+                latencies
+                    .per_replica
+                    .entry(name)
+                    .or_insert_with(latency_histogram)
+                    .record(elapsed.as_micros().max(1) as u64)?;
+            }
+            Err(error) => {
+                eprintln!("commit {index} (seq {seq}): {error:#}");
+                all_ok = false;
+            }
+        }
+    }
+    if all_ok {
+        latencies.all.record(slowest.as_micros().max(1) as u64)?;
+    }
+    Ok(all_ok)
 }

@@ -1,6 +1,7 @@
-//! The report of a run: latency percentiles from an hdrhistogram, counts, throughput, failures
-//! by kind, an optional peer baseline with ratios; rendered as a readable table (stdout) and
-//! as one JSON object (`--json FILE`) whose key names are part of the tool's interface.
+//! The report of a `commits` run: counts, throughput, latency percentiles, failures by kind,
+//! replica CPU, and the etcd peer's same-run numbers with the ratios; rendered as a readable
+//! table (stdout) and as one JSON object (`--json FILE`) whose key names are part of the
+//! tool's interface. The figures it is made of (and `boots` shares) are in `figures`.
 //!
 //! Invariants: pure (no I/O but the explicit `write_json`); latencies are recorded in
 //! microseconds and reported in milliseconds; a percentile of an empty histogram is `null`,
@@ -10,145 +11,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-/// Highest latency the histogram records exactly (10 minutes, in µs); above it values are
-/// clamped (a run is bounded well below this).
-pub const LATENCY_MAX_US: u64 = 600_000_000;
-/// Significant decimal digits the histogram keeps (0.1 % relative error).
-pub const LATENCY_SIGNIFICANT_DIGITS: u8 = 3;
-
-/// A latency histogram in microseconds with the bounds above.
-pub fn latency_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_MAX_US, LATENCY_SIGNIFICANT_DIGITS)
-        .expect("the latency histogram bounds are valid")
-}
-
-/// Latency percentiles in milliseconds; `None` when nothing was measured (or, for a peer,
-/// when it does not report that percentile).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct LatencyMs {
-    pub p50: Option<f64>,
-    pub p90: Option<f64>,
-    pub p99: Option<f64>,
-    pub p999: Option<f64>,
-    pub max: Option<f64>,
-}
-
-/// Rounds to 3 decimals (µs resolution in ms; ratios to 0.1 %).
-pub fn round3(value: f64) -> f64 {
-    (value * 1000.0).round() / 1000.0
-}
-
-impl LatencyMs {
-    /// Percentiles of a histogram recorded in microseconds.
-    pub fn from_histogram_us(histogram: &Histogram<u64>) -> Self {
-        if histogram.is_empty() {
-            return LatencyMs::default();
-        }
-        let ms = |us: u64| Some(round3(us as f64 / 1000.0));
-        LatencyMs {
-            p50: ms(histogram.value_at_quantile(0.50)),
-            p90: ms(histogram.value_at_quantile(0.90)),
-            p99: ms(histogram.value_at_quantile(0.99)),
-            p999: ms(histogram.value_at_quantile(0.999)),
-            max: ms(histogram.max()),
-        }
-    }
-}
-
-/// The "ours vs peer (and ratio)" table both workloads print: a header naming the peer, one
-/// row per figure, and the five latency rows every workload shares.
-pub struct ComparisonTable {
-    out: String,
-    label_width: usize,
-}
-
-/// A figure with 3 decimals, `-` when absent.
-pub fn fmt_number(value: Option<f64>) -> String {
-    value.map_or("-".to_owned(), |v| format!("{v:.3}"))
-}
-
-/// A ratio with 3 decimals and `×`, empty when absent.
-pub fn fmt_ratio(value: Option<f64>) -> String {
-    value.map_or(String::new(), |v| format!("{v:.3}×"))
-}
-
-impl ComparisonTable {
-    /// Starts the table with its header row (`bootstorm`, the peer's name, `ratio`).
-    pub fn new(label_width: usize, peer_name: Option<&str>) -> Self {
-        let mut table = ComparisonTable {
-            out: String::new(),
-            label_width,
-        };
-        let _ = writeln!(table.out);
-        table.row(
-            "",
-            "bootstorm".to_owned(),
-            Some(peer_name.unwrap_or_default().to_owned()),
-            if peer_name.is_some() { "ratio" } else { "" }.to_owned(),
-        );
-        table
-    }
-
-    /// One row: our figure, the peer's (if any) and the ratio (may be empty).
-    pub fn row(&mut self, label: &str, ours: String, theirs: Option<String>, ratio: String) {
-        let _ = writeln!(
-            self.out,
-            "  {:<width$} {:>12} {:>12} {:>10}",
-            label,
-            ours,
-            theirs.unwrap_or_default(),
-            ratio,
-            width = self.label_width
-        );
-    }
-
-    /// The latency rows (p50, p90, p99, p99.9, max in ms); ratios are shown for p50 and p99.
-    pub fn latency_rows(
-        &mut self,
-        ours: &LatencyMs,
-        theirs: Option<&LatencyMs>,
-        p50_ratio: Option<f64>,
-        p99_ratio: Option<f64>,
-    ) {
-        type Pick = fn(&LatencyMs) -> Option<f64>;
-        let rows: [(&str, Pick, Option<f64>); 5] = [
-            ("latency p50 ms", |l| l.p50, p50_ratio),
-            ("latency p90 ms", |l| l.p90, None),
-            ("latency p99 ms", |l| l.p99, p99_ratio),
-            ("latency p99.9 ms", |l| l.p999, None),
-            ("latency max ms", |l| l.max, None),
-        ];
-        for (label, pick, ratio) in rows {
-            self.row(
-                label,
-                fmt_number(pick(ours)),
-                theirs.map(|t| fmt_number(pick(t))),
-                fmt_ratio(ratio),
-            );
-        }
-    }
-
-    /// The rows written so far.
-    pub fn finish(self) -> String {
-        self.out
-    }
-}
-
-/// Why the measured phase ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StoppedBy {
-    /// Every commit of `--count` was made.
-    Count,
-    /// `--max-seconds` ran out first.
-    MaxSeconds,
-    /// Ctrl-C or SIGTERM.
-    Interrupted,
-}
+use crate::figures::{fmt_ratio, per_s, ratio, round3};
+pub use crate::figures::{latency_histogram, LatencyMs, StoppedBy};
+use crate::rounds::{Figure, WorkloadReport};
+use crate::table::{failures_section, ComparisonTable};
 
 /// The same-run numbers of a peer, mapped onto our key names.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -182,14 +52,10 @@ pub struct Ratio {
 
 impl Ratio {
     pub fn of(ours: &CommitsReport, peer: &Baseline) -> Ratio {
-        let divide = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => Some(round3(a / b)),
-            _ => None,
-        };
         Ratio {
-            commits_per_s: divide(Some(ours.commits_per_s), Some(peer.commits_per_s)),
-            p50: divide(ours.latency_ms.p50, peer.latency_ms.p50),
-            p99: divide(ours.latency_ms.p99, peer.latency_ms.p99),
+            commits_per_s: ratio(Some(ours.commits_per_s), Some(peer.commits_per_s)),
+            p50: ratio(ours.latency_ms.p50, peer.latency_ms.p50),
+            p99: ratio(ours.latency_ms.p99, peer.latency_ms.p99),
         }
     }
 }
@@ -260,11 +126,7 @@ pub struct RunShape {
 impl CommitsReport {
     pub fn new(shape: &RunShape, measured: &Measured) -> CommitsReport {
         let failed: u64 = measured.failures_by_kind.values().sum();
-        let commits_per_s = if measured.wall_s > 0.0 {
-            round3(measured.ok as f64 / measured.wall_s)
-        } else {
-            0.0
-        };
+        let commits_per_s = per_s(measured.ok, measured.wall_s);
         CommitsReport {
             workload: "commits".to_owned(),
             target: shape.target.clone(),
@@ -296,12 +158,11 @@ impl CommitsReport {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a report always serializes")
+        crate::json::pretty(self)
     }
 
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_json() + "\n")
-            .with_context(|| format!("writing the JSON report to {}", path.display()))
+        crate::json::write(self, path)
     }
 
     /// The readable table printed at the end of a run.
@@ -314,11 +175,7 @@ impl CommitsReport {
             self.connections,
             self.count,
             self.target,
-            match self.stopped_by {
-                StoppedBy::Count => "count",
-                StoppedBy::MaxSeconds => "--max-seconds",
-                StoppedBy::Interrupted => "Ctrl-C",
-            }
+            self.stopped_by.label()
         );
         let peer = self.baseline.as_ref();
         let peer_name = peer.map_or("", |p| p.peer.as_str());
@@ -348,6 +205,20 @@ impl CommitsReport {
             ratios.p50,
             ratios.p99,
         );
+        self.cost_rows(&mut table, peer);
+        out.push_str(&table.finish());
+        failures_section(&mut out, &self.failures_by_kind, &self.failure_examples);
+        if peer.is_some() {
+            let _ = writeln!(
+                out,
+                "\n  ratio = bootstorm / {peer_name}: above 1 is better for commits/s, below 1 for latencies."
+            );
+        }
+        out
+    }
+
+    /// What a commit cost: server and client CPU per commit, and the wall time.
+    fn cost_rows(&self, table: &mut ComparisonTable, peer: Option<&Baseline>) {
         let per_commit = |cpu_s: Option<f64>, ok: u64| match cpu_s {
             Some(cpu_s) if ok > 0 => format!("{:.3}", cpu_s * 1000.0 / ok as f64),
             _ => "-".to_owned(),
@@ -370,23 +241,67 @@ impl CommitsReport {
             peer.map(|p| format!("{:.3}", p.wall_s)),
             String::new(),
         );
-        out.push_str(&table.finish());
-        if !self.failures_by_kind.is_empty() {
-            let _ = writeln!(out, "\n  failures by kind:");
-            for (kind, count) in &self.failures_by_kind {
-                let example = self
-                    .failure_examples
-                    .get(kind)
-                    .map_or(String::new(), |e| format!("  e.g. {e}"));
-                let _ = writeln!(out, "    {kind:<24} {count:>8}{example}");
-            }
-        }
-        if peer.is_some() {
-            let _ = writeln!(
-                out,
-                "\n  ratio = bootstorm / {peer_name}: above 1 is better for commits/s, below 1 for latencies."
-            );
-        }
-        out
     }
 }
+
+impl WorkloadReport for CommitsReport {
+    const WORKLOAD: &'static str = "commits";
+    const FIGURES: &'static [Figure<Self>] = COMMITS_FIGURES;
+    type Peer = Baseline;
+
+    fn table(&self) -> String {
+        CommitsReport::table(self)
+    }
+
+    fn stopped_by(&self) -> StoppedBy {
+        self.stopped_by
+    }
+
+    fn operations_failed(&self) -> u64 {
+        self.commits_failed
+    }
+
+    fn with_peer(self, peer: Baseline) -> Self {
+        self.with_baseline(peer)
+    }
+}
+
+/// The figures `--rounds` summarizes (see [`crate::rounds`]); the ratios are ours / the
+/// peer's, null without `--baseline`.
+pub const COMMITS_FIGURES: &[Figure<CommitsReport>] = &[
+    Figure {
+        key: "commits_per_s",
+        label: "commits/s",
+        read: |r| Some(r.commits_per_s),
+    },
+    Figure {
+        key: "p50_ms",
+        label: "latency p50 ms",
+        read: |r| r.latency_ms.p50,
+    },
+    Figure {
+        key: "p99_ms",
+        label: "latency p99 ms",
+        read: |r| r.latency_ms.p99,
+    },
+    Figure {
+        key: "cluster_cpu_s",
+        label: "cluster CPU s",
+        read: |r| r.cluster_cpu_s,
+    },
+    Figure {
+        key: "ratio_commits_per_s",
+        label: "ratio commits/s",
+        read: |r| r.ratio.as_ref()?.commits_per_s,
+    },
+    Figure {
+        key: "ratio_p50",
+        label: "ratio p50",
+        read: |r| r.ratio.as_ref()?.p50,
+    },
+    Figure {
+        key: "ratio_p99",
+        label: "ratio p99",
+        read: |r| r.ratio.as_ref()?.p99,
+    },
+];

@@ -7,18 +7,99 @@
 //! shell loop. Each round is a complete run (a fresh spawned cluster with `--spawn`), printed
 //! as it finishes.
 //!
+//! Owns the shape every workload with a peer shares ([`WorkloadReport`], [`Workload`]) and
+//! the one driver of a command built on it ([`main`]): rounds, the summary, the JSON file and
+//! the exit code are the same code for `commits` and `boots`.
+//!
 //! Invariants: summaries are pure functions of the round reports ([`run`] prints each round,
 //! [`RoundsReport::finish`] the summary and the JSON); a round whose figure is missing (no baseline
 //! in that round, no CPU for `--cluster`) counts as missing, never as 0, and median, min and
 //! max are over the present values only (min ≤ median ≤ max, asserted).
 
+use std::future::Future;
+use std::path::Path;
+use std::process::ExitCode;
+
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::report::round3;
+use crate::figures::{round3, StoppedBy};
+use crate::interrupt::{run_exit_code, Interrupt};
+pub use crate::limits::ROUNDS_MAX;
 
-/// Most rounds one invocation may run (each is a whole run with its own cluster).
-pub const ROUNDS_MAX: u32 = 20;
+/// What a workload's report is to the shared driver: one JSON object per round, a readable
+/// table, the figures `--rounds` summarizes, and a peer's numbers it can be compared with.
+pub trait WorkloadReport: Serialize + Sized + 'static {
+    /// The workload (`commits`, `boots`): the `workload` key of the multi-round JSON.
+    const WORKLOAD: &'static str;
+    /// The figures `--rounds` summarizes, in table order.
+    const FIGURES: &'static [Figure<Self>];
+    /// A peer's same-run numbers, mapped onto this report's keys.
+    type Peer;
+    /// The readable table printed when the round ends.
+    fn table(&self) -> String;
+    fn stopped_by(&self) -> StoppedBy;
+    /// Operations that failed: any makes the exit code [`crate::interrupt::EXIT_FAILURES`].
+    fn operations_failed(&self) -> u64;
+    /// Whether something besides the operations failed (a scenario): the run exits as after
+    /// a failed baseline.
+    fn run_failed(&self) -> bool {
+        false
+    }
+    /// Attaches the peer's numbers and the ratios ours / theirs.
+    fn with_peer(self, peer: Self::Peer) -> Self;
+}
+
+/// A validated command whose rounds [`main`] drives.
+pub trait Workload {
+    type Report: WorkloadReport;
+    /// Whole runs in a row (`--rounds`), 1..=`ROUNDS_MAX`.
+    fn rounds(&self) -> u32;
+    /// `--json FILE`.
+    fn json(&self) -> Option<&Path>;
+    /// One round: ours (the target opened, measured and closed), then the peer when asked.
+    fn round(
+        &self,
+        interrupt: &Interrupt,
+    ) -> impl Future<Output = Result<RoundOutcome<Self::Report>>>;
+    /// What a single-round run writes besides the JSON (the boots `--plot`).
+    fn write_extras(&self, _report: &Self::Report) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs a command's rounds, prints each table and the summary, writes the JSON (every round
+/// and the summary with `--rounds`, else the one report) and returns the exit code.
+pub async fn main<W: Workload>(workload: &W, interrupt: &Interrupt) -> Result<ExitCode> {
+    let Rounds {
+        reports,
+        interrupted,
+        baseline_failed,
+    } = run(workload.rounds(), W::Report::table, || {
+        workload.round(interrupt)
+    })
+    .await?;
+    let run_failed = reports.iter().any(WorkloadReport::run_failed);
+    let failed: u64 = reports.iter().map(WorkloadReport::operations_failed).sum();
+    if workload.rounds() > 1 {
+        RoundsReport::finish(
+            W::Report::WORKLOAD,
+            reports,
+            W::Report::FIGURES,
+            workload.json(),
+        )?;
+    } else if let Some(report) = reports.first() {
+        if let Some(path) = workload.json() {
+            crate::json::write(report, path)?;
+        }
+        workload.write_extras(report)?;
+    }
+    Ok(run_exit_code(
+        interrupted,
+        baseline_failed || run_failed,
+        failed,
+    ))
+}
 
 /// `--rounds` checked against [`ROUNDS_MAX`].
 pub fn check_rounds(rounds: u32) -> Result<u32> {
@@ -204,10 +285,7 @@ impl<R: Serialize> RoundsReport<R> {
     }
 
     pub fn write_json(&self, path: &std::path::Path) -> Result<()> {
-        use anyhow::Context as _;
-        let json = serde_json::to_string_pretty(self).expect("a report always serializes");
-        std::fs::write(path, json + "\n")
-            .with_context(|| format!("writing the JSON report to {}", path.display()))
+        crate::json::write(self, path)
     }
 }
 

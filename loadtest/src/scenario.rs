@@ -30,30 +30,16 @@ use proto::{AdminRequest, AdminResponse};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::cli::TargetPlan;
-use crate::report::round3;
+use crate::admin::failure_kind;
+use crate::args::TargetPlan;
+use crate::figures::round3;
+use crate::limits::{
+    CATCH_UP_POLL_MS, CATCH_UP_TIMEOUT_MS, COMMIT_EVERY_MS_MAX, COMMIT_EVERY_MS_MIN,
+    COMMIT_TIMEOUT_MS, COMMIT_VCLUSTER_EVERY, EVENTS_MAX, FAILURE_EXAMPLE_MAX_CHARS,
+};
 use crate::server_load::ServerLoad;
-use crate::timeline::{Event, EVENTS_MAX};
+use crate::timeline::Event;
 use crate::workload::CommitWorkload;
-
-/// Smallest `--commit-every-ms`: commits are one at a time, so faster than a commit's own
-/// latency only queues them.
-pub const COMMIT_EVERY_MS_MIN: u64 = 20;
-/// Largest `--commit-every-ms`.
-pub const COMMIT_EVERY_MS_MAX: u64 = 60_000;
-/// Longest one commit may take before it counts as failed (`commit-timeout`; its outcome is
-/// unknown, so it raises no boot's `min_seq`).
-pub const COMMIT_TIMEOUT_MS: u64 = 5_000;
-/// Every K-th storm commit is vCluster-scoped (the leader rebuilds that overlay); the others
-/// are node-scoped.
-pub const COMMIT_VCLUSTER_EVERY: u32 = 4;
-/// How long an added learner may take to catch up (journal and overlays) before the scenario
-/// gives up on it.
-pub const CATCH_UP_TIMEOUT_MS: u64 = 30_000;
-/// How often the catch-up is polled through the admin status.
-pub const CATCH_UP_POLL_MS: u64 = 100;
-/// Commit failure examples kept (one per kind) at most this long.
-const EXAMPLE_MAX_CHARS: usize = 300;
 
 /// The scenario flags, validated.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -302,7 +288,7 @@ impl ScenarioState {
             .commit_failures_by_kind
             .entry(kind.clone())
             .or_default() += 1;
-        let example: String = example.chars().take(EXAMPLE_MAX_CHARS).collect();
+        let example: String = example.chars().take(FAILURE_EXAMPLE_MAX_CHARS).collect();
         commits
             .commit_failure_examples
             .entry(kind)
@@ -350,7 +336,7 @@ pub async fn commit_loop(
                 format!("no answer within {COMMIT_TIMEOUT_MS} ms (outcome unknown)"),
             ),
             Ok(result) => {
-                let (kind, example) = crate::commits::failure_kind(&result)
+                let (kind, example) = failure_kind(&result)
                     .unwrap_or_else(|| ("committed-without-seq".to_owned(), String::new()));
                 state.commit_failed(kind, example);
             }
@@ -380,12 +366,19 @@ pub async fn chaos(
     .filter_map(|(at, kind)| Some((at?, kind)))
     .collect();
     steps.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut chaos = Chaos {
+        state,
+        cluster,
+        client,
+        load,
+        t0,
+    };
     for (at_s, kind) in steps {
         tokio::time::sleep_until(t0 + Duration::from_secs_f64(at_s)).await;
         let result = match kind {
-            "kill-learner" => kill_learner(state, cluster, load, t0).await,
-            "kill-leader" => kill_leader(state, cluster, client, load, t0).await,
-            _ => add_learner(state, cluster, client, load, t0, learner_ready).await,
+            "kill-learner" => chaos.kill_learner().await,
+            "kill-leader" => chaos.kill_leader().await,
+            _ => chaos.add_learner(learner_ready).await,
         };
         match result {
             Ok(()) => state.outcome(kind, |o| o.error = None),
@@ -397,104 +390,119 @@ pub async fn chaos(
     }
 }
 
-async fn kill(
-    state: &ScenarioState,
-    cluster: &mut DevCluster,
-    load: &Mutex<ServerLoad>,
+/// What a kill or an addition acts on and reports to.
+struct Chaos<'a> {
+    state: &'a ScenarioState,
+    /// The cluster this process started: kills and additions go by its PIDs.
+    cluster: &'a mut DevCluster,
+    client: Option<&'a AdminClient>,
+    /// Gets a last reading of a replica before it is killed, and watches an added one.
+    load: &'a Mutex<ServerLoad>,
+    /// Start of the measured phase: the events' zero.
     t0: Instant,
-    kind: &str,
-    name: &str,
-) -> Result<()> {
-    if cluster.pid(name).is_none() {
-        bail!("{name} is not running");
+}
+
+impl Chaos<'_> {
+    /// SIGKILLs replica `name` (after a last reading of its load) and records it as `kind`.
+    async fn kill(&mut self, kind: &str, name: &str) -> Result<()> {
+        if self.cluster.pid(name).is_none() {
+            bail!("{name} is not running");
+        }
+        self.load
+            .lock()
+            .expect("the server load lock")
+            .last_reading(name);
+        self.cluster.kill(name).await?;
+        let at = self.t0.elapsed();
+        let label = match kind {
+            "kill-leader" => format!("kill -9 leader {name}"),
+            _ => format!("kill -9 {name}"),
+        };
+        eprintln!("{label} at {:.2} s", at.as_secs_f64());
+        self.state.event(at, label);
+        self.state.outcome(kind, |o| {
+            o.done_at_s = Some(round3(at.as_secs_f64()));
+            o.replica = Some(name.to_owned());
+        });
+        Ok(())
     }
-    load.lock()
-        .expect("the server load lock")
-        .last_reading(name);
-    cluster.kill(name).await?;
-    let at = t0.elapsed();
-    let label = match kind {
-        "kill-leader" => format!("kill -9 leader {name}"),
-        _ => format!("kill -9 {name}"),
-    };
-    eprintln!("{label} at {:.2} s", at.as_secs_f64());
-    state.event(at, label);
-    state.outcome(kind, |o| {
-        o.done_at_s = Some(round3(at.as_secs_f64()));
-        o.replica = Some(name.to_owned());
-    });
-    Ok(())
+
+    async fn kill_learner(&mut self) -> Result<()> {
+        // The first running learner: the rack-local replica of its share of the nodes.
+        let names: Vec<String> = self
+            .cluster
+            .planned
+            .iter()
+            .filter(|p| p.conf.role == Role::Learner)
+            .map(|p| p.conf.name.clone())
+            .collect();
+        let name = names
+            .into_iter()
+            .find(|name| self.cluster.pid(name).is_some())
+            .context("no learner is running")?;
+        self.kill("kill-learner", &name).await
+    }
+
+    async fn kill_leader(&mut self) -> Result<()> {
+        let client = self.client.context("no admin client")?;
+        let status = client.status_all().await;
+        let leader = status
+            .leader
+            .context("no replica knows a leader (an election is under way)")?;
+        self.kill("kill-leader", &leader).await
+    }
+
+    /// Starts and joins a learner, waits for it to catch up, then `learner_ready` lists it.
+    async fn add_learner(
+        &mut self,
+        learner_ready: &(dyn Fn(ClusterReplica) -> Result<()> + Sync),
+    ) -> Result<()> {
+        let client = self.client.context("no admin client")?;
+        let started = self.t0.elapsed();
+        self.state.outcome("add-learner", |o| {
+            o.error = Some("the storm ended before the learner had joined".to_owned())
+        });
+        let added = self.cluster.add_learner().await?;
+        let name = added.conf.name.clone();
+        let joined = self.t0.elapsed();
+        self.state.event(started, format!("start {name}"));
+        self.state.outcome("add-learner", |o| {
+            o.done_at_s = Some(round3(joined.as_secs_f64()));
+            o.replica = Some(name.clone());
+            o.error = Some("the storm ended before the learner had caught up".to_owned());
+        });
+        self.load.lock().expect("the server load lock").add_started(
+            &name,
+            Role::Learner,
+            self.cluster.pid(&name),
+        );
+        eprintln!(
+            "{name} started at {:.2} s and joined at {:.2} s; waiting for it to catch up",
+            started.as_secs_f64(),
+            joined.as_secs_f64()
+        );
+        wait_caught_up(client, &name).await?;
+        learner_ready(ClusterReplica {
+            name: name.clone(),
+            role: Role::Learner,
+            boot: added.conf.listen.boot,
+            admin: added.conf.listen.admin,
+            check: added.conf.listen.check,
+        })?;
+        let ready = self.t0.elapsed();
+        eprintln!("{name} caught up at {:.2} s", ready.as_secs_f64());
+        self.state.event(ready, format!("{name} ready"));
+        self.state.outcome("add-learner", |o| {
+            o.ready_at_s = Some(round3(ready.as_secs_f64()))
+        });
+        Ok(())
+    }
 }
 
-async fn kill_learner(
-    state: &ScenarioState,
-    cluster: &mut DevCluster,
-    load: &Mutex<ServerLoad>,
-    t0: Instant,
-) -> Result<()> {
-    // The first running learner: the rack-local replica of its share of the nodes.
-    let names: Vec<String> = cluster
-        .planned
-        .iter()
-        .filter(|p| p.conf.role == Role::Learner)
-        .map(|p| p.conf.name.clone())
-        .collect();
-    let name = names
-        .into_iter()
-        .find(|name| cluster.pid(name).is_some())
-        .context("no learner is running")?;
-    kill(state, cluster, load, t0, "kill-learner", &name).await
-}
-
-async fn kill_leader(
-    state: &ScenarioState,
-    cluster: &mut DevCluster,
-    client: Option<&AdminClient>,
-    load: &Mutex<ServerLoad>,
-    t0: Instant,
-) -> Result<()> {
-    let client = client.context("no admin client")?;
-    let status = client.status_all().await;
-    let leader = status
-        .leader
-        .context("no replica knows a leader (an election is under way)")?;
-    kill(state, cluster, load, t0, "kill-leader", &leader).await
-}
-
-async fn add_learner(
-    state: &ScenarioState,
-    cluster: &mut DevCluster,
-    client: Option<&AdminClient>,
-    load: &Mutex<ServerLoad>,
-    t0: Instant,
-    learner_ready: &(dyn Fn(ClusterReplica) -> Result<()> + Sync),
-) -> Result<()> {
-    let client = client.context("no admin client")?;
-    let started = t0.elapsed();
-    state.outcome("add-learner", |o| {
-        o.error = Some("the storm ended before the learner had joined".to_owned())
-    });
-    let added = cluster.add_learner().await?;
-    let name = added.conf.name.clone();
-    let joined = t0.elapsed();
-    state.event(started, format!("start {name}"));
-    state.outcome("add-learner", |o| {
-        o.done_at_s = Some(round3(joined.as_secs_f64()));
-        o.replica = Some(name.clone());
-        o.error = Some("the storm ended before the learner had caught up".to_owned());
-    });
-    load.lock().expect("the server load lock").add_started(
-        &name,
-        Role::Learner,
-        cluster.pid(&name),
-    );
-    eprintln!(
-        "{name} started at {:.2} s and joined at {:.2} s; waiting for it to catch up",
-        started.as_secs_f64(),
-        joined.as_secs_f64()
-    );
-    // Caught up: it applied what the most advanced replica had applied when it joined, and
-    // holds every demo vCluster's overlay.
+/// Waits until the added learner `name` caught up: it applied what the most advanced
+/// replica had applied when it joined, and holds every demo vCluster's overlay. Bounded by
+/// `CATCH_UP_TIMEOUT_MS`, polled every `CATCH_UP_POLL_MS`.
+async fn wait_caught_up(client: &AdminClient, name: &str) -> Result<()> {
     let status = client.status_all().await;
     let target_seq = status
         .replicas
@@ -515,27 +523,13 @@ async fn add_learner(
                     .all(|vc| r.overlays.iter().any(|o| o.vcluster == *vc))
         });
         if caught_up {
-            break;
+            return Ok(());
         }
         if Instant::now() >= deadline {
             bail!("{name} did not catch up to seq {target_seq} within {CATCH_UP_TIMEOUT_MS} ms");
         }
         tokio::time::sleep(Duration::from_millis(CATCH_UP_POLL_MS)).await;
     }
-    learner_ready(ClusterReplica {
-        name: name.clone(),
-        role: Role::Learner,
-        boot: added.conf.listen.boot,
-        admin: added.conf.listen.admin,
-        check: added.conf.listen.check,
-    })?;
-    let ready = t0.elapsed();
-    eprintln!("{name} caught up at {:.2} s", ready.as_secs_f64());
-    state.event(ready, format!("{name} ready"));
-    state.outcome("add-learner", |o| {
-        o.ready_at_s = Some(round3(ready.as_secs_f64()))
-    });
-    Ok(())
 }
 
 #[cfg(test)]

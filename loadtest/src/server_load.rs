@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use conf::Role;
 use serde::{Deserialize, Serialize};
 
-use crate::report::round3;
+use crate::figures::round3;
 use crate::target::{proc_memory, proc_stat, MemoryKib, TargetReplica};
 
 /// What is known about one replica's process.

@@ -13,8 +13,8 @@ use anyhow::{bail, Context, Result};
 use conf::{ClusterFile, Role};
 use dev::{DevCluster, DevOptions};
 
-use crate::cli::TargetPlan;
-use crate::Interrupt;
+use crate::args::TargetPlan;
+use crate::interrupt::Interrupt;
 
 /// The `bootstorm` binary to spawn replicas with: `explicit` (`--bootstorm-exe`,
 /// `$BOOTSTORM_EXE`), else the one next to the running binary.

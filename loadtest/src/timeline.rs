@@ -12,19 +12,10 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::MAX_SECONDS_MAX;
-use crate::report::{round3, LATENCY_MAX_US};
-
-/// Width of one bucket.
-pub const TIMELINE_BUCKET_MS: u64 = 1_000;
-/// Significant digits of a bucket's histogram: 1 % is plenty for a plotted p99, and keeps a
-/// bucket near 10 KiB (3 digits would be ~140 KiB, 0.5 GB for an hour-long run).
-pub const TIMELINE_SIGNIFICANT_DIGITS: u8 = 2;
-/// Buckets kept at most: every second of the longest run, the deadline grace, and one more.
-pub const TIMELINE_BUCKETS_MAX: usize =
-    (MAX_SECONDS_MAX + crate::boots::DEADLINE_GRACE_MS / TIMELINE_BUCKET_MS + 1) as usize;
-/// Scenario events kept at most (a run has a handful: one per scenario flag).
-pub const EVENTS_MAX: usize = 64;
+use crate::figures::round3;
+use crate::limits::{
+    LATENCY_MAX_US, TIMELINE_BUCKETS_MAX, TIMELINE_BUCKET_MS, TIMELINE_SIGNIFICANT_DIGITS,
+};
 
 /// One bucket while the storm runs.
 #[derive(Debug)]
@@ -130,6 +121,7 @@ impl Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MAX_SECONDS_MAX;
 
     #[test]
     fn boots_land_in_their_second_and_totals_accumulate() {
