@@ -12,6 +12,7 @@ pub mod delta_toml;
 pub mod demo;
 mod error;
 pub mod limits;
+mod names;
 mod state;
 mod types;
 pub mod validate;

@@ -60,7 +60,7 @@ impl FromStr for Scope {
             return Ok(Scope::Global);
         }
         let (kind, name) = input.split_once(':').ok_or_else(error)?;
-        if crate::validate::name(name).is_err() {
+        if crate::names::name(name).is_err() {
             return Err(error());
         }
         match kind {

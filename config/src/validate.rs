@@ -4,31 +4,10 @@
 //! Invariant: a path accepted here is absolute, normalized and cannot name anything outside the
 //! node's root when joined to it (no `..`, no `.`, no empty component, no NUL, no backslash).
 
-use crate::limits::{
-    DELTA_ITEMS_MAX, FILE_MODE_MAX, NAME_LEN_MAX_BYTES, PATH_LEN_MAX_BYTES, TEXT_LEN_MAX_BYTES,
-};
+use crate::limits::{DELTA_ITEMS_MAX, FILE_MODE_MAX, PATH_LEN_MAX_BYTES, TEXT_LEN_MAX_BYTES};
+// The identifier check lives beneath the types that parse identifiers (`Scope::from_str`).
+pub use crate::names::name;
 use crate::{Rejected, StateDelta};
-
-/// Checks an identifier (vCluster, node id, setting key, owner part): 1..=NAME_LEN_MAX_BYTES of
-/// `[A-Za-z0-9._-]`, not starting with `.` or `-`.
-pub fn name(value: &str) -> Result<(), &'static str> {
-    if value.is_empty() {
-        return Err("is empty");
-    }
-    if value.len() > NAME_LEN_MAX_BYTES {
-        return Err("is longer than 128 bytes");
-    }
-    if value.starts_with('.') || value.starts_with('-') {
-        return Err("starts with '.' or '-'");
-    }
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
-        return Err("has a character outside [A-Za-z0-9._-]");
-    }
-    Ok(())
-}
 
 pub(crate) fn checked_name(what: &'static str, value: &str) -> Result<(), Rejected> {
     name(value).map_err(|reason| Rejected::InvalidName {
