@@ -429,6 +429,16 @@ enum BuildStep {
     Stop,
 }
 
+/// How executing a pass's plan ended.
+enum PassEnd {
+    /// Every planned build ran: sleep until a change, a request, or `wake_at`.
+    Sleep { wake_at: Option<Instant> },
+    /// This replica no longer leads: wait to lead again.
+    NotLeader,
+    /// Raft, the runtime or the task stopped.
+    Stop,
+}
+
 /// The overlay task's I/O: reading the state, building off the async workers, proposing
 /// through Raft. It executes what [`plan_rebuilds`] decided and decides nothing itself
 /// beyond reading each outcome.
@@ -465,6 +475,30 @@ impl OverlayShell<'_> {
             Ok(Err(error)) => Built::Failed { seq, error },
             Err(_) => Built::RuntimeStopping,
         }
+    }
+
+    /// Executes `plan`'s builds in order, ending early when leadership is lost or the task
+    /// stops. Wakes at the plan's `wake_at`, or sooner for a failed proposal to retry.
+    async fn execute(
+        &self,
+        plan: &RebuildPlan,
+        pacer: &mut RebuildPacer,
+        failed: &mut BTreeMap<VClusterId, Seq>,
+        shutdown: &CancellationToken,
+    ) -> PassEnd {
+        let mut wake_at = plan.wake_at;
+        for (vc, trigger) in &plan.build {
+            if shutdown.is_cancelled() {
+                return PassEnd::Stop;
+            }
+            match self.rebuild_and_propose(vc, *trigger, pacer, failed).await {
+                BuildStep::Next => {}
+                BuildStep::RetryAt(at) => wake_at = Some(earliest(wake_at, at)),
+                BuildStep::NotLeader => return PassEnd::NotLeader,
+                BuildStep::Stop => return PassEnd::Stop,
+            }
+        }
+        PassEnd::Sleep { wake_at }
     }
 
     /// Builds and proposes `vc`'s overlay, recording a failed build in `failed` and holding
@@ -530,6 +564,40 @@ impl OverlayShell<'_> {
     }
 }
 
+/// The receiver of raft's metrics: the overlay task watches it for leadership changes.
+type RaftMetricsRx = tokio::sync::watch::Receiver<
+    openraft::RaftMetrics<crate::raft::RaftNodeId, crate::raft::ReplicaNode>,
+>;
+
+/// Sleeps until there may be work for the overlay task: the journal moves, a request
+/// arrives (added to `pending`), leadership may have changed, or `wake_at` (a held
+/// vCluster or deferred request comes due). `false` when the task should stop instead.
+async fn wait_for_work(
+    applied: &mut tokio::sync::watch::Receiver<Seq>,
+    raft_metrics: &mut RaftMetricsRx,
+    requests: &mut OverlayRequests,
+    pending: &mut PendingRequests,
+    metrics: &ReplicaMetrics,
+    wake_at: Option<Instant>,
+    shutdown: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        changed = applied.changed() => changed.is_ok(),
+        request = requests.rx.recv() => match request {
+            Some(request) => {
+                metrics.overlay_rebuild_requests.increment(1);
+                pending.add(request);
+                true
+            }
+            // Every nudger is gone: the replica is stopping.
+            None => false,
+        },
+        changed = raft_metrics.changed() => changed.is_ok(),
+        _ = tokio::time::sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => true,
+    }
+}
+
 /// Rebuilds and proposes stale overlays while this replica leads, until `shutdown`: on its
 /// own after a change (paced), and at once on request (`requests`, once per hold). Each pass
 /// reads the state, lets [`plan_rebuilds`] decide, executes the plan, then sleeps.
@@ -574,47 +642,28 @@ pub async fn run_overlay_task(
             };
             let now = Instant::now();
             let plan = plan_rebuilds(&stale, &failed, applied_seq, &pending, &pacer, now);
-            let mut wake_at = plan.wake_at;
-            for (vc, trigger) in plan.build {
-                if shutdown.is_cancelled() {
-                    return;
-                }
-                match shell
-                    .rebuild_and_propose(&vc, trigger, &mut pacer, &mut failed)
-                    .await
-                {
-                    BuildStep::Next => {}
-                    BuildStep::RetryAt(at) => wake_at = Some(earliest(wake_at, at)),
-                    BuildStep::NotLeader => continue 'leading,
-                    BuildStep::Stop => return,
-                }
-            }
+            let wake_at = match shell
+                .execute(&plan, &mut pacer, &mut failed, &shutdown)
+                .await
+            {
+                PassEnd::Sleep { wake_at } => wake_at,
+                PassEnd::NotLeader => continue 'leading,
+                PassEnd::Stop => return,
+            };
             // Settled against the seq the plan judged by: a request for a seq applied during
             // the pass was not judged, and the pass that apply wakes serves it.
             pending.settle(applied_seq, &plan.deferred);
-            // Sleep until the journal moves, a request arrives, leadership may have changed,
-            // or a held vCluster comes due.
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                changed = applied.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
-                request = requests.rx.recv() => match request {
-                    Some(request) => {
-                        metrics.overlay_rebuild_requests.increment(1);
-                        pending.add(request);
-                    }
-                    // Every nudger is gone: the replica is stopping.
-                    None => return,
-                },
-                changed = raft_metrics.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
-                _ = tokio::time::sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => {}
+            let woken = wait_for_work(
+                &mut applied,
+                &mut raft_metrics,
+                &mut requests,
+                &mut pending,
+                &metrics,
+                wake_at,
+                &shutdown,
+            );
+            if !woken.await {
+                return;
             }
             if !is_leader(&raft) {
                 continue 'leading;
