@@ -297,7 +297,8 @@ pub struct PeerClient {
 enum CallError<E> {
     Unreachable(RaftNetError),
     Network(RaftNetError),
-    Remote(RaftError<RaftNodeId, E>),
+    /// Boxed: it is far larger than the other variants, and the error path is the rare one.
+    Remote(Box<RaftError<RaftNodeId, E>>),
 }
 
 impl PeerClient {
@@ -364,7 +365,7 @@ impl PeerClient {
             RaftResponse::Rpc { kind: answered } if answered == kind => {
                 let result: Result<Resp, RaftError<RaftNodeId, E>> =
                     postcard::from_bytes(&answer.payload).map_err(|e| bad_answer(e.to_string()))?;
-                result.map_err(CallError::Remote)
+                result.map_err(|e| CallError::Remote(Box::new(e)))
             }
             RaftResponse::Rpc { kind: answered } => Err(bad_answer(format!(
                 "it answered a {} RPC",
@@ -457,7 +458,7 @@ impl PeerClient {
             CallError::Remote(e) => RPCError::RemoteError(RemoteError::new_with_node(
                 self.target,
                 self.node.clone(),
-                e,
+                *e,
             )),
         }
     }
