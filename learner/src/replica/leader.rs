@@ -304,7 +304,7 @@ impl Default for OverlayTaskOptions {
 
 /// Why the overlay task builds a vCluster in this pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RebuildTrigger {
+enum RebuildTrigger {
     /// Stale and not held: the first change after a quiet spell, or its hold ran out.
     Changed,
     /// Held, but a replica asked for a seq the leader has applied and the vCluster was built
@@ -316,15 +316,15 @@ pub enum RebuildTrigger {
 /// Invariants: a vCluster appears at most once in `build` and never both in `build` and
 /// `deferred`; `wake_at`, if any, is after the `now` the plan was made at.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RebuildPlan {
+struct RebuildPlan {
     /// vClusters to build from the newest applied state and propose now, in this order.
-    pub build: Vec<(VClusterId, RebuildTrigger)>,
+    build: Vec<(VClusterId, RebuildTrigger)>,
     /// When to look again if no change or request comes first: the soonest instant a held
     /// vCluster, or a deferred request, comes due. `None`: nothing stale is held back.
-    pub wake_at: Option<Instant>,
+    wake_at: Option<Instant>,
     /// vClusters whose request is kept past this pass: asked for, but built less than a
     /// request interval ago (the pass at `wake_at` serves them).
-    pub deferred: BTreeSet<VClusterId>,
+    deferred: BTreeSet<VClusterId>,
 }
 
 /// Decides one pass of the overlay task: which stale vClusters to build now (and why), and
