@@ -202,6 +202,18 @@ fn load_tls(conf: &ReplicaConf) -> Result<TlsMaterial, ReplicaError> {
     })
 }
 
+/// Opens (recovering) the raft storage in `conf.data_dir`, off the async workers: recovery
+/// reads every log segment.
+async fn open_storage(conf: &ReplicaConf) -> Result<raft::RaftStorage, ReplicaError> {
+    let data_dir = conf.data_dir.clone();
+    tokio::task::spawn_blocking(move || raft::open(&data_dir, Default::default()))
+        .await?
+        .map_err(|source| ReplicaError::Storage {
+            data_dir: conf.data_dir.clone(),
+            source: Box::new(source),
+        })
+}
+
 /// Binds the raft plane's server endpoint on `conf.listen.raft`, a client endpoint of the same
 /// address family, and the raft network client on it.
 fn bind_raft_plane(
@@ -302,14 +314,7 @@ impl Replica {
         shutdown: CancellationToken,
     ) -> Result<Replica, ReplicaError> {
         let tls = load_tls(&conf)?;
-        let data_dir = conf.data_dir.clone();
-        let storage =
-            tokio::task::spawn_blocking(move || raft::open(&data_dir, Default::default()))
-                .await?
-                .map_err(|source| ReplicaError::Storage {
-                    data_dir: conf.data_dir.clone(),
-                    source: Box::new(source),
-                })?;
+        let storage = open_storage(&conf).await?;
         let config = Arc::new(raft_config(&conf, &options)?);
         let metrics = ReplicaMetrics::new(&conf.name);
         let plane = bind_raft_plane(&conf, &tls, &metrics)?;
