@@ -249,29 +249,15 @@ pub fn client_config(args: &FetchArgs) -> Result<ClientConfig> {
     Ok(config)
 }
 
-/// Fetches, verifies and (with `--root`) applies; saves the state after a successful apply.
-pub async fn fetch_and_apply(args: &FetchArgs) -> Result<FetchReport> {
-    let config = client_config(args)?;
-    let state_file = args
-        .state_file
-        .clone()
-        .or_else(|| args.root.as_ref().map(|root| root.join(STATE_FILE_IN_ROOT)));
-    let saved = match &state_file {
-        Some(path) => load_saved(path),
-        None => None,
-    };
-    let have_hash: Option<Hash> = match &args.have_hash {
-        Some(hex) => Some(parse_hash(hex)?),
-        None => saved.as_ref().map(|(meta, _)| {
-            parse_hash(&meta.hash).expect("a loaded state file holds a valid hash")
-        }),
-    };
-    let client = BootClient::new(config)?;
-    let saved_certs: Vec<SavedReplicaCert> = saved
-        .as_ref()
-        .map(|(meta, _)| meta.replica_certs.clone())
-        .unwrap_or_default();
-    for cert in &saved_certs {
+/// The state a previous fetch saved, as this fetch uses it.
+type Saved = (SavedOverlayMeta, OverlayDoc);
+
+/// Hands the replica certificates a previous fetch saved to `client`, so its boot checks
+/// (which verify against them) work before any full fetch of this run. A certificate that
+/// does not load is skipped with a warning: checks with that replica stay off.
+fn remember_saved_certs(client: &BootClient, saved: Option<&Saved>) {
+    let saved_certs = saved.map_or(&[][..], |(meta, _)| &meta.replica_certs);
+    for cert in saved_certs {
         let remembered = hex::decode(&cert.der)
             .map_err(|e| format!("not hex: {e}"))
             .and_then(|der| client.remember_replica_cert(&cert.server_name, der));
@@ -279,35 +265,56 @@ pub async fn fetch_and_apply(args: &FetchArgs) -> Result<FetchReport> {
             tracing::warn!(server_name = %cert.server_name, %reason, "ignoring a saved replica certificate; boot checks with that replica are off until the next full fetch");
         }
     }
-    let outcome = client.fetch(&args.node, have_hash, args.min_seq).await;
-    let replica_certs: Vec<SavedReplicaCert> = client
+}
+
+/// The replica certificates `client` knows after a fetch, as the state file saves them.
+fn replica_certs_to_save(client: &BootClient) -> Vec<SavedReplicaCert> {
+    client
         .replica_certs()
         .into_iter()
         .map(|(server_name, der)| SavedReplicaCert {
             server_name,
             der: hex::encode(der),
         })
-        .collect();
-    client
-        .shutdown(Duration::from_millis(AGENT_CLOSE_WAIT_MS))
-        .await;
-    let outcome = outcome?;
+        .collect()
+}
 
-    let (overlay_doc, compressed, raw_len) = match &outcome.base {
-        BaseOutcome::Fetched(base) => (
-            Some(base.doc.clone()),
-            Some(base.compressed.clone()),
-            base.raw_len,
-        ),
-        BaseOutcome::NotModified { hash, .. } => match &saved {
-            Some((meta, doc)) if doc.hash() == hash => {
-                (Some(Arc::new(doc.clone())), None, meta.raw_len)
-            }
-            // --have-hash without a saved overlay: nothing to apply from.
-            _ => (None, None, 0),
+/// The overlay a fetch leaves to apply: the one fetched, or the saved one when the replica
+/// said it is current.
+struct OverlayToApply {
+    /// `None`: the replica answered NotModified for a `--have-hash` that no saved overlay
+    /// matches, so there is nothing to apply from.
+    doc: Option<Arc<OverlayDoc>>,
+    /// The compressed bytes when they are new (to save); `None` when the saved ones stand.
+    compressed: Option<bytes::Bytes>,
+    raw_len: u64,
+}
+
+fn overlay_to_apply(base: &BaseOutcome, saved: Option<&Saved>) -> OverlayToApply {
+    match base {
+        BaseOutcome::Fetched(base) => OverlayToApply {
+            doc: Some(base.doc.clone()),
+            compressed: Some(base.compressed.clone()),
+            raw_len: base.raw_len,
         },
-    };
-    let mut report = FetchReport {
+        BaseOutcome::NotModified { hash, .. } => match saved {
+            Some((meta, doc)) if doc.hash() == hash => OverlayToApply {
+                doc: Some(Arc::new(doc.clone())),
+                compressed: None,
+                raw_len: meta.raw_len,
+            },
+            _ => OverlayToApply {
+                doc: None,
+                compressed: None,
+                raw_len: 0,
+            },
+        },
+    }
+}
+
+/// What a fetch found, before anything is applied (`files_*` are zero until then).
+fn fetch_report(outcome: &proto::client::FetchOutcome, root: Option<PathBuf>) -> FetchReport {
+    FetchReport {
         node: outcome.node.clone(),
         vcluster: outcome.base.vcluster().to_owned(),
         seq: outcome.base.seq(),
@@ -329,14 +336,60 @@ pub async fn fetch_and_apply(args: &FetchArgs) -> Result<FetchReport> {
             .iter()
             .map(ToString::to_string)
             .collect(),
-        root: args.root.clone(),
+        root,
         files_written: 0,
         files_removed: 0,
+    }
+}
+
+/// Saves what was applied to `path`: the overlay when it is new, else only its metadata, and
+/// that only when it changed (new replica certificates, a newer seq of the same overlay).
+fn save_applied(
+    path: &Path,
+    meta: &SavedOverlayMeta,
+    compressed: Option<&[u8]>,
+    saved: Option<&Saved>,
+) -> Result<()> {
+    match compressed {
+        Some(compressed) => save_state(path, meta, compressed),
+        None if saved.is_none_or(|(old, _)| old != meta) => save_meta(path, meta),
+        None => Ok(()),
+    }
+    .with_context(|| format!("saving the applied overlay to {}", path.display()))
+}
+
+/// Fetches, verifies and (with `--root`) applies; saves the state after a successful apply.
+pub async fn fetch_and_apply(args: &FetchArgs) -> Result<FetchReport> {
+    let config = client_config(args)?;
+    let state_file = args
+        .state_file
+        .clone()
+        .or_else(|| args.root.as_ref().map(|root| root.join(STATE_FILE_IN_ROOT)));
+    let saved = match &state_file {
+        Some(path) => load_saved(path),
+        None => None,
     };
+    let have_hash: Option<Hash> = match &args.have_hash {
+        Some(hex) => Some(parse_hash(hex)?),
+        None => saved.as_ref().map(|(meta, _)| {
+            parse_hash(&meta.hash).expect("a loaded state file holds a valid hash")
+        }),
+    };
+    let client = BootClient::new(config)?;
+    remember_saved_certs(&client, saved.as_ref());
+    let outcome = client.fetch(&args.node, have_hash, args.min_seq).await;
+    let replica_certs = replica_certs_to_save(&client);
+    client
+        .shutdown(Duration::from_millis(AGENT_CLOSE_WAIT_MS))
+        .await;
+    let outcome = outcome?;
+
+    let to_apply = overlay_to_apply(&outcome.base, saved.as_ref());
+    let mut report = fetch_report(&outcome, args.root.clone());
     let Some(root) = &args.root else {
         return Ok(report);
     };
-    let Some(overlay_doc) = overlay_doc else {
+    let Some(overlay_doc) = to_apply.doc else {
         bail!(
             "the replica answered NotModified for --have-hash, but no saved overlay with that \
              hash exists to apply; run again without --have-hash to download it"
@@ -357,17 +410,10 @@ pub async fn fetch_and_apply(args: &FetchArgs) -> Result<FetchReport> {
             vcluster: report.vcluster.clone(),
             seq: report.seq,
             hash: report.base_hash.clone(),
-            raw_len,
+            raw_len: to_apply.raw_len,
             replica_certs,
         };
-        match compressed {
-            Some(compressed) => save_state(path, &meta, &compressed),
-            // The saved overlay is still the applied one: refresh the metadata only when it
-            // changed (new replica certificates, a newer seq of the same overlay).
-            None if saved.as_ref().is_none_or(|(old, _)| *old != meta) => save_meta(path, &meta),
-            None => Ok(()),
-        }
-        .with_context(|| format!("saving the applied overlay to {}", path.display()))?;
+        save_applied(path, &meta, to_apply.compressed.as_deref(), saved.as_ref())?;
     }
     Ok(report)
 }

@@ -239,8 +239,9 @@ impl JournalState {
         validate::text("author", author)
     }
 
-    fn append_entry(&mut self, mut new: NewEntry) -> Result<Applied, Rejected> {
-        // --- checks: nothing below this line until "writes" may modify `self` ---
+    /// Checks of a new entry's own fields against the state: author, scope, parent (the
+    /// optimistic concurrency check), free texts, and which fields its type allows.
+    fn check_entry_fields(&self, new: &NewEntry) -> Result<(), Rejected> {
         Self::check_author(&new.author)?;
         self.check_scope_exists(&new.scope)?;
         if let Some(given) = new.parent {
@@ -266,7 +267,13 @@ impl JournalState {
         if entry_type != EntryType::Rollback && new.target_seq.is_some() {
             return Err(Rejected::RollbackTargetNotAllowed { entry_type });
         }
-        match entry_type {
+        Ok(())
+    }
+
+    /// The checks particular to an entry's type. A rollback gets its delta here: the scope's
+    /// fold as of its target, which the entry then replaces the scope's fold with.
+    fn check_entry_type(&self, new: &mut NewEntry) -> Result<(), Rejected> {
+        match new.entry_type {
             EntryType::Rollback => {
                 let target = new.target_seq.ok_or(Rejected::RollbackWithoutTarget)?;
                 if !new.delta.is_empty() {
@@ -295,6 +302,13 @@ impl JournalState {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Checks the entry's delta and the size its scope's fold would have with it; returns
+    /// that size if the entry changes the scope's config, `None` if it does not.
+    fn check_delta_and_fold_size(&self, new: &NewEntry) -> Result<Option<usize>, Rejected> {
+        let entry_type = new.entry_type;
         // A rollback's delta is the scope's reconstructed fold, built from deltas that each
         // passed these checks; the fold may name more items or bytes than one delta may (it is
         // bounded by the scope limits below instead), so it must not be refused here.
@@ -322,8 +336,14 @@ impl JournalState {
         if let Some(size_bytes) = folded_size_bytes {
             self.check_scope_size(&new.scope, size_bytes)?;
         }
+        Ok(folded_size_bytes)
+    }
 
-        // --- writes ---
+    /// Appends a checked entry: folds its delta into its scope's config (when
+    /// `folded_size_bytes` says it changes it; the size is asserted exact), records it, and
+    /// updates the emergency and node status its type implies.
+    fn write_entry(&mut self, new: NewEntry, folded_size_bytes: Option<usize>) -> Applied {
+        let entry_type = new.entry_type;
         let scope = new.scope.clone();
         if let Some(size_bytes) = folded_size_bytes {
             let folded = self.scope_configs.entry(scope.clone()).or_default();
@@ -368,7 +388,16 @@ impl JournalState {
                 node_state.status = status;
             }
         }
-        Ok(applied)
+        applied
+    }
+
+    /// Appends `new` if every check passes. The checks take `&self`, so a refused entry
+    /// leaves the state exactly as it was.
+    fn append_entry(&mut self, mut new: NewEntry) -> Result<Applied, Rejected> {
+        self.check_entry_fields(&new)?;
+        self.check_entry_type(&mut new)?;
+        let folded_size_bytes = self.check_delta_and_fold_size(&new)?;
+        Ok(self.write_entry(new, folded_size_bytes))
     }
 
     fn update_node_state(

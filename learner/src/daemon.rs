@@ -165,6 +165,132 @@ pub struct ServeOptions {
     pub boot_runtime: Option<tokio::runtime::Handle>,
 }
 
+/// The Prometheus endpoint a daemon serves, when `listen.metrics` asks for one.
+struct MetricsServer {
+    /// The bound address (differs from `listen.metrics` when that asks for port 0).
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+    /// Handed to the replica's sampler for the recorder's periodic upkeep.
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+/// Installs the Prometheus recorder and serves it on `addr` until `shutdown`. Runs before
+/// anything else starts: series registered before the recorder exists would be no-ops.
+async fn start_metrics_server(
+    addr: SocketAddr,
+    shutdown: &CancellationToken,
+) -> Result<MetricsServer> {
+    let handle = metrics::prometheus().context("setting up metrics")?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the metrics listener on {addr} (listen.metrics)"))?;
+    let bound = listener
+        .local_addr()
+        .context("reading the metrics address")?;
+    let task = tokio::spawn(metrics::serve_http(
+        listener,
+        handle.clone(),
+        shutdown.clone(),
+    ));
+    Ok(MetricsServer {
+        addr: bound,
+        task,
+        handle,
+    })
+}
+
+/// A learner that is not a member yet asks the leader to add it, in the background (it
+/// serves nothing until it is in the membership); `None` for voters and members.
+fn spawn_learner_join(
+    conf: &ReplicaConf,
+    replica: &Replica,
+    shutdown: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    (conf.role == Role::Learner && !replica.is_member()).then(|| {
+        let conf = conf.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            match admin::join_as_learner(&conf, shutdown).await {
+                Ok(()) => tracing::info!("joined the cluster as a learner"),
+                Err(error) => tracing::error!(
+                    error = format!("{error:#}"),
+                    "could not join the cluster as a learner; it serves nothing until an admin \
+                     adds it to the membership or it is restarted"
+                ),
+            }
+        })
+    })
+}
+
+/// Tells the world the daemon is ready: the ready line on stdout (what `bootstorm dev` and
+/// process tests wait for), a log line, and `ready_tx` for in-process callers.
+fn announce_ready(
+    ready: Ready,
+    format: ReadyFormat,
+    ready_tx: Option<tokio::sync::oneshot::Sender<Ready>>,
+) -> Result<()> {
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{}", ready.line(format)).context("writing the ready line")?;
+        stdout.flush().context("writing the ready line")?;
+    }
+    tracing::info!(raft = %ready.raft, admin = %ready.admin, boot = %ready.boot,
+        check = ?ready.check, "replica ready");
+    if let Some(ready_tx) = ready_tx {
+        let _ = ready_tx.send(ready);
+    }
+    Ok(())
+}
+
+/// Everything a serving daemon runs, so that it is stopped as one, in order.
+struct RunningDaemon {
+    check: Option<CheckPlane>,
+    boot: BootPlane,
+    admin: AdminPlane,
+    /// A learner's background request to join the membership, if it made one.
+    join: Option<tokio::task::JoinHandle<()>>,
+    replica: Replica,
+    metrics_server: Option<MetricsServer>,
+}
+
+impl RunningDaemon {
+    /// The readiness report: where each plane listens.
+    fn ready(&self, conf: &ReplicaConf) -> Ready {
+        Ready {
+            event: "ready",
+            name: conf.name.clone(),
+            node_id: conf.node_id,
+            role: conf.role,
+            raft: self.replica.raft_addr,
+            admin: self.admin.addr,
+            boot: self.boot.addr,
+            check: self.check.as_ref().map(|check| check.addr),
+            metrics: self.metrics_server.as_ref().map(|server| server.addr),
+        }
+    }
+
+    /// Stops, in this order: the planes that answer requests (check, boot, admin), the
+    /// learner's join request, the replica (raft), and last the metrics endpoint (already told
+    /// to stop by the shutdown token).
+    async fn shut_down(self) {
+        tracing::info!("shutting down: closing the boot, check, admin and raft planes, then raft");
+        if let Some(check) = self.check {
+            stop_plane("check", check.task).await;
+        }
+        stop_plane("boot", self.boot.task).await;
+        stop_plane("admin", self.admin.task).await;
+        if let Some(join) = self.join {
+            join.abort();
+        }
+        self.replica.shutdown().await;
+        if let Some(server) = self.metrics_server {
+            let _ = server.task.await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
 /// Runs the replica daemon until `shutdown` is cancelled, then shuts it down in order: what
 /// [`main`] (`bootstorm serve`) runs, and what in-process tests start with their own knobs.
 pub async fn serve_with(
@@ -185,29 +311,13 @@ pub async fn serve_with(
             .map_err(|problem| anyhow::anyhow!("`listen.check` {problem}"))?;
     }
     // Metrics first: series registered before the recorder exists would be no-ops.
-    let mut metrics_server = None;
-    let mut prometheus = None;
-    if let Some(addr) = conf.listen.metrics {
-        let handle = metrics::prometheus().context("setting up metrics")?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding the metrics listener on {addr} (listen.metrics)"))?;
-        let bound = listener
-            .local_addr()
-            .context("reading the metrics address")?;
-        metrics_server = Some((
-            bound,
-            tokio::spawn(metrics::serve_http(
-                listener,
-                handle.clone(),
-                shutdown.clone(),
-            )),
-        ));
-        prometheus = Some(handle);
-    }
+    let metrics_server = match conf.listen.metrics {
+        Some(addr) => Some(start_metrics_server(addr, &shutdown).await?),
+        None => None,
+    };
 
     let options = ReplicaOptions {
-        prometheus,
+        prometheus: metrics_server.as_ref().map(|server| server.handle.clone()),
         ..replica_options
     };
     let replica = Replica::start_with(conf.clone(), options, shutdown.clone())
@@ -232,59 +342,18 @@ pub async fn serve_with(
         }
     };
 
-    let join = (conf.role == Role::Learner && !replica.is_member()).then(|| {
-        let conf = conf.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            match admin::join_as_learner(&conf, shutdown).await {
-                Ok(()) => tracing::info!("joined the cluster as a learner"),
-                Err(error) => tracing::error!(
-                    error = format!("{error:#}"),
-                    "could not join the cluster as a learner; it serves nothing until an admin \
-                     adds it to the membership or it is restarted"
-                ),
-            }
-        })
-    });
-
-    let ready = Ready {
-        event: "ready",
-        name: conf.name.clone(),
-        node_id: conf.node_id,
-        role: conf.role,
-        raft: replica.raft_addr,
-        admin: admin.addr,
-        boot: boot.addr,
-        check: check.as_ref().map(|check| check.addr),
-        metrics: metrics_server.as_ref().map(|(addr, _)| *addr),
+    let running = RunningDaemon {
+        join: spawn_learner_join(&conf, &replica, &shutdown),
+        check,
+        boot,
+        admin,
+        replica,
+        metrics_server,
     };
-    {
-        use std::io::Write;
-        let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{}", ready.line(format)).context("writing the ready line")?;
-        stdout.flush().context("writing the ready line")?;
-    }
-    tracing::info!(raft = %ready.raft, admin = %ready.admin, boot = %ready.boot,
-        check = ?ready.check, "replica ready");
-    if let Some(ready_tx) = ready_tx {
-        let _ = ready_tx.send(ready);
-    }
+    announce_ready(running.ready(&conf), format, ready_tx)?;
 
     shutdown.cancelled().await;
-    tracing::info!("shutting down: closing the boot, check, admin and raft planes, then raft");
-    if let Some(check) = check {
-        stop_plane("check", check.task).await;
-    }
-    stop_plane("boot", boot.task).await;
-    stop_plane("admin", admin.task).await;
-    if let Some(join) = join {
-        join.abort();
-    }
-    replica.shutdown().await;
-    if let Some((_, task)) = metrics_server {
-        let _ = task.await;
-    }
-    tracing::info!("stopped");
+    running.shut_down().await;
     Ok(())
 }
 

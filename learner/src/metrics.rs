@@ -60,122 +60,176 @@ pub fn prometheus() -> Result<PrometheusHandle, MetricsError> {
     Ok(handle)
 }
 
-fn describe() {
-    use metrics::{describe_counter, describe_gauge};
-    describe_counter!(
+/// Whether a series counts up (a Prometheus counter) or is sampled (a gauge).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+/// Every series this crate describes to Prometheus, as (name, kind, help): one table, so a
+/// series is read and reviewed with its help text, and a test can check the names.
+const METRIC_DESCRIPTIONS: &[(&str, MetricKind, &str)] = &[
+    (
         "bootstorm_raft_rpcs_served_total",
-        "raft RPCs this replica answered, by kind"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "raft RPCs this replica answered, by kind",
+    ),
+    (
         "bootstorm_raft_rpcs_refused_total",
-        "raft RPCs this replica could not hand to openraft (bad frame, wrong target, timeout)"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "raft RPCs this replica could not hand to openraft (bad frame, wrong target, timeout)",
+    ),
+    (
         "bootstorm_raft_rpcs_sent_total",
-        "raft RPCs this replica sent to peers, by kind"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "raft RPCs this replica sent to peers, by kind",
+    ),
+    (
         "bootstorm_raft_rpcs_send_failed_total",
-        "raft RPCs to peers that failed (unreachable, network, refused), by kind"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "raft RPCs to peers that failed (unreachable, network, refused), by kind",
+    ),
+    (
         "bootstorm_overlay_rebuilds_total",
-        "overlays this replica built and proposed as leader"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "overlays this replica built and proposed as leader",
+    ),
+    (
         "bootstorm_overlay_rebuild_failures_total",
-        "overlay builds or proposals that failed (not counting benign OverlayOutdated)"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "overlay builds or proposals that failed (not counting benign OverlayOutdated)",
+    ),
+    (
         "bootstorm_overlay_rebuild_requests_total",
-        "rebuild requests (RebuildOverlay from replicas, or this leader's boot plane) its overlay task took in"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "rebuild requests (RebuildOverlay from replicas, or this leader's boot plane) its overlay task took in",
+    ),
+    (
         "bootstorm_overlay_rebuilds_on_request_total",
-        "overlay builds a rebuild request pulled ahead of the pacing interval (at most one per hold)"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "overlay builds a rebuild request pulled ahead of the pacing interval (at most one per hold)",
+    ),
+    (
         Stat::RebuildRequested.metric(),
-        "missing/stale overlays this replica's boot plane asked the leader to rebuild (one per vCluster and seq)"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "missing/stale overlays this replica's boot plane asked the leader to rebuild (one per vCluster and seq)",
+    ),
+    (
         Stat::RebuildRequestFailures.metric(),
-        "rebuild requests that could not be delivered or were refused (the boot still waits, then builds locally)"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "rebuild requests that could not be delivered or were refused (the boot still waits, then builds locally)",
+    ),
+    (
         Stat::BaseRebuiltByLeader.metric(),
-        "base overlays served from the leader's SetOverlay after a missing/stale overlay was asked for"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "base overlays served from the leader's SetOverlay after a missing/stale overlay was asked for",
+    ),
+    (
         Stat::BaseBuiltLocally.metric(),
-        "base overlays built on this replica because the leader's SetOverlay did not arrive in time"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "base overlays built on this replica because the leader's SetOverlay did not arrive in time",
+    ),
+    (
         Stat::RebuildFailures.metric(),
-        "missing/stale overlays whose leader SetOverlay did not arrive within rebuild_wait_max_ms"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "missing/stale overlays whose leader SetOverlay did not arrive within rebuild_wait_max_ms",
+    ),
+    (
         Stat::CheckCurrent.metric(),
-        "boot checks answered Current: signed, the agent boots from the overlay it holds without a QUIC handshake"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "boot checks answered Current: signed, the agent boots from the overlay it holds without a QUIC handshake",
+    ),
+    (
         Stat::CheckFetch.metric(),
-        "boot checks answered Fetch (overlay changed, node unknown, replica behind, overlay not stored, delta too large): the agent does the QUIC fetch"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "boot checks answered Fetch (overlay changed, node unknown, replica behind, overlay not stored, delta too large): the agent does the QUIC fetch",
+    ),
+    (
         Stat::CheckMalformed.metric(),
-        "datagrams on the check port dropped unanswered because they were not a check request"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "datagrams on the check port dropped unanswered because they were not a check request",
+    ),
+    (
         Stat::CheckRateLimited.metric(),
-        "check requests dropped unanswered over [boot.limits] check_rate_max_per_s (the agent falls back to the QUIC fetch)"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "check requests dropped unanswered over [boot.limits] check_rate_max_per_s (the agent falls back to the QUIC fetch)",
+    ),
+    (
         "bootstorm_ttl_expiries_proposed_total",
-        "ExpireTtl commands this replica proposed as leader"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "ExpireTtl commands this replica proposed as leader",
+    ),
+    (
         "bootstorm_log_fsync_rounds_total",
-        "group-commit fsync rounds of the raft log"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "group-commit fsync rounds of the raft log",
+    ),
+    (
         "bootstorm_log_appends_acked_total",
-        "raft log append requests acknowledged after fsync"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "raft log append requests acknowledged after fsync",
+    ),
+    (
         "bootstorm_admin_proposals_total",
-        "raft entries the admin plane proposed for admin writes (each carries one or more)"
-    );
-    describe_counter!(
+        MetricKind::Counter,
+        "raft entries the admin plane proposed for admin writes (each carries one or more)",
+    ),
+    (
         "bootstorm_admin_proposal_commands_total",
-        "admin writes proposed; divided by bootstorm_admin_proposals_total: the mean batch"
-    );
-    describe_gauge!("bootstorm_raft_term", "current raft term");
-    describe_gauge!(
+        MetricKind::Counter,
+        "admin writes proposed; divided by bootstorm_admin_proposals_total: the mean batch",
+    ),
+    (
+        "bootstorm_raft_term",
+        MetricKind::Gauge,
+        "current raft term",
+    ),
+    (
         "bootstorm_raft_last_log_index",
-        "index of the last raft log entry"
-    );
-    describe_gauge!(
+        MetricKind::Gauge,
+        "index of the last raft log entry",
+    ),
+    (
         "bootstorm_raft_applied_index",
-        "index of the last applied raft log entry"
-    );
-    describe_gauge!(
+        MetricKind::Gauge,
+        "index of the last applied raft log entry",
+    ),
+    (
         "bootstorm_raft_snapshot_index",
-        "last log index of the newest snapshot"
-    );
-    describe_gauge!("bootstorm_raft_purged_index", "last purged raft log index");
-    describe_gauge!(
+        MetricKind::Gauge,
+        "last log index of the newest snapshot",
+    ),
+    (
+        "bootstorm_raft_purged_index",
+        MetricKind::Gauge,
+        "last purged raft log index",
+    ),
+    (
         "bootstorm_raft_leader_id",
-        "node id of the leader this replica knows, 0 if none"
-    );
-    describe_gauge!(
+        MetricKind::Gauge,
+        "node id of the leader this replica knows, 0 if none",
+    ),
+    (
         "bootstorm_raft_is_leader",
-        "1 if this replica is the leader"
-    );
-    describe_gauge!(
+        MetricKind::Gauge,
+        "1 if this replica is the leader",
+    ),
+    (
         "bootstorm_journal_applied_seq",
-        "last journal seq applied on this replica"
-    );
+        MetricKind::Gauge,
+        "last journal seq applied on this replica",
+    ),
+];
+
+/// Gives the recorder each series' help text and kind (`METRIC_DESCRIPTIONS`).
+fn describe() {
+    for &(name, kind, help) in METRIC_DESCRIPTIONS {
+        match kind {
+            MetricKind::Counter => metrics::describe_counter!(name, help),
+            MetricKind::Gauge => metrics::describe_gauge!(name, help),
+        }
+    }
 }
 
 /// One counter per raft RPC kind.
@@ -406,4 +460,24 @@ async fn answer(mut stream: TcpStream, handle: &PrometheusHandle) {
     );
     let _ = stream.write_all(response.as_bytes()).await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_described_series_is_named_once_and_as_prometheus_expects() {
+        let mut names = std::collections::BTreeSet::new();
+        for &(name, kind, help) in METRIC_DESCRIPTIONS {
+            assert!(names.insert(name), "{name} is described twice");
+            assert!(name.starts_with("bootstorm_"), "{name}");
+            assert_eq!(
+                name.ends_with("_total"),
+                kind == MetricKind::Counter,
+                "{name}: counters, and only counters, end in _total"
+            );
+            assert!(!help.is_empty(), "{name} has no help text");
+        }
+    }
 }

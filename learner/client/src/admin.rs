@@ -636,6 +636,107 @@ fn role_name(role: ReplicaRole) -> &'static str {
     }
 }
 
+/// The stored overlays of a replica's status row, as shown.
+fn overlay_views(overlays: &[(config::VClusterId, config::Seq)]) -> Vec<OverlayView> {
+    overlays
+        .iter()
+        .map(|(vcluster, seq)| OverlayView {
+            vcluster: vcluster.clone(),
+            seq: *seq,
+        })
+        .collect()
+}
+
+/// The row of a membership member: from its own answer (`own`) when it gave one, else from
+/// what the leader reports of it (`from_leader`) and why it did not answer (`error`).
+fn member_view(
+    member: &proto::ReplicaStatus,
+    own: Option<&proto::ReplicaStatus>,
+    from_leader: Option<&proto::ReplicaStatus>,
+    commit_index: u64,
+    error: Option<String>,
+) -> ReplicaView {
+    match own {
+        Some(own) => ReplicaView {
+            name: own.name.clone(),
+            node_id: Some(member.node_id),
+            role: role_name(member.role).to_owned(),
+            reachable: true,
+            boot_addr: member.boot_addr.clone(),
+            admin_addr: member.admin_addr.clone(),
+            applied_index: own.applied_index,
+            applied_seq: own.applied_seq,
+            lag: commit_index.saturating_sub(own.applied_index),
+            state_digest: own.state_digest.clone(),
+            overlays: overlay_views(&own.overlays),
+            error: None,
+        },
+        None => ReplicaView {
+            name: member.name.clone(),
+            node_id: Some(member.node_id),
+            role: role_name(member.role).to_owned(),
+            reachable: false,
+            boot_addr: member.boot_addr.clone(),
+            admin_addr: member.admin_addr.clone(),
+            applied_index: from_leader.map_or(0, |r| r.applied_index),
+            applied_seq: 0,
+            lag: from_leader.map_or(0, |r| r.lag),
+            state_digest: String::new(),
+            overlays: Vec::new(),
+            error,
+        },
+    }
+}
+
+/// The row of a configured replica the membership does not list (not joined yet, or nobody
+/// reachable knows the membership): what it answered itself, else the cluster file's hints.
+fn unlisted_view(
+    target: &Target,
+    result: &Result<StatusReport, String>,
+    commit_index: u64,
+) -> ReplicaView {
+    let (reachable, error, own) = match result {
+        Ok(report) => (true, None, own_row(report)),
+        Err(error) => (false, Some(error.clone()), None),
+    };
+    let role = match (&own, target.role_hint) {
+        (Some(own), _) => role_name(own.role).to_owned(),
+        (None, Some(conf::Role::Voter)) => "voter".to_owned(),
+        (None, _) => "learner".to_owned(),
+    };
+    ReplicaView {
+        name: target.name.clone(),
+        node_id: own.as_ref().map(|o| o.node_id),
+        role,
+        reachable,
+        boot_addr: target.boot_addr.map(|a| a.to_string()).unwrap_or_default(),
+        admin_addr: target.addr.to_string(),
+        applied_index: own.as_ref().map_or(0, |o| o.applied_index),
+        applied_seq: own.as_ref().map_or(0, |o| o.applied_seq),
+        lag: own
+            .as_ref()
+            .map_or(0, |o| commit_index.saturating_sub(o.applied_index)),
+        state_digest: own
+            .as_ref()
+            .map(|o| o.state_digest.clone())
+            .unwrap_or_default(),
+        overlays: own
+            .as_ref()
+            .map(|o| overlay_views(&o.overlays))
+            .unwrap_or_default(),
+        error,
+    }
+}
+
+/// A replica's row about itself in its own status answer.
+fn own_row(report: &StatusReport) -> Option<proto::ReplicaStatus> {
+    report
+        .replicas
+        .iter()
+        .find(|row| row.node_id == report.replica)
+        .cloned()
+}
+
 /// Merges per-replica status answers into one cluster view (pure; see [`ClusterStatus`]).
 pub fn merge_status(results: Vec<(Target, Result<StatusReport, String>)>) -> ClusterStatus {
     let reports: Vec<&StatusReport> = results
@@ -659,116 +760,33 @@ pub fn merge_status(results: Vec<(Target, Result<StatusReport, String>)>) -> Clu
         Some(report) => report.commit_index,
         None => reports.iter().map(|r| r.commit_index).max().unwrap_or(0),
     };
-    let own_row = |report: &StatusReport| {
-        report
-            .replicas
-            .iter()
-            .find(|row| row.node_id == report.replica)
-            .cloned()
-    };
     let mut rows: BTreeMap<(u8, u64, String), ReplicaView> = BTreeMap::new();
     let mut claimed_addrs: Vec<String> = Vec::new();
-    if let Some(report) = membership_report {
-        for member in &report.replicas {
-            let own = reports
-                .iter()
-                .find(|r| r.replica == member.node_id)
-                .and_then(|r| own_row(r));
-            let error = results
-                .iter()
-                .find(|(t, _)| t.addr.to_string() == member.admin_addr)
-                .and_then(|(_, r)| r.as_ref().err().cloned())
-                .or_else(|| {
-                    own.is_none()
-                        .then(|| "not queried (no admin address match)".to_owned())
-                });
-            let from_leader =
-                leader_report.and_then(|l| l.replicas.iter().find(|r| r.node_id == member.node_id));
-            let view = match &own {
-                Some(own) => ReplicaView {
-                    name: own.name.clone(),
-                    node_id: Some(member.node_id),
-                    role: role_name(member.role).to_owned(),
-                    reachable: true,
-                    boot_addr: member.boot_addr.clone(),
-                    admin_addr: member.admin_addr.clone(),
-                    applied_index: own.applied_index,
-                    applied_seq: own.applied_seq,
-                    lag: commit_index.saturating_sub(own.applied_index),
-                    state_digest: own.state_digest.clone(),
-                    overlays: own
-                        .overlays
-                        .iter()
-                        .map(|(vcluster, seq)| OverlayView {
-                            vcluster: vcluster.clone(),
-                            seq: *seq,
-                        })
-                        .collect(),
-                    error: None,
-                },
-                None => ReplicaView {
-                    name: member.name.clone(),
-                    node_id: Some(member.node_id),
-                    role: role_name(member.role).to_owned(),
-                    reachable: false,
-                    boot_addr: member.boot_addr.clone(),
-                    admin_addr: member.admin_addr.clone(),
-                    applied_index: from_leader.map_or(0, |r| r.applied_index),
-                    applied_seq: 0,
-                    lag: from_leader.map_or(0, |r| r.lag),
-                    state_digest: String::new(),
-                    overlays: Vec::new(),
-                    error,
-                },
-            };
-            claimed_addrs.push(member.admin_addr.clone());
-            rows.insert((0, member.node_id, String::new()), view);
-        }
+    for member in membership_report.map_or(&[][..], |r| &r.replicas) {
+        let own = reports
+            .iter()
+            .find(|r| r.replica == member.node_id)
+            .and_then(|r| own_row(r));
+        let error = results
+            .iter()
+            .find(|(t, _)| t.addr.to_string() == member.admin_addr)
+            .and_then(|(_, r)| r.as_ref().err().cloned())
+            .or_else(|| {
+                own.is_none()
+                    .then(|| "not queried (no admin address match)".to_owned())
+            });
+        let from_leader =
+            leader_report.and_then(|l| l.replicas.iter().find(|r| r.node_id == member.node_id));
+        let view = member_view(member, own.as_ref(), from_leader, commit_index, error);
+        claimed_addrs.push(member.admin_addr.clone());
+        rows.insert((0, member.node_id, String::new()), view);
     }
     // Configured replicas the membership does not (yet) list, or that nobody could reach.
     for (target, result) in &results {
         if claimed_addrs.contains(&target.addr.to_string()) {
             continue;
         }
-        let (reachable, error, own) = match result {
-            Ok(report) => (true, None, own_row(report)),
-            Err(error) => (false, Some(error.clone()), None),
-        };
-        let role = match (&own, target.role_hint) {
-            (Some(own), _) => role_name(own.role).to_owned(),
-            (None, Some(conf::Role::Voter)) => "voter".to_owned(),
-            (None, _) => "learner".to_owned(),
-        };
-        let view = ReplicaView {
-            name: target.name.clone(),
-            node_id: own.as_ref().map(|o| o.node_id),
-            role,
-            reachable,
-            boot_addr: target.boot_addr.map(|a| a.to_string()).unwrap_or_default(),
-            admin_addr: target.addr.to_string(),
-            applied_index: own.as_ref().map_or(0, |o| o.applied_index),
-            applied_seq: own.as_ref().map_or(0, |o| o.applied_seq),
-            lag: own
-                .as_ref()
-                .map_or(0, |o| commit_index.saturating_sub(o.applied_index)),
-            state_digest: own
-                .as_ref()
-                .map(|o| o.state_digest.clone())
-                .unwrap_or_default(),
-            overlays: own
-                .as_ref()
-                .map(|o| {
-                    o.overlays
-                        .iter()
-                        .map(|(vcluster, seq)| OverlayView {
-                            vcluster: vcluster.clone(),
-                            seq: *seq,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            error,
-        };
+        let view = unlisted_view(target, result, commit_index);
         rows.insert((1, 0, target.addr.to_string()), view);
     }
     let leader = leader_id.and_then(|id| {

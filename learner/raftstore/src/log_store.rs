@@ -1021,8 +1021,252 @@ fn remove_purged_segments(log: &mut Log, purged_index: u64) -> Result<(), StoreE
     Ok(())
 }
 
-/// Reads every segment, rebuilding the index. See the module doc for what is repaired and what
-/// is refused.
+/// Where scanning one segment found its records to end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SegmentEnd {
+    /// At the end of the file, or where the zero fill ahead of the records begins.
+    Clean,
+    /// The file is shorter than its header: nothing in it was read.
+    HeaderIncomplete,
+    /// The record at `offset_bytes` does not decode.
+    BadRecord {
+        offset_bytes: u64,
+        /// It runs past the end of the file (a write that never finished), rather than
+        /// being complete but wrong.
+        truncated: bool,
+        /// Only zeros (or the end of the file) follow where it claims to end, so nothing was
+        /// written after it ([`is_last_record`]).
+        nothing_after: bool,
+        reason: String,
+    },
+}
+
+/// What the torn-tail policy decides to do with a segment, given where its records end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TailRepair {
+    /// Nothing to repair.
+    Keep,
+    /// Remove the segment: created, but its header never made it to disk.
+    RemoveSegment,
+    /// Cut the segment at `offset_bytes`: a torn record no fsync ever covered.
+    TruncateAt { offset_bytes: u64 },
+    /// Refuse to open: the damage may hold acknowledged data.
+    Refuse,
+}
+
+/// The torn-tail policy: what recovery may cut, given where a segment's records end and
+/// whether it is the last segment. Only the tail of the last segment can hold a write that
+/// was never acknowledged — a torn header, a record that runs past the end of the file, or a
+/// bad last record with nothing written after it; anything else may be acknowledged data,
+/// which is never silently dropped.
+fn torn_tail_repair(end: &SegmentEnd, is_last_segment: bool) -> TailRepair {
+    match end {
+        SegmentEnd::Clean => TailRepair::Keep,
+        _ if !is_last_segment => TailRepair::Refuse,
+        SegmentEnd::HeaderIncomplete => TailRepair::RemoveSegment,
+        SegmentEnd::BadRecord {
+            offset_bytes,
+            truncated,
+            nothing_after,
+            ..
+        } if *truncated || *nothing_after => TailRepair::TruncateAt {
+            offset_bytes: *offset_bytes,
+        },
+        SegmentEnd::BadRecord { .. } => TailRepair::Refuse,
+    }
+}
+
+/// What scanning one segment's bytes found.
+struct SegmentScan {
+    /// Every record after the purge point, in index order.
+    records: Vec<Record>,
+    /// Where the records end (the next record is written here), if they end cleanly.
+    len_bytes: u64,
+    /// The index the next record (in this or the next segment) must have.
+    next_index: Option<u64>,
+    end: SegmentEnd,
+}
+
+/// Checks a segment's header: its magic, and that its first index neither leaves a hole after
+/// the previous segment (`expected`) nor starts past the purge point. `bytes` holds at least
+/// the header.
+fn check_segment_header(
+    path: &Path,
+    bytes: &[u8],
+    first_index: u64,
+    expected: Option<u64>,
+    last_purged: Option<LogId>,
+) -> Result<(), StoreError> {
+    assert!(bytes.len() as u64 >= SEGMENT_HEADER_BYTES);
+    if bytes[..8] != SEGMENT_MAGIC && bytes[..SEGMENT_MAGIC_FAMILY.len()] == *SEGMENT_MAGIC_FAMILY {
+        return Err(StoreError::corrupt(
+            path,
+            format!(
+                "segment format {} is not the format this build reads ({}); start this data directory with the bootstorm version that wrote it, or move it away to start empty",
+                String::from_utf8_lossy(&bytes[..8]),
+                String::from_utf8_lossy(&SEGMENT_MAGIC)
+            ),
+        ));
+    }
+    if bytes[..8] != SEGMENT_MAGIC || bytes[8..16] != first_index.to_le_bytes() {
+        return Err(StoreError::corrupt(
+            path,
+            "segment header does not match (magic or first index)",
+        ));
+    }
+    let hole = match (expected, last_purged) {
+        (Some(expected), _) => (first_index != expected).then_some(expected),
+        (None, Some(purged)) => (first_index > purged.index + 1).then_some(purged.index + 1),
+        (None, None) => None,
+    };
+    match hole {
+        Some(expected) => Err(StoreError::LogHole {
+            path: path.to_owned(),
+            expected,
+            found: first_index,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Scans and validates one segment's bytes (no I/O): its header, then its records up to the
+/// zero fill, the end of the file or the first record that does not decode, checking that
+/// every index follows the previous one (`expected`, carried across segments). What to do
+/// about a bad end is the torn-tail policy's decision ([`torn_tail_repair`]), not this scan's.
+fn scan_segment(
+    path: &Path,
+    bytes: &[u8],
+    first_index: u64,
+    expected: Option<u64>,
+    last_purged: Option<LogId>,
+) -> Result<SegmentScan, StoreError> {
+    let mut scan = SegmentScan {
+        records: Vec::new(),
+        len_bytes: bytes.len() as u64,
+        next_index: expected,
+        end: SegmentEnd::Clean,
+    };
+    if (bytes.len() as u64) < SEGMENT_HEADER_BYTES {
+        scan.end = SegmentEnd::HeaderIncomplete;
+        return Ok(scan);
+    }
+    check_segment_header(path, bytes, first_index, expected, last_purged)?;
+    let mut expected = Some(first_index);
+    let mut offset = SEGMENT_HEADER_BYTES as usize;
+    while offset < bytes.len() {
+        if is_zero_fill(&bytes[offset..]) {
+            // The zeros written ahead of the records (or a record whose pages never
+            // landed, which no fsync ever covered): the end of this segment's records.
+            break;
+        }
+        let (entry, len) = match decode_record(&bytes[offset..]) {
+            Ok(ok) => ok,
+            Err(bad) => {
+                let (truncated, reason) = match bad {
+                    BadRecord::Truncated(r) => (true, r),
+                    BadRecord::Corrupt(r) => (false, r),
+                };
+                scan.end = SegmentEnd::BadRecord {
+                    offset_bytes: offset as u64,
+                    truncated,
+                    nothing_after: is_last_record(bytes, offset),
+                    reason,
+                };
+                break;
+            }
+        };
+        let index = entry.log_id.index;
+        // After entries at or below the purge point, the log may jump to just past it (see
+        // `write_records`).
+        let jumps_past_purge = last_purged
+            .is_some_and(|p| expected.is_some_and(|e| e <= p.index + 1) && index == p.index + 1);
+        if Some(index) != expected && !jumps_past_purge {
+            return Err(StoreError::LogHole {
+                path: path.to_owned(),
+                expected: expected.unwrap_or(first_index),
+                found: index,
+            });
+        }
+        expected = Some(index + 1);
+        if last_purged.is_none_or(|p| index > p.index) {
+            scan.records.push(Record {
+                log_id: entry.log_id,
+                segment: first_index,
+                offset_bytes: offset as u64,
+                payload_bytes: (len - RECORD_HEADER_BYTES) as u32,
+            });
+        }
+        offset += len;
+    }
+    scan.len_bytes = offset.min(bytes.len()) as u64;
+    scan.next_index = expected;
+    Ok(scan)
+}
+
+/// Carries out the torn-tail policy's decision on one segment file (`file_len_bytes` long):
+/// removes or truncates it durably and says what was cut, or refuses with the error naming
+/// the damage. Returns `None` for [`TailRepair::Keep`].
+fn repair_torn_tail(
+    log_dir: &Path,
+    path: &Path,
+    file: &File,
+    file_len_bytes: u64,
+    end: SegmentEnd,
+    repair: TailRepair,
+) -> Result<Option<TornTail>, StoreError> {
+    let header_incomplete = end == SegmentEnd::HeaderIncomplete;
+    let (offset_bytes, reason) = match end {
+        SegmentEnd::Clean => return Ok(None),
+        SegmentEnd::HeaderIncomplete => (0, "segment header incomplete".to_owned()),
+        SegmentEnd::BadRecord {
+            offset_bytes,
+            reason,
+            ..
+        } => (offset_bytes, reason),
+    };
+    let dropped_bytes = file_len_bytes - offset_bytes;
+    match repair {
+        TailRepair::Keep => return Ok(None),
+        TailRepair::RemoveSegment => {
+            tracing::warn!(path = %path.display(), "removing a log segment with a torn header");
+            fs::remove_file(path).map_err(|e| StoreError::io("remove", path, e))?;
+            fsync_dir(log_dir)?;
+        }
+        TailRepair::TruncateAt { offset_bytes } => {
+            tracing::warn!(
+                path = %path.display(),
+                offset_bytes,
+                dropped_bytes,
+                %reason,
+                "truncating a torn record at the tail of the raft log (never acknowledged)"
+            );
+            file.set_len(offset_bytes)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| StoreError::io("truncate torn tail of", path, e))?;
+        }
+        TailRepair::Refuse if header_incomplete => {
+            return Err(StoreError::corrupt(path, "segment shorter than its header"));
+        }
+        TailRepair::Refuse => {
+            return Err(StoreError::CorruptRecord {
+                path: path.to_owned(),
+                offset_bytes,
+                reason,
+                trailing_bytes: dropped_bytes,
+            });
+        }
+    }
+    Ok(Some(TornTail {
+        path: path.to_owned(),
+        offset_bytes,
+        dropped_bytes,
+        reason,
+    }))
+}
+
+/// Reads every segment, rebuilding the index: each segment is scanned ([`scan_segment`]),
+/// its end judged by the torn-tail policy ([`torn_tail_repair`]) and repaired or refused
+/// ([`repair_torn_tail`]). See the module doc for what is repaired and what is refused.
 fn recover(log_dir: &Path) -> Result<(Log, LogRecovery), StoreError> {
     let purged_path = log_dir.join("purged");
     let last_purged: Option<LogId> = read_meta(&purged_path)?;
@@ -1043,131 +1287,22 @@ fn recover(log_dir: &Path) -> Result<(Log, LogRecovery), StoreError> {
         let is_last = Some(first_index) == last_key;
         let bytes = fs::read(path).map_err(|e| StoreError::io("read log segment", path, e))?;
         let file = open_segment_file(path)?;
-        if (bytes.len() as u64) < SEGMENT_HEADER_BYTES {
-            if is_last {
-                // Created but its header never made it to disk: nothing in it was acknowledged.
-                tracing::warn!(path = %path.display(), "removing a log segment with a torn header");
-                fs::remove_file(path).map_err(|e| StoreError::io("remove", path, e))?;
-                fsync_dir(log_dir)?;
-                report.torn_tail = Some(TornTail {
-                    path: path.clone(),
-                    offset_bytes: 0,
-                    dropped_bytes: bytes.len() as u64,
-                    reason: "segment header incomplete".to_owned(),
-                });
-                continue;
-            }
-            return Err(StoreError::corrupt(path, "segment shorter than its header"));
-        }
-        if bytes[..8] != SEGMENT_MAGIC
-            && bytes[..SEGMENT_MAGIC_FAMILY.len()] == *SEGMENT_MAGIC_FAMILY
-        {
-            return Err(StoreError::corrupt(
-                path,
-                format!(
-                    "segment format {} is not the format this build reads ({}); start this data directory with the bootstorm version that wrote it, or move it away to start empty",
-                    String::from_utf8_lossy(&bytes[..8]),
-                    String::from_utf8_lossy(&SEGMENT_MAGIC)
-                ),
-            ));
-        }
-        if bytes[..8] != SEGMENT_MAGIC || bytes[8..16] != first_index.to_le_bytes() {
-            return Err(StoreError::corrupt(
-                path,
-                "segment header does not match (magic or first index)",
-            ));
-        }
-        if let Some(expected) = expected {
-            if first_index != expected {
-                return Err(StoreError::LogHole {
-                    path: path.clone(),
-                    expected,
-                    found: first_index,
-                });
-            }
-        } else if let Some(purged) = last_purged {
-            if first_index > purged.index + 1 {
-                return Err(StoreError::LogHole {
-                    path: path.clone(),
-                    expected: purged.index + 1,
-                    found: first_index,
-                });
-            }
-        }
-        expected = Some(first_index);
-
-        let mut offset = SEGMENT_HEADER_BYTES as usize;
+        let scan = scan_segment(path, &bytes, first_index, expected, last_purged)?;
+        let repair = torn_tail_repair(&scan.end, is_last);
         let mut file_len = bytes.len() as u64;
-        while offset < bytes.len() {
-            if is_zero_fill(&bytes[offset..]) {
-                // The zeros written ahead of the records (or a record whose pages never
-                // landed, which no fsync ever covered): the end of this segment's records.
-                break;
-            }
-            let (entry, len) = match decode_record(&bytes[offset..]) {
-                Ok(ok) => ok,
-                Err(bad) => {
-                    let (truncated, reason) = match bad {
-                        BadRecord::Truncated(r) => (true, r),
-                        BadRecord::Corrupt(r) => (false, r),
-                    };
-                    if is_last && (truncated || is_last_record(&bytes, offset)) {
-                        let dropped = (bytes.len() - offset) as u64;
-                        tracing::warn!(
-                            path = %path.display(),
-                            offset_bytes = offset,
-                            dropped_bytes = dropped,
-                            %reason,
-                            "truncating a torn record at the tail of the raft log (never acknowledged)"
-                        );
-                        file.set_len(offset as u64)
-                            .and_then(|()| file.sync_all())
-                            .map_err(|e| StoreError::io("truncate torn tail of", path, e))?;
-                        file_len = offset as u64;
-                        report.torn_tail = Some(TornTail {
-                            path: path.clone(),
-                            offset_bytes: offset as u64,
-                            dropped_bytes: dropped,
-                            reason,
-                        });
-                        break;
-                    }
-                    return Err(StoreError::CorruptRecord {
-                        path: path.clone(),
-                        offset_bytes: offset as u64,
-                        reason,
-                        trailing_bytes: (bytes.len() - offset) as u64,
-                    });
-                }
-            };
-            let index = entry.log_id.index;
-            // After entries at or below the purge point, the log may jump to just past it (see
-            // `write_records`).
-            let jumps_past_purge = last_purged.is_some_and(|p| {
-                expected.is_some_and(|e| e <= p.index + 1) && index == p.index + 1
-            });
-            if Some(index) != expected && !jumps_past_purge {
-                return Err(StoreError::LogHole {
-                    path: path.clone(),
-                    expected: expected.unwrap_or(first_index),
-                    found: index,
-                });
-            }
-            expected = Some(index + 1);
-            if last_purged.is_none_or(|p| index > p.index) {
-                log.records.insert(
-                    index,
-                    Record {
-                        log_id: entry.log_id,
-                        segment: first_index,
-                        offset_bytes: offset as u64,
-                        payload_bytes: (len - RECORD_HEADER_BYTES) as u32,
-                    },
-                );
-            }
-            offset += len;
+        let cut = repair_torn_tail(log_dir, path, &file, file_len, scan.end, repair)?;
+        if cut.is_some() {
+            report.torn_tail = cut;
         }
-        let len_bytes = offset.min(bytes.len()) as u64;
+        match repair {
+            TailRepair::Keep => {}
+            TailRepair::RemoveSegment => continue,
+            TailRepair::TruncateAt { offset_bytes } => file_len = offset_bytes,
+            TailRepair::Refuse => unreachable!("repair_torn_tail refuses with an error"),
+        }
+        expected = scan.next_index;
+        log.records
+            .extend(scan.records.into_iter().map(|r| (r.log_id.index, r)));
         log.segments.insert(
             first_index,
             Segment {
@@ -1175,7 +1310,7 @@ fn recover(log_dir: &Path) -> Result<(Log, LogRecovery), StoreError> {
                     path: path.clone(),
                     file,
                 }),
-                len_bytes,
+                len_bytes: scan.len_bytes,
                 file_len_bytes: file_len,
             },
         );
@@ -1300,5 +1435,130 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.blocking(move |s| s.purge_sync(log_id))
             .await
             .map_err(StoreError::write_logs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad_record(truncated: bool, nothing_after: bool) -> SegmentEnd {
+        SegmentEnd::BadRecord {
+            offset_bytes: 4_096,
+            truncated,
+            nothing_after,
+            reason: "test".to_owned(),
+        }
+    }
+
+    /// The torn-tail policy as a table: (where the records end, last segment?) → repair.
+    #[test]
+    fn only_an_unacknowledged_tail_of_the_last_segment_is_cut() {
+        use TailRepair::{Keep, Refuse, RemoveSegment, TruncateAt};
+        let cut = TruncateAt {
+            offset_bytes: 4_096,
+        };
+        let cases = [
+            ("a clean end is kept", SegmentEnd::Clean, false, Keep),
+            (
+                "a clean last segment is kept",
+                SegmentEnd::Clean,
+                true,
+                Keep,
+            ),
+            (
+                "a last segment whose header never landed is removed",
+                SegmentEnd::HeaderIncomplete,
+                true,
+                RemoveSegment,
+            ),
+            (
+                "an earlier segment shorter than its header is refused",
+                SegmentEnd::HeaderIncomplete,
+                false,
+                Refuse,
+            ),
+            (
+                "a record running past the end of the last segment is cut",
+                bad_record(true, false),
+                true,
+                cut,
+            ),
+            (
+                "a bad last record with nothing after it is cut",
+                bad_record(false, true),
+                true,
+                cut,
+            ),
+            (
+                "a bad record followed by data may hide acknowledged records: refused",
+                bad_record(false, false),
+                true,
+                Refuse,
+            ),
+            (
+                "a torn record in an earlier segment is refused",
+                bad_record(true, true),
+                false,
+                Refuse,
+            ),
+        ];
+        for (name, end, is_last_segment, expected) in cases {
+            assert_eq!(torn_tail_repair(&end, is_last_segment), expected, "{name}");
+        }
+    }
+
+    fn segment_with(records: &[Vec<u8>], zeros: usize) -> Vec<u8> {
+        let mut bytes = SEGMENT_MAGIC.to_vec();
+        bytes.extend_from_slice(&1u64.to_le_bytes());
+        for record in records {
+            bytes.extend_from_slice(record);
+        }
+        bytes.resize(bytes.len() + zeros, 0);
+        bytes
+    }
+
+    fn record(index: u64) -> Vec<u8> {
+        let entry = Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Blank,
+        };
+        encode_record(&entry).expect("encodes")
+    }
+
+    #[test]
+    fn a_segment_scan_reports_where_its_records_end() {
+        let path = Path::new("00000000000000000001.seg");
+        let two = [record(1), record(2)];
+        let records_end = (SEGMENT_HEADER_BYTES as usize + two[0].len() + two[1].len()) as u64;
+
+        let clean = scan_segment(path, &segment_with(&two, 64), 1, None, None).unwrap();
+        assert_eq!(clean.end, SegmentEnd::Clean);
+        assert_eq!(clean.records.len(), 2);
+        assert_eq!(clean.len_bytes, records_end, "the zero fill is not content");
+        assert_eq!(clean.next_index, Some(3));
+
+        let mut torn = segment_with(&two, 0);
+        torn.extend_from_slice(&record(3)[..10]);
+        let scan = scan_segment(path, &torn, 1, None, None).unwrap();
+        assert!(matches!(
+            scan.end,
+            SegmentEnd::BadRecord { offset_bytes, truncated: true, .. } if offset_bytes == records_end
+        ));
+        assert_eq!(scan.records.len(), 2, "the records before it are indexed");
+
+        let header_only = &segment_with(&[], 0)[..10];
+        let scan = scan_segment(path, header_only, 1, None, None).unwrap();
+        assert_eq!(scan.end, SegmentEnd::HeaderIncomplete);
+
+        let hole = scan_segment(path, &segment_with(&two, 0), 1, Some(5), None);
+        assert!(matches!(
+            hole,
+            Err(StoreError::LogHole {
+                expected: 5,
+                found: 1,
+                ..
+            })
+        ));
     }
 }

@@ -297,7 +297,8 @@ pub struct PeerClient {
 enum CallError<E> {
     Unreachable(RaftNetError),
     Network(RaftNetError),
-    Remote(RaftError<RaftNodeId, E>),
+    /// Boxed: it is far larger than the other variants, and the error path is the rare one.
+    Remote(Box<RaftError<RaftNodeId, E>>),
 }
 
 impl PeerClient {
@@ -321,74 +322,37 @@ impl PeerClient {
         result
     }
 
-    async fn exchange<Req, Resp, E>(
+    /// Encodes `request` as a `kind` RPC frame for this peer.
+    fn encode_request<Req: Serialize, E>(
         &self,
         kind: RaftRpcKind,
         request: &Req,
-        option: &RPCOption,
-    ) -> Result<Resp, CallError<E>>
-    where
-        Req: Serialize,
-        Resp: DeserializeOwned,
-        E: DeserializeOwned,
-    {
-        let what = kind.as_str();
-        let payload = postcard::to_stdvec(request).map_err(|e| {
+    ) -> Result<proto::EncodedFrame, CallError<E>> {
+        let encode_error = |reason: String| {
             CallError::Network(RaftNetError::Encode {
-                kind: what,
+                kind: kind.as_str(),
                 target: self.target,
-                reason: e.to_string(),
+                reason,
             })
-        })?;
-        let frame = RaftRequest::Rpc {
+        };
+        let payload = postcard::to_stdvec(request).map_err(|e| encode_error(e.to_string()))?;
+        RaftRequest::Rpc {
             kind,
             target: self.target,
         }
         .encode(Bytes::from(payload))
-        .map_err(|e| {
-            CallError::Network(RaftNetError::Encode {
-                kind: what,
-                target: self.target,
-                reason: e.to_string(),
-            })
-        })?;
+        .map_err(|e| encode_error(e.to_string()))
+    }
 
-        // Wait for a handshake at most 3/4 of the RPC's deadline: a peer that cannot be
-        // reached in that time is reported Unreachable (openraft backs off) rather than
-        // Timeout (openraft retries at once).
-        let patience = option
-            .soft_ttl()
-            .min(Duration::from_millis(RAFT_CONNECT_TIMEOUT_MS));
-        let conn = self
-            .link
-            .connection(&self.net, patience)
-            .await
-            .map_err(|reason| {
-                CallError::Unreachable(RaftNetError::Unreachable {
-                    target: self.target,
-                    addr: self.link.addr.clone(),
-                    reason,
-                })
-            })?;
-
-        let answer = match rpc::call::<RaftResponse>(&conn, frame, option.hard_ttl()).await {
-            Ok(answer) => answer,
-            Err(source) => {
-                let error = RaftNetError::Rpc {
-                    kind: what,
-                    target: self.target,
-                    addr: self.link.addr.clone(),
-                    source,
-                };
-                return Err(if conn.close_reason().is_some() {
-                    // The connection is gone (peer crashed or restarted): reconnect next time.
-                    self.link.invalidate(&conn);
-                    CallError::Unreachable(error)
-                } else {
-                    CallError::Network(error)
-                });
-            }
-        };
+    /// Reads the peer's answer to a `kind` RPC (no I/O): the response, openraft's remote
+    /// error, or why the answer is not one. A refusal that another attempt would meet again
+    /// soon (bad request, unavailable, unknown node) is Unreachable, so openraft backs off.
+    fn read_answer<Resp: DeserializeOwned, E: DeserializeOwned>(
+        &self,
+        kind: RaftRpcKind,
+        answer: proto::frame::Frame<RaftResponse>,
+    ) -> Result<Resp, CallError<E>> {
+        let what = kind.as_str();
         let bad_answer = |reason: String| {
             CallError::Network(RaftNetError::BadAnswer {
                 kind: what,
@@ -401,7 +365,7 @@ impl PeerClient {
             RaftResponse::Rpc { kind: answered } if answered == kind => {
                 let result: Result<Resp, RaftError<RaftNodeId, E>> =
                     postcard::from_bytes(&answer.payload).map_err(|e| bad_answer(e.to_string()))?;
-                result.map_err(CallError::Remote)
+                result.map_err(|e| CallError::Remote(Box::new(e)))
             }
             RaftResponse::Rpc { kind: answered } => Err(bad_answer(format!(
                 "it answered a {} RPC",
@@ -425,6 +389,59 @@ impl PeerClient {
         }
     }
 
+    /// One RPC to this peer: encode, get (or make) the connection, send and wait, read the
+    /// answer. Failures are sorted into Unreachable (openraft backs off) and Network.
+    async fn exchange<Req, Resp, E>(
+        &self,
+        kind: RaftRpcKind,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, CallError<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        let frame = self.encode_request(kind, request)?;
+        // Wait for a handshake at most 3/4 of the RPC's deadline: a peer that cannot be
+        // reached in that time is reported Unreachable (openraft backs off) rather than
+        // Timeout (openraft retries at once).
+        let patience = option
+            .soft_ttl()
+            .min(Duration::from_millis(RAFT_CONNECT_TIMEOUT_MS));
+        let conn = self
+            .link
+            .connection(&self.net, patience)
+            .await
+            .map_err(|reason| {
+                CallError::Unreachable(RaftNetError::Unreachable {
+                    target: self.target,
+                    addr: self.link.addr.clone(),
+                    reason,
+                })
+            })?;
+
+        let answer = match rpc::call::<RaftResponse>(&conn, frame, option.hard_ttl()).await {
+            Ok(answer) => answer,
+            Err(source) => {
+                let error = RaftNetError::Rpc {
+                    kind: kind.as_str(),
+                    target: self.target,
+                    addr: self.link.addr.clone(),
+                    source,
+                };
+                return Err(if conn.close_reason().is_some() {
+                    // The connection is gone (peer crashed or restarted): reconnect next time.
+                    self.link.invalidate(&conn);
+                    CallError::Unreachable(error)
+                } else {
+                    CallError::Network(error)
+                });
+            }
+        };
+        self.read_answer(kind, answer)
+    }
+
     fn to_rpc_error<E: std::error::Error>(
         &self,
         error: CallError<E>,
@@ -441,7 +458,7 @@ impl PeerClient {
             CallError::Remote(e) => RPCError::RemoteError(RemoteError::new_with_node(
                 self.target,
                 self.node.clone(),
-                e,
+                *e,
             )),
         }
     }

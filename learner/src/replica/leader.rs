@@ -38,7 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use config::{JournalCommand, JournalState, Rejected, Seq, VClusterId};
+use config::{BootOverlay, JournalCommand, JournalState, Rejected, Seq, VClusterId};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, ServerState};
 use tokio_util::sync::CancellationToken;
@@ -107,20 +107,18 @@ async fn wait_for_leadership(raft: &Raft<TypeConfig>, shutdown: &CancellationTok
     }
 }
 
-/// vClusters whose overlay is stale, with the seq a build now would carry, skipping those
-/// whose build already failed at that seq.
 /// The earlier of a pending wake-up (if any) and `at`.
 fn earliest(due: Option<Instant>, at: Instant) -> Instant {
     due.map_or(at, |due| due.min(at))
 }
 
-fn stale_vclusters(journal: &JournalState, failed: &BTreeMap<String, Seq>) -> Vec<String> {
+/// vClusters whose overlay is stale, each with the seq a build now would carry.
+fn stale_vclusters(journal: &JournalState) -> Vec<(VClusterId, Seq)> {
     journal
         .policies
         .keys()
         .filter(|vc| journal.overlay_is_stale(vc))
-        .filter(|vc| failed.get(*vc) != Some(&journal.latest_seq_affecting(vc)))
-        .cloned()
+        .map(|vc| (vc.clone(), journal.latest_seq_affecting(vc)))
         .collect()
 }
 
@@ -304,8 +302,305 @@ impl Default for OverlayTaskOptions {
     }
 }
 
+/// Why the overlay task builds a vCluster in this pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RebuildTrigger {
+    /// Stale and not held: the first change after a quiet spell, or its hold ran out.
+    Changed,
+    /// Held, but a replica asked for a seq the leader has applied and the vCluster was built
+    /// at least a request interval ago: the request pulls the build ahead of its hold.
+    Requested,
+}
+
+/// What one pass of the overlay task does, decided by [`plan_rebuilds`] before any I/O.
+/// Invariants: a vCluster appears at most once in `build` and never both in `build` and
+/// `deferred`; `wake_at`, if any, is after the `now` the plan was made at.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct RebuildPlan {
+    /// vClusters to build from the newest applied state and propose now, in this order.
+    build: Vec<(VClusterId, RebuildTrigger)>,
+    /// When to look again if no change or request comes first: the soonest instant a held
+    /// vCluster, or a deferred request, comes due. `None`: nothing stale is held back.
+    wake_at: Option<Instant>,
+    /// vClusters whose request is kept past this pass: asked for, but built less than a
+    /// request interval ago (the pass at `wake_at` serves them).
+    deferred: BTreeSet<VClusterId>,
+}
+
+/// Decides one pass of the overlay task: which stale vClusters to build now (and why), and
+/// which to leave for later and until when. Pure — state, requests, pacing and time are
+/// values — so the pacing rules of the module doc are a table test, not a cluster test.
+///
+/// `stale` holds each stale vCluster with the seq a build now would carry (see
+/// [`stale_vclusters`]); `failed` the seq each vCluster's last build failed at;
+/// `applied_seq` the newest seq the leader has applied, which a request must not exceed to
+/// pull a build ahead (a build now would not satisfy it).
+fn plan_rebuilds(
+    stale: &[(VClusterId, Seq)],
+    failed: &BTreeMap<VClusterId, Seq>,
+    applied_seq: Seq,
+    pending: &PendingRequests,
+    pacer: &RebuildPacer,
+    now: Instant,
+) -> RebuildPlan {
+    let mut plan = RebuildPlan::default();
+    for (vc, seq) in stale {
+        // It would fail again; the next change affecting the vCluster retries.
+        if failed.get(vc) == Some(seq) {
+            continue;
+        }
+        let Some(held_until) = pacer.due(vc, now) else {
+            plan.build.push((vc.clone(), RebuildTrigger::Changed));
+            continue;
+        };
+        if !pending.wants(vc, applied_seq) {
+            plan.wake_at = Some(earliest(plan.wake_at, held_until));
+            continue;
+        }
+        match pacer.request_due(vc, now) {
+            None => plan.build.push((vc.clone(), RebuildTrigger::Requested)),
+            // Asked for, but built less than a request interval ago: keep the request and
+            // wake then.
+            Some(requests_from) => {
+                plan.wake_at = Some(earliest(plan.wake_at, requests_from.min(held_until)));
+                plan.deferred.insert(vc.clone());
+            }
+        }
+    }
+    let built: BTreeSet<&VClusterId> = plan.build.iter().map(|(vc, _)| vc).collect();
+    assert_eq!(
+        built.len(),
+        plan.build.len(),
+        "a vCluster is built once a pass"
+    );
+    assert!(plan.deferred.iter().all(|vc| !built.contains(vc)));
+    assert!(
+        plan.wake_at.is_none_or(|at| at > now),
+        "a wake-up is in the future"
+    );
+    plan
+}
+
+/// The overlay task's pacing, as durations: the knobs of [`OverlayTaskOptions`] and the
+/// request and retry constants, read once.
+#[derive(Clone, Copy, Debug)]
+struct RebuildPacing {
+    /// Hold after a build, unasked; see [`OVERLAY_REBUILD_INTERVAL_MIN_MS`].
+    interval: Duration,
+    /// Hold after a build against requests; see [`OVERLAY_REQUESTED_REBUILD_INTERVAL_MIN_MS`].
+    request_interval: Duration,
+    /// Hold after a failed proposal; see [`OVERLAY_RETRY_AFTER_FAILURE_MS`].
+    retry_after: Duration,
+}
+
+impl RebuildPacing {
+    fn new(options: OverlayTaskOptions) -> Self {
+        RebuildPacing {
+            interval: Duration::from_millis(options.rebuild_interval_min_ms),
+            request_interval: Duration::from_millis(OVERLAY_REQUESTED_REBUILD_INTERVAL_MIN_MS),
+            retry_after: Duration::from_millis(OVERLAY_RETRY_AFTER_FAILURE_MS),
+        }
+    }
+}
+
+/// What building one vCluster's overlay from the newest applied state came to.
+enum Built {
+    Overlay(BootOverlay),
+    /// A proposal since the plan made it current: nothing to do.
+    NotStale,
+    /// The build failed at `seq`; it is not retried until a newer change.
+    Failed {
+        seq: Seq,
+        error: overlay::BuildError,
+    },
+    /// The runtime is shutting down.
+    RuntimeStopping,
+}
+
+/// How executing one planned build ended, as the pass that runs the plan needs to know.
+enum BuildStep {
+    /// Proposed, or judged (not stale any more, or a failed build recorded): go on.
+    Next,
+    /// The proposal failed; the vCluster is held for the retry pause until this instant.
+    RetryAt(Instant),
+    /// This replica no longer leads: drop the pass.
+    NotLeader,
+    /// Raft or the runtime stopped: end the task.
+    Stop,
+}
+
+/// How executing a pass's plan ended.
+enum PassEnd {
+    /// Every planned build ran: sleep until a change, a request, or `wake_at`.
+    Sleep { wake_at: Option<Instant> },
+    /// This replica no longer leads: wait to lead again.
+    NotLeader,
+    /// Raft, the runtime or the task stopped.
+    Stop,
+}
+
+/// The overlay task's I/O: reading the state, building off the async workers, proposing
+/// through Raft. It executes what [`plan_rebuilds`] decided and decides nothing itself
+/// beyond reading each outcome.
+struct OverlayShell<'a> {
+    raft: &'a Raft<TypeConfig>,
+    reader: &'a ReplicaReader,
+    metrics: &'a ReplicaMetrics,
+    pacing: RebuildPacing,
+}
+
+impl OverlayShell<'_> {
+    /// Builds `vc`'s overlay from the newest applied state. The inputs are read under the
+    /// state lock (what makes the overlay match the seq it claims); the build runs after it is
+    /// released, off the async workers, so neither the state machine's apply nor this
+    /// replica's other tasks wait the ~0.3 ms of encoding and compression (the commit path
+    /// felt it in its p99).
+    async fn build_from_newest_state(&self, vc: &VClusterId) -> Built {
+        let inputs = {
+            let state = self.reader.read();
+            if !state.journal.overlay_is_stale(vc) {
+                return Built::NotStale;
+            }
+            match overlay::OverlayInputs::from_state(&state.journal, vc) {
+                Ok(inputs) => inputs,
+                Err(error) => {
+                    let seq = state.journal.latest_seq_affecting(vc);
+                    return Built::Failed { seq, error };
+                }
+            }
+        };
+        let seq = inputs.seq();
+        match tokio::task::spawn_blocking(move || inputs.build()).await {
+            Ok(Ok(overlay)) => Built::Overlay(overlay),
+            Ok(Err(error)) => Built::Failed { seq, error },
+            Err(_) => Built::RuntimeStopping,
+        }
+    }
+
+    /// Executes `plan`'s builds in order, ending early when leadership is lost or the task
+    /// stops. Wakes at the plan's `wake_at`, or sooner for a failed proposal to retry.
+    async fn execute(
+        &self,
+        plan: &RebuildPlan,
+        pacer: &mut RebuildPacer,
+        failed: &mut BTreeMap<VClusterId, Seq>,
+        shutdown: &CancellationToken,
+    ) -> PassEnd {
+        let mut wake_at = plan.wake_at;
+        for (vc, trigger) in &plan.build {
+            if shutdown.is_cancelled() {
+                return PassEnd::Stop;
+            }
+            match self.rebuild_and_propose(vc, *trigger, pacer, failed).await {
+                BuildStep::Next => {}
+                BuildStep::RetryAt(at) => wake_at = Some(earliest(wake_at, at)),
+                BuildStep::NotLeader => return PassEnd::NotLeader,
+                BuildStep::Stop => return PassEnd::Stop,
+            }
+        }
+        PassEnd::Sleep { wake_at }
+    }
+
+    /// Builds and proposes `vc`'s overlay, recording a failed build in `failed` and holding
+    /// `vc` in `pacer`: for the rebuild interval once built, for the retry pause after a
+    /// failed proposal.
+    async fn rebuild_and_propose(
+        &self,
+        vc: &VClusterId,
+        trigger: RebuildTrigger,
+        pacer: &mut RebuildPacer,
+        failed: &mut BTreeMap<VClusterId, Seq>,
+    ) -> BuildStep {
+        let overlay = match self.build_from_newest_state(vc).await {
+            Built::Overlay(overlay) => overlay,
+            Built::NotStale => return BuildStep::Next,
+            Built::Failed { seq, error } => {
+                self.metrics.overlay_rebuild_failures.increment(1);
+                tracing::error!(vcluster = %vc, seq, %error,
+                    "cannot build the overlay; boots of this vCluster get the previous \
+                     one until a commit fixes its config");
+                failed.insert(vc.clone(), seq);
+                return BuildStep::Next;
+            }
+            Built::RuntimeStopping => return BuildStep::Stop,
+        };
+        let on_request = trigger == RebuildTrigger::Requested;
+        if on_request {
+            self.metrics.overlay_rebuilds_on_request.increment(1);
+        }
+        let RebuildPacing {
+            interval,
+            request_interval,
+            retry_after,
+        } = self.pacing;
+        pacer.hold(vc, Instant::now(), interval, request_interval);
+        let seq = overlay.seq;
+        tracing::debug!(vcluster = %vc, seq, on_request, compressed_bytes = overlay.compressed.len(),
+            "proposing a rebuilt overlay");
+        let command = JournalCommand::SetOverlay {
+            vcluster_id: vc.clone(),
+            overlay,
+        };
+        let outcome = propose(self.raft, command, OVERLAY_PROPOSE_TIMEOUT_MS, |r| {
+            matches!(r, Rejected::OverlayOutdated { .. })
+        })
+        .await;
+        match outcome {
+            Proposed::Done => {
+                self.metrics.overlay_rebuilds.increment(1);
+                failed.remove(vc);
+                BuildStep::Next
+            }
+            Proposed::NotLeader => BuildStep::NotLeader,
+            Proposed::Stopped => BuildStep::Stop,
+            Proposed::Failed(error) => {
+                self.metrics.overlay_rebuild_failures.increment(1);
+                tracing::warn!(vcluster = %vc, seq, %error, "overlay proposal failed; will retry");
+                let now = Instant::now();
+                pacer.hold(vc, now, retry_after, request_interval);
+                BuildStep::RetryAt(now + retry_after)
+            }
+        }
+    }
+}
+
+/// The receiver of raft's metrics: the overlay task watches it for leadership changes.
+type RaftMetricsRx = tokio::sync::watch::Receiver<
+    openraft::RaftMetrics<raftstore::RaftNodeId, raftstore::ReplicaNode>,
+>;
+
+/// Sleeps until there may be work for the overlay task: the journal moves, a request
+/// arrives (added to `pending`), leadership may have changed, or `wake_at` (a held
+/// vCluster or deferred request comes due). `false` when the task should stop instead.
+async fn wait_for_work(
+    applied: &mut tokio::sync::watch::Receiver<Seq>,
+    raft_metrics: &mut RaftMetricsRx,
+    requests: &mut OverlayRequests,
+    pending: &mut PendingRequests,
+    metrics: &ReplicaMetrics,
+    wake_at: Option<Instant>,
+    shutdown: &CancellationToken,
+) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        changed = applied.changed() => changed.is_ok(),
+        request = requests.rx.recv() => match request {
+            Some(request) => {
+                metrics.overlay_rebuild_requests.increment(1);
+                pending.add(request);
+                true
+            }
+            // Every nudger is gone: the replica is stopping.
+            None => false,
+        },
+        changed = raft_metrics.changed() => changed.is_ok(),
+        _ = tokio::time::sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => true,
+    }
+}
+
 /// Rebuilds and proposes stale overlays while this replica leads, until `shutdown`: on its
-/// own after a change (paced), and at once on request (`requests`, once per hold).
+/// own after a change (paced), and at once on request (`requests`, once per hold). Each pass
+/// reads the state, lets [`plan_rebuilds`] decide, executes the plan, then sleeps.
 pub async fn run_overlay_task(
     raft: Raft<TypeConfig>,
     reader: ReplicaReader,
@@ -314,12 +609,15 @@ pub async fn run_overlay_task(
     options: OverlayTaskOptions,
     shutdown: CancellationToken,
 ) {
-    let interval = Duration::from_millis(options.rebuild_interval_min_ms);
-    let request_interval = Duration::from_millis(OVERLAY_REQUESTED_REBUILD_INTERVAL_MIN_MS);
-    let retry_after = Duration::from_millis(OVERLAY_RETRY_AFTER_FAILURE_MS);
+    let shell = OverlayShell {
+        raft: &raft,
+        reader: &reader,
+        metrics: &metrics,
+        pacing: RebuildPacing::new(options),
+    };
     // vCluster → seq whose build failed: skipped while its latest seq stays there, retried once
     // a newer change affects it, forgotten after a successful proposal.
-    let mut failed: BTreeMap<String, Seq> = BTreeMap::new();
+    let mut failed: BTreeMap<VClusterId, Seq> = BTreeMap::new();
     'leading: loop {
         if !wait_for_leadership(&raft, &shutdown).await {
             return;
@@ -338,120 +636,34 @@ pub async fn run_overlay_task(
                 metrics.overlay_rebuild_requests.increment(1);
                 pending.add(request);
             }
-            let stale = stale_vclusters(&reader.read().journal, &failed);
-            let mut next_due: Option<Instant> = None;
-            let mut deferred: BTreeSet<VClusterId> = BTreeSet::new();
-            for vc in stale {
-                if shutdown.is_cancelled() {
-                    return;
-                }
-                let mut on_request = false;
-                if let Some(at) = pacer.due(&vc, Instant::now()) {
-                    let applied_seq = reader.read().journal.last_seq;
-                    if !pending.wants(&vc, applied_seq) {
-                        next_due = Some(earliest(next_due, at));
-                        continue;
-                    }
-                    match pacer.request_due(&vc, Instant::now()) {
-                        None => on_request = true,
-                        // Asked for, but built less than a request interval ago: keep the
-                        // request and wake then.
-                        Some(requests_from) => {
-                            next_due = Some(earliest(next_due, requests_from.min(at)));
-                            deferred.insert(vc);
-                            continue;
-                        }
-                    }
-                }
-                // The inputs are read under the state lock (what makes the overlay match the
-                // seq it claims); the build runs after it is released, off the async workers,
-                // so neither the state machine's apply nor this replica's other tasks wait the
-                // ~0.3 ms of encoding and compression (the commit path felt it in its p99).
-                let inputs = {
-                    let state = reader.read();
-                    if !state.journal.overlay_is_stale(&vc) {
-                        continue;
-                    }
-                    overlay::OverlayInputs::from_state(&state.journal, &vc)
-                        .map_err(|e| (state.journal.latest_seq_affecting(&vc), e))
-                };
-                let built = match inputs {
-                    Ok(inputs) => {
-                        let seq = inputs.seq();
-                        match tokio::task::spawn_blocking(move || inputs.build()).await {
-                            Ok(built) => built.map_err(|e| (seq, e)),
-                            // The runtime is shutting down.
-                            Err(_) => return,
-                        }
-                    }
-                    Err(failed) => Err(failed),
-                };
-                let overlay = match built {
-                    Ok(overlay) => overlay,
-                    Err((seq, error)) => {
-                        metrics.overlay_rebuild_failures.increment(1);
-                        tracing::error!(vcluster = %vc, seq, %error,
-                            "cannot build the overlay; boots of this vCluster get the previous \
-                             one until a commit fixes its config");
-                        failed.insert(vc, seq);
-                        continue;
-                    }
-                };
-                if on_request {
-                    metrics.overlay_rebuilds_on_request.increment(1);
-                }
-                pacer.hold(&vc, Instant::now(), interval, request_interval);
-                let seq = overlay.seq;
-                tracing::debug!(vcluster = %vc, seq, on_request, compressed_bytes = overlay.compressed.len(),
-                    "proposing a rebuilt overlay");
-                let command = JournalCommand::SetOverlay {
-                    vcluster_id: vc.clone(),
-                    overlay,
-                };
-                let outcome = propose(&raft, command, OVERLAY_PROPOSE_TIMEOUT_MS, |r| {
-                    matches!(r, Rejected::OverlayOutdated { .. })
-                })
-                .await;
-                match outcome {
-                    Proposed::Done => {
-                        metrics.overlay_rebuilds.increment(1);
-                        failed.remove(&vc);
-                    }
-                    Proposed::NotLeader => continue 'leading,
-                    Proposed::Stopped => return,
-                    Proposed::Failed(error) => {
-                        metrics.overlay_rebuild_failures.increment(1);
-                        tracing::warn!(vcluster = %vc, seq, %error, "overlay proposal failed; will retry");
-                        let now = Instant::now();
-                        pacer.hold(&vc, now, retry_after, request_interval);
-                        next_due = Some(earliest(next_due, now + retry_after));
-                    }
-                }
-            }
-            pending.settle(reader.read().journal.last_seq, &deferred);
-            // Sleep until the journal moves, a request arrives, leadership may have changed,
-            // or a held vCluster comes due.
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                changed = applied.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
-                request = requests.rx.recv() => match request {
-                    Some(request) => {
-                        metrics.overlay_rebuild_requests.increment(1);
-                        pending.add(request);
-                    }
-                    // Every nudger is gone: the replica is stopping.
-                    None => return,
-                },
-                changed = raft_metrics.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                }
-                _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {}
+            let (stale, applied_seq) = {
+                let state = reader.read();
+                (stale_vclusters(&state.journal), state.journal.last_seq)
+            };
+            let now = Instant::now();
+            let plan = plan_rebuilds(&stale, &failed, applied_seq, &pending, &pacer, now);
+            let wake_at = match shell
+                .execute(&plan, &mut pacer, &mut failed, &shutdown)
+                .await
+            {
+                PassEnd::Sleep { wake_at } => wake_at,
+                PassEnd::NotLeader => continue 'leading,
+                PassEnd::Stop => return,
+            };
+            // Settled against the seq the plan judged by: a request for a seq applied during
+            // the pass was not judged, and the pass that apply wakes serves it.
+            pending.settle(applied_seq, &plan.deferred);
+            let woken = wait_for_work(
+                &mut applied,
+                &mut raft_metrics,
+                &mut requests,
+                &mut pending,
+                &metrics,
+                wake_at,
+                &shutdown,
+            );
+            if !woken.await {
+                return;
             }
             if !is_leader(&raft) {
                 continue 'leading;
@@ -647,6 +859,214 @@ mod tests {
             "the expired entry is forgotten"
         );
         assert!(watch.due(&journal, t0 + 10_000), "the global entry is due");
+    }
+
+    /// One row of the overlay task's pass spec: its state when a pass starts, and what the
+    /// pass should do. Times are ms after an arbitrary start; every hold lets requests pull
+    /// a build ahead after `OVERLAY_REQUESTED_REBUILD_INTERVAL_MIN_MS` (100), or at its end
+    /// if it is shorter, as a build sets it.
+    struct PassCase {
+        name: &'static str,
+        /// Stale vClusters, each with the seq a build now would carry.
+        stale: &'static [(&'static str, Seq)],
+        /// vCluster → seq its last build failed at.
+        failed: &'static [(&'static str, Seq)],
+        /// (vCluster, held from ms, for ms): 1000 after a build, 200 after a failed proposal.
+        holds: &'static [(&'static str, u64, u64)],
+        /// Rebuild requests: (vCluster, seq asked for).
+        requests: &'static [(&'static str, Seq)],
+        applied_seq: Seq,
+        now_ms: u64,
+        /// Expected: what to build now, in order, and why.
+        build: &'static [(&'static str, RebuildTrigger)],
+        /// Expected: when to look again without a change or request.
+        wake_at_ms: Option<u64>,
+        /// Expected: requests kept for their vCluster's request interval.
+        deferred: &'static [&'static str],
+    }
+
+    use RebuildTrigger::{Changed, Requested};
+
+    const PASS_SPEC: &[PassCase] = &[
+        PassCase {
+            name: "nothing stale: nothing to build, nothing to wake for",
+            stale: &[],
+            failed: &[],
+            holds: &[],
+            requests: &[("compute", 7)],
+            applied_seq: 7,
+            now_ms: 0,
+            build: &[],
+            wake_at_ms: None,
+            deferred: &[],
+        },
+        PassCase {
+            name: "the first change after a quiet spell is built at once",
+            stale: &[("compute", 7)],
+            failed: &[],
+            holds: &[],
+            requests: &[],
+            applied_seq: 7,
+            now_ms: 0,
+            build: &[("compute", Changed)],
+            wake_at_ms: None,
+            deferred: &[],
+        },
+        PassCase {
+            name: "a change within the rebuild interval waits out the hold",
+            stale: &[("compute", 8)],
+            failed: &[],
+            holds: &[("compute", 0, 1_000)],
+            requests: &[],
+            applied_seq: 8,
+            now_ms: 300,
+            build: &[],
+            wake_at_ms: Some(1_000),
+            deferred: &[],
+        },
+        PassCase {
+            name: "the hold ends: built at its edge",
+            stale: &[("compute", 8)],
+            failed: &[],
+            holds: &[("compute", 0, 1_000)],
+            requests: &[],
+            applied_seq: 8,
+            now_ms: 1_000,
+            build: &[("compute", Changed)],
+            wake_at_ms: None,
+            deferred: &[],
+        },
+        PassCase {
+            name: "a request for an applied seq pulls a held build ahead",
+            stale: &[("compute", 8)],
+            failed: &[],
+            holds: &[("compute", 0, 1_000)],
+            requests: &[("compute", 8)],
+            applied_seq: 8,
+            now_ms: 300,
+            build: &[("compute", Requested)],
+            wake_at_ms: None,
+            deferred: &[],
+        },
+        PassCase {
+            name: "a request within the request interval is kept and woken for, not built",
+            stale: &[("compute", 8)],
+            failed: &[],
+            holds: &[("compute", 0, 1_000)],
+            requests: &[("compute", 8)],
+            applied_seq: 8,
+            now_ms: 50,
+            build: &[],
+            wake_at_ms: Some(100),
+            deferred: &["compute"],
+        },
+        PassCase {
+            name: "a request for a seq not applied yet does not spend the bypass: it waits",
+            stale: &[("compute", 8)],
+            failed: &[],
+            holds: &[("compute", 0, 1_000)],
+            requests: &[("compute", 9)],
+            applied_seq: 8,
+            now_ms: 300,
+            build: &[],
+            wake_at_ms: Some(1_000),
+            deferred: &[],
+        },
+        PassCase {
+            name: "a failed proposal waits out the retry pause",
+            stale: &[("compute", 8)],
+            failed: &[],
+            holds: &[("compute", 0, 200)],
+            requests: &[],
+            applied_seq: 8,
+            now_ms: 150,
+            build: &[],
+            wake_at_ms: Some(200),
+            deferred: &[],
+        },
+        PassCase {
+            name: "a build that failed is not retried at the same seq, not even on request",
+            stale: &[("compute", 7)],
+            failed: &[("compute", 7)],
+            holds: &[],
+            requests: &[("compute", 7)],
+            applied_seq: 7,
+            now_ms: 0,
+            build: &[],
+            wake_at_ms: None,
+            deferred: &[],
+        },
+        PassCase {
+            name: "a newer change retries a failed build",
+            stale: &[("compute", 8)],
+            failed: &[("compute", 7)],
+            holds: &[],
+            requests: &[],
+            applied_seq: 8,
+            now_ms: 0,
+            build: &[("compute", Changed)],
+            wake_at_ms: None,
+            deferred: &[],
+        },
+        PassCase {
+            name: "vClusters are paced apart; the pass wakes for the soonest that comes due",
+            stale: &[("bigmem", 9), ("compute", 9), ("gpu", 9), ("io", 9)],
+            failed: &[],
+            holds: &[("compute", 0, 1_000), ("gpu", 500, 1_000), ("io", 0, 1_000)],
+            requests: &[("gpu", 9), ("io", 9)],
+            applied_seq: 9,
+            now_ms: 550,
+            build: &[("bigmem", Changed), ("io", Requested)],
+            wake_at_ms: Some(600),
+            deferred: &["gpu"],
+        },
+    ];
+
+    #[test]
+    fn each_pass_of_the_overlay_task_follows_its_spec() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let request_interval = Duration::from_millis(OVERLAY_REQUESTED_REBUILD_INTERVAL_MIN_MS);
+        let owned = |pairs: &[(&str, Seq)]| -> Vec<(VClusterId, Seq)> {
+            pairs
+                .iter()
+                .map(|&(vc, seq)| (vc.to_owned(), seq))
+                .collect()
+        };
+        for case in PASS_SPEC {
+            let mut pacer = RebuildPacer::default();
+            for &(vc, from_ms, hold_ms) in case.holds {
+                pacer.hold(
+                    vc,
+                    at(from_ms),
+                    Duration::from_millis(hold_ms),
+                    request_interval,
+                );
+            }
+            let mut pending = PendingRequests::default();
+            for (vcluster, seq) in owned(case.requests) {
+                pending.add(RebuildRequest { vcluster, seq });
+            }
+            let failed = owned(case.failed).into_iter().collect();
+            let plan = plan_rebuilds(
+                &owned(case.stale),
+                &failed,
+                case.applied_seq,
+                &pending,
+                &pacer,
+                at(case.now_ms),
+            );
+            let expected = RebuildPlan {
+                build: case
+                    .build
+                    .iter()
+                    .map(|&(vc, trigger)| (vc.to_owned(), trigger))
+                    .collect(),
+                wake_at: case.wake_at_ms.map(at),
+                deferred: case.deferred.iter().map(|vc| (*vc).to_owned()).collect(),
+            };
+            assert_eq!(plan, expected, "{}", case.name);
+        }
     }
 
     #[test]

@@ -179,6 +179,122 @@ pub struct Replica {
     client_endpoint: quinn::Endpoint,
 }
 
+/// The raft plane's endpoints and network client, bound before raft starts (raft needs the
+/// client; the server is spawned once raft exists).
+struct RaftPlane {
+    endpoint: quinn::Endpoint,
+    /// The server's bound address (differs from `conf.listen.raft` when that asks for port 0).
+    addr: SocketAddr,
+    client_endpoint: quinn::Endpoint,
+    net: RaftNet,
+}
+
+/// Loads the replica's certificate, key and cluster CA from the files `conf.tls` names.
+fn load_tls(conf: &ReplicaConf) -> Result<TlsMaterial, ReplicaError> {
+    let tls_files = TlsFiles {
+        ca_cert: conf.tls.ca.clone(),
+        cert: conf.tls.cert.clone(),
+        key: conf.tls.key.clone(),
+    };
+    TlsMaterial::load(&tls_files).map_err(|source| ReplicaError::Tls {
+        name: conf.name.clone(),
+        source: Box::new(source),
+    })
+}
+
+/// Opens (recovering) the raft storage in `conf.data_dir`, off the async workers: recovery
+/// reads every log segment.
+async fn open_storage(conf: &ReplicaConf) -> Result<raftstore::RaftStorage, ReplicaError> {
+    let data_dir = conf.data_dir.clone();
+    tokio::task::spawn_blocking(move || raftstore::open(&data_dir, Default::default()))
+        .await?
+        .map_err(|source| ReplicaError::Storage {
+            data_dir: conf.data_dir.clone(),
+            source: Box::new(source),
+        })
+}
+
+/// Binds the raft plane's server endpoint on `conf.listen.raft`, a client endpoint of the same
+/// address family, and the raft network client on it.
+fn bind_raft_plane(
+    conf: &ReplicaConf,
+    tls: &TlsMaterial,
+    metrics: &Arc<ReplicaMetrics>,
+) -> Result<RaftPlane, ReplicaError> {
+    let quic_err = |addr| {
+        move |source| ReplicaError::Quic {
+            addr,
+            source: Box::new(source),
+        }
+    };
+    let tls_err = |source| ReplicaError::Tls {
+        name: conf.name.clone(),
+        source: Box::new(source),
+    };
+    let limits = ServerLimits::for_plane(Plane::Raft);
+    let server_tls = tls::raft_server_tls(&tls.roots, &tls.identity).map_err(tls_err)?;
+    let server_config = quic::server_config(Plane::Raft, server_tls, &limits)
+        .map_err(quic_err(conf.listen.raft))?;
+    let endpoint = quic::server_endpoint(conf.listen.raft, server_config, &limits.socket)
+        .map_err(quic_err(conf.listen.raft))?;
+    let addr = endpoint.local_addr().map_err(ReplicaError::LocalAddr)?;
+    let client_bind: SocketAddr = if addr.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let client_endpoint = quic::client_endpoint(client_bind, &SocketConfig::default())
+        .map_err(quic_err(client_bind))?;
+    let client_tls = tls::raft_client_tls(&tls.roots, &tls.identity).map_err(tls_err)?;
+    let client_config = quic::client_config(Plane::Raft, client_tls, &limits.transport)
+        .map_err(quic_err(client_bind))?;
+    let net = RaftNet::new(client_endpoint.clone(), client_config, metrics.clone());
+    Ok(RaftPlane {
+        endpoint,
+        addr,
+        client_endpoint,
+        net,
+    })
+}
+
+/// Spawns into `tasks` what runs beside raft on every replica, until `stop`: the leader's
+/// overlay and TTL tasks (idle unless this replica leads) and the metrics sampler. Returns
+/// the overlay task's nudger.
+fn spawn_leader_tasks_and_sampler(
+    tasks: &mut JoinSet<()>,
+    raft: &Raft<TypeConfig>,
+    reader: &ReplicaReader,
+    log: &LogStore,
+    metrics: &Arc<ReplicaMetrics>,
+    options: &ReplicaOptions,
+    stop: &CancellationToken,
+) -> leader::OverlayNudger {
+    let (overlay_nudger, overlay_requests) = leader::overlay_request_queue();
+    tasks.spawn(leader::run_overlay_task(
+        raft.clone(),
+        reader.clone(),
+        metrics.clone(),
+        overlay_requests,
+        options.overlay_task,
+        stop.clone(),
+    ));
+    tasks.spawn(leader::run_ttl_task(
+        raft.clone(),
+        reader.clone(),
+        metrics.clone(),
+        stop.clone(),
+    ));
+    tasks.spawn(metrics::run_sampler(
+        raft.clone(),
+        reader.clone(),
+        log.clone(),
+        metrics.clone(),
+        options.prometheus.clone(),
+        stop.clone(),
+    ));
+    overlay_nudger
+}
+
 impl Replica {
     /// Starts a replica with the default options; see [`Replica::start_with`].
     pub async fn start(
@@ -197,63 +313,18 @@ impl Replica {
         options: ReplicaOptions,
         shutdown: CancellationToken,
     ) -> Result<Replica, ReplicaError> {
-        let tls_files = TlsFiles {
-            ca_cert: conf.tls.ca.clone(),
-            cert: conf.tls.cert.clone(),
-            key: conf.tls.key.clone(),
-        };
-        let tls = TlsMaterial::load(&tls_files).map_err(|source| ReplicaError::Tls {
-            name: conf.name.clone(),
-            source: Box::new(source),
-        })?;
-        let data_dir = conf.data_dir.clone();
-        let storage =
-            tokio::task::spawn_blocking(move || raftstore::open(&data_dir, Default::default()))
-                .await?
-                .map_err(|source| ReplicaError::Storage {
-                    data_dir: conf.data_dir.clone(),
-                    source: Box::new(source),
-                })?;
+        let tls = load_tls(&conf)?;
+        let storage = open_storage(&conf).await?;
         let config = Arc::new(raft_config(&conf, &options)?);
         let metrics = ReplicaMetrics::new(&conf.name);
-
-        let quic_err = |addr| {
-            move |source| ReplicaError::Quic {
-                addr,
-                source: Box::new(source),
-            }
-        };
-        let tls_err = |source| ReplicaError::Tls {
-            name: conf.name.clone(),
-            source: Box::new(source),
-        };
-        let limits = ServerLimits::for_plane(Plane::Raft);
-        let server_tls = tls::raft_server_tls(&tls.roots, &tls.identity).map_err(tls_err)?;
-        let server_config = quic::server_config(Plane::Raft, server_tls, &limits)
-            .map_err(quic_err(conf.listen.raft))?;
-        let raft_endpoint = quic::server_endpoint(conf.listen.raft, server_config, &limits.socket)
-            .map_err(quic_err(conf.listen.raft))?;
-        let raft_addr = raft_endpoint
-            .local_addr()
-            .map_err(ReplicaError::LocalAddr)?;
-        let client_bind: SocketAddr = if raft_addr.is_ipv6() {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
-        };
-        let client_endpoint = quic::client_endpoint(client_bind, &SocketConfig::default())
-            .map_err(quic_err(client_bind))?;
-        let client_tls = tls::raft_client_tls(&tls.roots, &tls.identity).map_err(tls_err)?;
-        let client_config = quic::client_config(Plane::Raft, client_tls, &limits.transport)
-            .map_err(quic_err(client_bind))?;
-        let net = RaftNet::new(client_endpoint.clone(), client_config, metrics.clone());
+        let plane = bind_raft_plane(&conf, &tls, &metrics)?;
 
         let log = storage.log.clone();
         let reader = storage.reader.clone();
         let raft = Raft::new(
             conf.node_id,
             config,
-            net.clone(),
+            plane.net.clone(),
             storage.log,
             storage.state_machine,
         )
@@ -263,42 +334,22 @@ impl Replica {
         let stop = shutdown.child_token();
         let mut tasks = JoinSet::new();
         tasks.spawn(raftnet::serve(
-            raft_endpoint.clone(),
+            plane.endpoint.clone(),
             raft.clone(),
             conf.node_id,
             metrics.clone(),
             stop.clone(),
         ));
-        let (overlay_nudger, overlay_requests) = leader::overlay_request_queue();
-        tasks.spawn(leader::run_overlay_task(
-            raft.clone(),
-            reader.clone(),
-            metrics.clone(),
-            overlay_requests,
-            options.overlay_task,
-            stop.clone(),
-        ));
-        tasks.spawn(leader::run_ttl_task(
-            raft.clone(),
-            reader.clone(),
-            metrics.clone(),
-            stop.clone(),
-        ));
-        tasks.spawn(metrics::run_sampler(
-            raft.clone(),
-            reader.clone(),
-            log.clone(),
-            metrics.clone(),
-            options.prometheus.clone(),
-            stop.clone(),
-        ));
+        let overlay_nudger = spawn_leader_tasks_and_sampler(
+            &mut tasks, &raft, &reader, &log, &metrics, &options, &stop,
+        );
 
         let replica = Replica {
             node_id: conf.node_id,
             name: conf.name.clone(),
             raft,
             reader,
-            raft_addr,
+            raft_addr: plane.addr,
             tls,
             recovery: storage.recovery,
             log,
@@ -306,9 +357,9 @@ impl Replica {
             overlay_nudger,
             stop,
             tasks,
-            net,
-            raft_endpoint,
-            client_endpoint,
+            net: plane.net,
+            raft_endpoint: plane.endpoint,
+            client_endpoint: plane.client_endpoint,
             conf,
         };
         tracing::info!(

@@ -440,8 +440,7 @@ impl BootClient {
                 reason: format!("must be 1..={} bytes", config::limits::NAME_LEN_MAX_BYTES),
             });
         }
-        let replicas = &self.config.replicas;
-        if replicas.is_empty() {
+        if self.config.replicas.is_empty() {
             return Err(FetchError::NoReplicas);
         }
         let started = Instant::now();
@@ -463,6 +462,58 @@ impl BootClient {
             },
             None => CheckStatus::NotTried,
         };
+        self.fetch_with_failover(node, have_hash, min_seq, started, deadline, check)
+            .await
+    }
+
+    /// Sleeps before a retry: an equal-jittered share of the exponential `backoff_ms` (then
+    /// doubled, up to `retry.backoff_max_ms`), and never before the replica's `not_before`
+    /// hint. `false`, without sleeping, if the retry could not start before `deadline`.
+    async fn wait_to_retry(
+        &self,
+        backoff_ms: &mut u64,
+        not_before: Instant,
+        deadline: Instant,
+    ) -> bool {
+        let jittered = *backoff_ms / 2 + self.random_below(*backoff_ms / 2 + 1);
+        let wake = (Instant::now() + Duration::from_millis(jittered)).max(not_before);
+        if wake >= deadline {
+            return false;
+        }
+        tokio::time::sleep_until(wake.into()).await;
+        *backoff_ms = (*backoff_ms * 2).min(self.config.retry.backoff_max_ms);
+        true
+    }
+
+    /// When a replica that answered `Overloaded { retry_after_ms }` may be asked again: its
+    /// hint, bounded by `OVERLOADED_RETRY_AFTER_MAX_MS`, drawn from [½, 1½]× when `jitter`
+    /// (the replica did not jitter it itself).
+    fn overloaded_until(&self, retry_after_ms: u32, jitter: bool) -> Instant {
+        let mut ms = u64::from(retry_after_ms.min(OVERLOADED_RETRY_AFTER_MAX_MS));
+        if jitter {
+            ms = ms / 2 + self.random_below(ms + 1);
+        }
+        Instant::now() + Duration::from_millis(ms)
+    }
+
+    /// The QUIC fetch: attempts in turn on each replica (round robin from the first), with
+    /// jittered exponential backoff between them, until one serves, one refuses for good,
+    /// `retry.attempts_max` is spent or the total deadline would pass. `check` is how the
+    /// boot check before it went, for the outcome.
+    async fn fetch_with_failover(
+        &self,
+        node: &str,
+        have_hash: Option<Hash>,
+        min_seq: Option<Seq>,
+        started: Instant,
+        deadline: Instant,
+        check: CheckStatus,
+    ) -> Result<FetchOutcome, FetchError> {
+        let replicas = &self.config.replicas;
+        assert!(
+            !replicas.is_empty(),
+            "fetch refuses a client without replicas"
+        );
         // Earliest time each replica may be asked again (an `Overloaded` hint).
         let mut not_before: Vec<Instant> = vec![started; replicas.len()];
         let mut attempts: Vec<Attempt> = Vec::new();
@@ -470,16 +521,12 @@ impl BootClient {
         let mut index = 0usize;
         for attempt_no in 0..self.config.retry.attempts_max {
             let replica = &replicas[index];
-            if attempt_no > 0 {
-                // Equal jitter on the exponential backoff, and never before the replica's hint.
-                let jittered = backoff_ms / 2 + self.random_below(backoff_ms / 2 + 1);
-                let wake =
-                    (Instant::now() + Duration::from_millis(jittered)).max(not_before[index]);
-                if wake >= deadline {
-                    break;
-                }
-                tokio::time::sleep_until(wake.into()).await;
-                backoff_ms = (backoff_ms * 2).min(self.config.retry.backoff_max_ms);
+            if attempt_no > 0
+                && !self
+                    .wait_to_retry(&mut backoff_ms, not_before[index], deadline)
+                    .await
+            {
+                break;
             }
             let attempt_started = Instant::now();
             if attempt_started >= deadline {
@@ -516,11 +563,7 @@ impl BootClient {
                 }) => {
                     tracing::debug!(replica = %replica.name, %answer, "boot fetch attempt failed; failing over");
                     if let Some(ms) = retry_after_ms {
-                        let mut ms = u64::from(ms.min(OVERLOADED_RETRY_AFTER_MAX_MS));
-                        if jitter {
-                            ms = ms / 2 + self.random_below(ms + 1);
-                        }
-                        not_before[index] = Instant::now() + Duration::from_millis(ms);
+                        not_before[index] = self.overloaded_until(ms, jitter);
                     }
                     attempts.push(Attempt {
                         replica: replica.name.clone(),
