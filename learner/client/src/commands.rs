@@ -22,6 +22,7 @@ use proto::{AdminRequest, AdminResponse};
 use serde::Serialize;
 
 use crate::admin::{AdminClient, ClusterStatus};
+use crate::certs_issue::IssueTargets;
 
 /// The exit codes of every admin command, shown under its `--help`.
 pub const EXIT_CODES_HELP: &str = "Exit codes: 0 ok; 1 failed or refused (the message says why); 2 usage error; 3 cluster unreachable (no replica answered, or no leader).";
@@ -175,6 +176,21 @@ pub enum CertsAction {
         admins: Vec<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Issue certificates with the existing CA in DIR: replicas and admins as
+    /// `<role>.<name>.crt|.key`, nodes as `nodes/<id>.crt|.key` (keys 0600). Every name is
+    /// checked before anything is written; an existing pair is refused (see --skip-existing).
+    Issue {
+        #[command(flatten)]
+        targets: IssueTargets,
+        /// Keep pairs that already exist and issue only the missing ones.
+        #[arg(long)]
+        skip_existing: bool,
+    },
+    /// Replace existing certificates with new keys and certificates (same names, new validity).
+    Renew {
+        #[command(flatten)]
+        targets: IssueTargets,
     },
 }
 
@@ -669,13 +685,32 @@ pub fn run_certs_init(dir: &Path, replicas: &[String], admins: &[String]) -> Res
 }
 
 pub fn certs(args: CertsArgs) -> Result<()> {
-    let CertsAction::Init {
-        dir,
-        replicas,
-        admins,
-        json,
-    } = args.action;
-    let report = run_certs_init(&dir, &replicas, &admins)?;
+    let (targets, existing) = match args.action {
+        CertsAction::Init {
+            dir,
+            replicas,
+            admins,
+            json,
+        } => return certs_init(&dir, &replicas, &admins, json),
+        CertsAction::Issue {
+            targets,
+            skip_existing,
+        } => {
+            let existing = if skip_existing {
+                net::Existing::Skip
+            } else {
+                net::Existing::Refuse
+            };
+            (targets, existing)
+        }
+        CertsAction::Renew { targets } => (targets, net::Existing::Replace),
+    };
+    let report = crate::certs_issue::run(&targets, existing)?;
+    crate::certs_issue::print(&report, targets.json)
+}
+
+fn certs_init(dir: &Path, replicas: &[String], admins: &[String], json: bool) -> Result<()> {
+    let report = run_certs_init(dir, replicas, admins)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());

@@ -8,6 +8,7 @@
 //! outcome is unknown on another replica.
 
 pub mod admin;
+pub mod certs_issue;
 pub mod commands;
 pub mod limits;
 

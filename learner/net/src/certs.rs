@@ -48,6 +48,19 @@ pub const CA_VALIDITY_DAYS: i64 = 3650;
 /// short enough that a leaked node key stops working eventually. Re-issue with
 /// [`ensure_cluster_certs`] after deleting the old pair.
 pub const LEAF_VALIDITY_DAYS: i64 = 825;
+/// Default validity of a node certificate (`bootstorm certs issue --node`): short, because a
+/// node's key sits on a compute node and a site renews them in bulk (`certs renew`).
+pub const NODE_CERT_VALIDITY_DAYS_DEFAULT: i64 = 90;
+/// Longest validity `certs issue --days` accepts for any leaf.
+pub const LEAF_VALIDITY_DAYS_MAX: i64 = LEAF_VALIDITY_DAYS;
+/// Subdirectory of a certificate directory holding node certificates, `nodes/<id>.crt|.key`:
+/// one file pair per node, 100,000 of them at site scale, kept apart from the cluster's own.
+pub const NODES_SUBDIR: &str = "nodes";
+/// Node ids one `certs issue` run accepts (a site's whole fleet in one file, with headroom).
+pub const CERTS_PER_RUN_MAX: usize = 1_000_000;
+const _: () = assert!(NODE_CERT_VALIDITY_DAYS_DEFAULT <= LEAF_VALIDITY_DAYS_MAX);
+const _: () = assert!(LEAF_VALIDITY_DAYS_MAX < CA_VALIDITY_DAYS);
+
 /// `not_before` is back-dated by this much so a replica whose clock is slightly behind the CA
 /// host's does not refuse a freshly issued certificate as "not yet valid".
 pub const CLOCK_SKEW_ALLOWANCE_SECS: i64 = 3600;
@@ -223,7 +236,19 @@ impl ClusterCa {
         name: &str,
         extra_sans: &[&str],
     ) -> Result<IssuedCert, TlsError> {
+        self.issue_for_days(role, name, extra_sans, LEAF_VALIDITY_DAYS)
+    }
+
+    /// [`ClusterCa::issue`] with an explicit validity (`1..=LEAF_VALIDITY_DAYS_MAX` days).
+    pub fn issue_for_days(
+        &self,
+        role: Role,
+        name: &str,
+        extra_sans: &[&str],
+        validity_days: i64,
+    ) -> Result<IssuedCert, TlsError> {
         validate_name(name)?;
+        validate_validity_days(validity_days)?;
         if role != Role::Replica && !extra_sans.is_empty() {
             return Err(TlsError::InvalidName {
                 name: name.into(),
@@ -257,7 +282,7 @@ impl ClusterCa {
         if role == Role::Replica {
             params.subject_alt_names = replica_sans(name, extra_sans)?;
         }
-        set_validity(&mut params, LEAF_VALIDITY_DAYS);
+        set_validity(&mut params, validity_days);
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(|source| TlsError::Generate {
@@ -286,6 +311,184 @@ impl ClusterCa {
         write_atomic(&paths.cert, issued.cert_pem.as_bytes(), CERT_FILE_MODE)?;
         Ok(paths)
     }
+}
+
+/// What a bulk issue does with a certificate whose files already exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// `certs issue`: refuse the whole run before anything is written, naming the first one.
+    Refuse,
+    /// `certs issue --skip-existing`: keep it, issue only the missing ones.
+    Skip,
+    /// `certs renew`: replace it with a new key and certificate; every pair must exist.
+    Replace,
+}
+
+/// Where `role`'s certificate for `name` lives inside a certificate directory: nodes under
+/// `nodes/<id>.crt|.key` ([`NODES_SUBDIR`]), replicas and admins as `<role>.<name>.crt|.key`.
+pub fn issued_paths(dir: &Path, role: Role, name: &str) -> CertKeyPaths {
+    match role {
+        Role::Node => {
+            let nodes = dir.join(NODES_SUBDIR);
+            CertKeyPaths {
+                cert: nodes.join(format!("{name}.crt")),
+                key: nodes.join(format!("{name}.key")),
+            }
+        }
+        Role::Replica | Role::Admin => CertKeyPaths::in_dir(dir, role, name),
+    }
+}
+
+/// What [`ClusterCa::issue_many`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IssuedMany {
+    /// Pairs written by this run, in request order.
+    pub written: Vec<(Role, String, CertKeyPaths)>,
+    /// Pairs left as they were ([`Existing::Skip`]).
+    pub skipped: Vec<(Role, String, CertKeyPaths)>,
+}
+
+impl ClusterCa {
+    /// Issues and writes many certificates at once (`bootstorm certs issue|renew`): every name is
+    /// validated and the existing files checked before the first write, so bad input writes
+    /// nothing; keys and certificates are generated on `threads` threads; each file is written
+    /// with its final mode through a temporary file and a rename, and the file system is synced
+    /// once at the end (one fsync per file made 100,000 node certificates take minutes).
+    /// `progress` is called with the number of certificates written so far.
+    pub fn issue_many(
+        &self,
+        requests: &[(Role, String)],
+        validity_days: i64,
+        existing: Existing,
+        threads: usize,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<IssuedMany, TlsError> {
+        let todo = self.check_issue(requests, validity_days, existing)?;
+        for dir in todo
+            .written
+            .iter()
+            .filter_map(|(_, _, paths)| paths.cert.parent())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            create_dir(dir)?;
+        }
+        let written = std::sync::atomic::AtomicU64::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let chunk = todo.written.len().div_ceil(threads.max(1)).max(1);
+        let results: Vec<Result<(), TlsError>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = todo
+                .written
+                .chunks(chunk)
+                .map(|part| {
+                    let (written, failed) = (&written, &failed);
+                    scope.spawn(move || {
+                        for (role, name, paths) in part {
+                            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                                break;
+                            }
+                            let result = self
+                                .issue_for_days(*role, name, &[], validity_days)
+                                .and_then(|issued| write_pair(paths, &issued, false));
+                            if let Err(error) = result {
+                                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                                return Err(error);
+                            }
+                            let n = written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            progress(n + 1);
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("a certificate worker panicked"))
+                .collect()
+        });
+        results.into_iter().collect::<Result<(), TlsError>>()?;
+        sync_file_system(&self.dir)?;
+        Ok(todo)
+    }
+
+    /// The checks of [`ClusterCa::issue_many`], without writing anything: names, duplicates,
+    /// validity, count, and existing files against `existing`. Returns what would be written
+    /// and what kept; call it for several groups before issuing any of them.
+    pub fn check_issue(
+        &self,
+        requests: &[(Role, String)],
+        validity_days: i64,
+        existing: Existing,
+    ) -> Result<IssuedMany, TlsError> {
+        validate_validity_days(validity_days)?;
+        if requests.len() > CERTS_PER_RUN_MAX {
+            return Err(TlsError::TooMany {
+                count: requests.len(),
+                max: CERTS_PER_RUN_MAX,
+            });
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        let mut plan = IssuedMany::default();
+        for (role, name) in requests {
+            validate_name(name)?;
+            if !seen.insert((*role, name.as_str())) {
+                return Err(TlsError::InvalidName {
+                    name: name.clone(),
+                    reason: format!("the {role} is listed twice"),
+                });
+            }
+            let paths = issued_paths(&self.dir, *role, name);
+            let exists = paths.cert.exists() || paths.key.exists();
+            match (existing, exists) {
+                (Existing::Refuse, true) => return Err(TlsError::PairExists { path: paths.cert }),
+                (Existing::Replace, false) => {
+                    return Err(TlsError::NothingToRenew { path: paths.cert })
+                }
+                (Existing::Skip, true) => plan.skipped.push((*role, name.clone(), paths)),
+                _ => plan.written.push((*role, name.clone(), paths)),
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// Refuses a validity outside `1..=LEAF_VALIDITY_DAYS_MAX`.
+fn validate_validity_days(days: i64) -> Result<(), TlsError> {
+    if (1..=LEAF_VALIDITY_DAYS_MAX).contains(&days) {
+        return Ok(());
+    }
+    Err(TlsError::Validity {
+        days,
+        max: LEAF_VALIDITY_DAYS_MAX,
+    })
+}
+
+/// Writes an issued pair, key first (a crash between the two leaves a key without a
+/// certificate, which loading reports, rather than a certificate whose key is lost).
+fn write_pair(paths: &CertKeyPaths, issued: &IssuedCert, fsync: bool) -> Result<(), TlsError> {
+    write_file(&paths.key, issued.key_pem.as_bytes(), KEY_FILE_MODE, fsync)?;
+    write_file(
+        &paths.cert,
+        issued.cert_pem.as_bytes(),
+        CERT_FILE_MODE,
+        fsync,
+    )
+}
+
+/// Flushes everything written to the file system holding `dir` (one `syncfs` instead of an
+/// fsync per file), then the directory itself.
+fn sync_file_system(dir: &Path) -> Result<(), TlsError> {
+    use std::os::fd::AsRawFd;
+    let io_err = |source| TlsError::Io {
+        path: dir.to_path_buf(),
+        action: "sync the file system of",
+        source,
+    };
+    let handle = fs::File::open(dir).map_err(io_err)?;
+    // SAFETY: syncfs reads only the file descriptor, which `handle` keeps open.
+    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
+        return Err(io_err(std::io::Error::last_os_error()));
+    }
+    handle.sync_all().map_err(io_err)
 }
 
 /// `bootstorm certs init`: a new cluster CA in `dir` and one certificate per replica and admin.
@@ -468,12 +671,19 @@ fn create_dir(dir: &Path) -> Result<(), TlsError> {
 /// a temporary file in the same directory, created with `mode` (never briefly world-readable),
 /// fsynced, renamed over `path`, then the directory fsynced so the rename survives a crash.
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
+    write_file(path, bytes, mode, true)
+}
+
+/// [`write_atomic`], with the two fsyncs only when `fsync` (bulk writers sync once at the end).
+fn write_file(path: &Path, bytes: &[u8], mode: u32, fsync: bool) -> Result<(), TlsError> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    create_dir(dir)?;
+    if fsync {
+        create_dir(dir)?;
+    }
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("cert");
     let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
     let io_err = |action: &'static str, p: &Path| {
@@ -493,8 +703,13 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
             .open(&tmp)
             .map_err(io_err("create", &tmp))?;
         file.write_all(bytes).map_err(io_err("write", &tmp))?;
-        file.sync_all().map_err(io_err("fsync", &tmp))?;
+        if fsync {
+            file.sync_all().map_err(io_err("fsync", &tmp))?;
+        }
         fs::rename(&tmp, path).map_err(io_err("rename into place", path))?;
+        if !fsync {
+            return Ok(());
+        }
         fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err("fsync directory", dir))

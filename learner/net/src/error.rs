@@ -29,6 +29,14 @@ pub enum TlsError {
     KeyMismatch { cert: PathBuf, key: PathBuf },
     #[error("{} already exists: refusing to replace the cluster CA, which would invalidate every certificate it issued; use another directory or remove it deliberately", path.display())]
     AlreadyExists { path: PathBuf },
+    #[error("{} already exists: `bootstorm certs renew` replaces it, `certs issue --skip-existing` keeps it and issues the rest; nothing was written", path.display())]
+    PairExists { path: PathBuf },
+    #[error("{} does not exist, so there is nothing to renew: `bootstorm certs issue` creates it; nothing was written", path.display())]
+    NothingToRenew { path: PathBuf },
+    #[error("a certificate's validity must be 1..={max} days, not {days}")]
+    Validity { days: i64, max: i64 },
+    #[error("{count} certificates in one run is above the limit of {max}: split the list")]
+    TooMany { count: usize, max: usize },
     #[error("invalid certificate name {name:?}: {reason}")]
     InvalidName { name: String, reason: String },
     #[error("generating {what} failed: {source}")]

@@ -25,6 +25,7 @@ pub mod tls;
 
 pub use certs::{
     ensure_cluster_certs, generate_cluster_certs, issue_node_cert, ClusterCa, ClusterCertFiles,
+    Existing, IssuedMany,
 };
 pub use error::TlsError;
 pub use identity::{CertKeyPaths, Plane, Role};
