@@ -53,7 +53,9 @@ impl fmt::Display for ViewSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             ViewSource::Log => "current membership",
-            ViewSource::ConfiguredPeers => "configured initial voters (no membership in its log yet)",
+            ViewSource::ConfiguredPeers => {
+                "configured initial voters (no membership in its log yet)"
+            }
             ViewSource::Unbootstrapped => "(empty) membership",
         })
     }
@@ -472,8 +474,14 @@ mod tests {
             if let Err(refusal) = got {
                 assert_eq!(refusal.code, ErrorCode::Unauthorized);
                 assert!(refusal.rule.is_authorization());
-                assert!(refusal.message.contains(&format!("{peer:?}")), "{refusal:?}");
-                assert!(refusal.message.contains(&format!("node {claimed}")), "{refusal:?}");
+                assert!(
+                    refusal.message.contains(&format!("{peer:?}")),
+                    "{refusal:?}"
+                );
+                assert!(
+                    refusal.message.contains(&format!("node {claimed}")),
+                    "{refusal:?}"
+                );
             }
         }
     }
@@ -488,19 +496,20 @@ mod tests {
         assert_eq!(refused.rule, Rule::NotAMember);
         assert!(refused.message.contains("configured initial voters"));
         // A log membership wins over the config, even one that dropped a configured peer.
-        let log = MembershipView::current(
-            [(2, "voter-2".to_owned())].into(),
-            [2].into(),
-            &peers,
-        );
+        let log = MembershipView::current([(2, "voter-2".to_owned())].into(), [2].into(), &peers);
         assert_eq!(log.source, ViewSource::Log);
         assert_eq!(
-            authorize("voter-1", RaftRpcKind::Vote, 1, &log).unwrap_err().rule,
+            authorize("voter-1", RaftRpcKind::Vote, 1, &log)
+                .unwrap_err()
+                .rule,
             Rule::NotAMember
         );
         let none = MembershipView::current(BTreeMap::new(), BTreeSet::new(), &BTreeMap::new());
         assert_eq!(none.source, ViewSource::Unbootstrapped);
-        assert_eq!(authorize("anyone", RaftRpcKind::AppendEntries, 7, &none), Ok(()));
+        assert_eq!(
+            authorize("anyone", RaftRpcKind::AppendEntries, 7, &none),
+            Ok(())
+        );
     }
 
     #[test]
@@ -510,19 +519,97 @@ mod tests {
             .collect();
         let cases: Vec<(&str, u64, Option<PlainLogId>, Vec<PlainLogId>, Option<Rule>)> = vec![
             ("heartbeat", 3, Some(id(2, 10)), vec![], None),
-            ("first batch of a log", 1, None, vec![id(1, 0), id(1, 1)], None),
-            ("follows prev", 3, Some(id(2, 10)), vec![id(2, 11), id(3, 12)], None),
-            ("gap after prev", 3, Some(id(2, 10)), vec![id(2, 12)], Some(Rule::LogIdsNotConsecutive)),
-            ("gap inside", 3, Some(id(2, 10)), vec![id(2, 11), id(2, 13)], Some(Rule::LogIdsNotConsecutive)),
-            ("repeat inside", 3, Some(id(2, 10)), vec![id(2, 11), id(2, 11)], Some(Rule::LogIdsNotConsecutive)),
-            ("first not at 0", 1, None, vec![id(1, 5)], Some(Rule::LogIdsNotConsecutive)),
-            ("index overflow", 3, Some(id(2, u64::MAX)), vec![id(2, 0)], Some(Rule::LogIdsNotConsecutive)),
-            ("term goes down", 3, Some(id(2, 10)), vec![id(3, 11), id(2, 12)], Some(Rule::TermsDecrease)),
-            ("below prev's term", 3, Some(id(2, 10)), vec![id(1, 11)], Some(Rule::TermsDecrease)),
-            ("entry above vote", 3, Some(id(2, 10)), vec![id(4, 11)], Some(Rule::TermAboveVote)),
-            ("prev above vote", 3, Some(id(5, 10)), vec![], Some(Rule::TermAboveVote)),
-            ("too many", 1, None, many.clone(), Some(Rule::TooManyEntries)),
-            ("as many as allowed", 1, Some(id(1, 0)), many[..RAFT_APPEND_ENTRIES_BATCH_MAX].to_vec(), None),
+            (
+                "first batch of a log",
+                1,
+                None,
+                vec![id(1, 0), id(1, 1)],
+                None,
+            ),
+            (
+                "follows prev",
+                3,
+                Some(id(2, 10)),
+                vec![id(2, 11), id(3, 12)],
+                None,
+            ),
+            (
+                "gap after prev",
+                3,
+                Some(id(2, 10)),
+                vec![id(2, 12)],
+                Some(Rule::LogIdsNotConsecutive),
+            ),
+            (
+                "gap inside",
+                3,
+                Some(id(2, 10)),
+                vec![id(2, 11), id(2, 13)],
+                Some(Rule::LogIdsNotConsecutive),
+            ),
+            (
+                "repeat inside",
+                3,
+                Some(id(2, 10)),
+                vec![id(2, 11), id(2, 11)],
+                Some(Rule::LogIdsNotConsecutive),
+            ),
+            (
+                "first not at 0",
+                1,
+                None,
+                vec![id(1, 5)],
+                Some(Rule::LogIdsNotConsecutive),
+            ),
+            (
+                "index overflow",
+                3,
+                Some(id(2, u64::MAX)),
+                vec![id(2, 0)],
+                Some(Rule::LogIdsNotConsecutive),
+            ),
+            (
+                "term goes down",
+                3,
+                Some(id(2, 10)),
+                vec![id(3, 11), id(2, 12)],
+                Some(Rule::TermsDecrease),
+            ),
+            (
+                "below prev's term",
+                3,
+                Some(id(2, 10)),
+                vec![id(1, 11)],
+                Some(Rule::TermsDecrease),
+            ),
+            (
+                "entry above vote",
+                3,
+                Some(id(2, 10)),
+                vec![id(4, 11)],
+                Some(Rule::TermAboveVote),
+            ),
+            (
+                "prev above vote",
+                3,
+                Some(id(5, 10)),
+                vec![],
+                Some(Rule::TermAboveVote),
+            ),
+            (
+                "too many",
+                1,
+                None,
+                many.clone(),
+                Some(Rule::TooManyEntries),
+            ),
+            (
+                "as many as allowed",
+                1,
+                Some(id(1, 0)),
+                many[..RAFT_APPEND_ENTRIES_BATCH_MAX].to_vec(),
+                None,
+            ),
         ];
         for (what, vote_term, prev, entries, want) in cases {
             let got = check_append_entries("voter-1", vote_term, prev, &entries);
@@ -530,7 +617,10 @@ mod tests {
             if let Err(refusal) = got {
                 assert!(!refusal.rule.is_authorization());
                 assert_ne!(refusal.code, ErrorCode::Unauthorized);
-                assert!(refusal.message.contains("\"voter-1\""), "{what}: {refusal:?}");
+                assert!(
+                    refusal.message.contains("\"voter-1\""),
+                    "{what}: {refusal:?}"
+                );
             }
         }
     }
@@ -541,7 +631,10 @@ mod tests {
         assert_eq!(check_last_log_id("v", vote, 3, None), Ok(()));
         assert_eq!(check_last_log_id("v", vote, 3, Some(id(3, 9))), Ok(()));
         let refused = check_last_log_id("v", vote, 3, Some(id(4, 9))).unwrap_err();
-        assert_eq!((refused.rule, refused.code), (Rule::TermAboveVote, ErrorCode::BadRequest));
+        assert_eq!(
+            (refused.rule, refused.code),
+            (Rule::TermAboveVote, ErrorCode::BadRequest)
+        );
     }
 
     #[test]
@@ -561,17 +654,62 @@ mod tests {
         let cases: Vec<(&str, Option<&SnapshotReceipt>, SnapshotChunk, Option<Rule>)> = vec![
             ("start", None, chunk("s1", 0, 100), None),
             ("restart", Some(&receipt), chunk("s1", 0, 100), None),
-            ("another snapshot starts", Some(&receipt), chunk("s2", 0, 100), None),
+            (
+                "another snapshot starts",
+                Some(&receipt),
+                chunk("s2", 0, 100),
+                None,
+            ),
             ("next chunk", Some(&receipt), chunk("s1", 200, 100), None),
-            ("retry of the last chunk", Some(&receipt), chunk("s1", 100, 100), None),
-            ("skips ahead", Some(&receipt), chunk("s1", 300, 100), Some(Rule::SnapshotOffset)),
-            ("goes back further", Some(&receipt), chunk("s1", 50, 100), Some(Rule::SnapshotOffset)),
-            ("nothing in progress", None, chunk("s1", 200, 100), Some(Rule::SnapshotOffset)),
-            ("another snapshot mid-way", Some(&receipt), chunk("s2", 200, 1), Some(Rule::SnapshotOffset)),
-            ("huge offset", None, chunk("s1", 1 << 60, 1), Some(Rule::SnapshotTooLarge)),
-            ("offset overflow", Some(&receipt), chunk("s1", u64::MAX, 2), Some(Rule::SnapshotTooLarge)),
+            (
+                "retry of the last chunk",
+                Some(&receipt),
+                chunk("s1", 100, 100),
+                None,
+            ),
+            (
+                "skips ahead",
+                Some(&receipt),
+                chunk("s1", 300, 100),
+                Some(Rule::SnapshotOffset),
+            ),
+            (
+                "goes back further",
+                Some(&receipt),
+                chunk("s1", 50, 100),
+                Some(Rule::SnapshotOffset),
+            ),
+            (
+                "nothing in progress",
+                None,
+                chunk("s1", 200, 100),
+                Some(Rule::SnapshotOffset),
+            ),
+            (
+                "another snapshot mid-way",
+                Some(&receipt),
+                chunk("s2", 200, 1),
+                Some(Rule::SnapshotOffset),
+            ),
+            (
+                "huge offset",
+                None,
+                chunk("s1", 1 << 60, 1),
+                Some(Rule::SnapshotTooLarge),
+            ),
+            (
+                "offset overflow",
+                Some(&receipt),
+                chunk("s1", u64::MAX, 2),
+                Some(Rule::SnapshotTooLarge),
+            ),
             ("up to the limit", None, chunk("s1", 0, limit), None),
-            ("past the limit", None, chunk("s1", 0, limit + 1), Some(Rule::SnapshotTooLarge)),
+            (
+                "past the limit",
+                None,
+                chunk("s1", 0, limit + 1),
+                Some(Rule::SnapshotTooLarge),
+            ),
         ];
         for (what, receipt, chunk, want) in cases {
             let got = check_snapshot_chunk("voter-1", receipt, chunk);

@@ -63,7 +63,8 @@ const _: () = assert!(RAFT_UNREACHABLE_BACKOFF_INITIAL_MS <= RAFT_UNREACHABLE_BA
 const _: () = assert!(RAFT_HANDLER_TIMEOUT_MS > RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS);
 const _: () = assert!(RAFT_CONNECTIONS_CONCURRENT_MAX >= 5);
 // A snapshot holds at least one full chunk.
-const _: () =
-    assert!(RAFT_SNAPSHOT_SIZE_MAX_BYTES >= proto::limits::RAFT_SNAPSHOT_CHUNK_SIZE_MAX_BYTES as u64);
+const _: () = assert!(
+    RAFT_SNAPSHOT_SIZE_MAX_BYTES >= proto::limits::RAFT_SNAPSHOT_CHUNK_SIZE_MAX_BYTES as u64
+);
 // The receiver reads a chunk for at least as long as the sender waits for it.
 const _: () = assert!(RAFT_REQUEST_READ_TIMEOUT_MS >= RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS);

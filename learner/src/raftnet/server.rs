@@ -130,7 +130,8 @@ pub async fn serve(
     metrics: Arc<ReplicaMetrics>,
     shutdown: CancellationToken,
 ) {
-    let empty = MembershipView::current(Default::default(), Default::default(), &Default::default());
+    let empty =
+        MembershipView::current(Default::default(), Default::default(), &Default::default());
     let ctx = Arc::new(Ctx {
         raft,
         node_id,
@@ -298,8 +299,11 @@ async fn dispatch(
             let leader = req.vote.leader_id;
             ctx.admit(peer, kind, |view| {
                 authorize(peer, kind, leader.node_id, view)?;
-                let entries: Vec<PlainLogId> =
-                    req.entries.iter().map(|entry| plain(&entry.log_id)).collect();
+                let entries: Vec<PlainLogId> = req
+                    .entries
+                    .iter()
+                    .map(|entry| plain(&entry.log_id))
+                    .collect();
                 check_append_entries(
                     peer,
                     leader.term,
@@ -307,7 +311,9 @@ async fn dispatch(
                     &entries,
                 )
             })?;
-            run(raft.append_entries(req)).await.map(|(answer, _)| answer)
+            run(raft.append_entries(req))
+                .await
+                .map(|(answer, _)| answer)
         }
         RaftRpcKind::Vote => {
             let req: VoteRequest<RaftNodeId> = decode(payload)?;

@@ -266,7 +266,10 @@ impl Replica {
             raft_endpoint.clone(),
             raft.clone(),
             conf.node_id,
-            conf.peers.iter().map(|p| (p.node_id, p.name.clone())).collect(),
+            conf.peers
+                .iter()
+                .map(|p| (p.node_id, p.name.clone()))
+                .collect(),
             metrics.clone(),
             stop.clone(),
         ));
