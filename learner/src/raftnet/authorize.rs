@@ -517,7 +517,15 @@ mod tests {
         let many: Vec<PlainLogId> = (1..=RAFT_APPEND_ENTRIES_BATCH_MAX as u64 + 1)
             .map(|i| id(1, i))
             .collect();
-        let cases: Vec<(&str, u64, Option<PlainLogId>, Vec<PlainLogId>, Option<Rule>)> = vec![
+        // (what, vote term, prev_log_id, entries, the rule it breaks)
+        type Case = (
+            &'static str,
+            u64,
+            Option<PlainLogId>,
+            Vec<PlainLogId>,
+            Option<Rule>,
+        );
+        let cases: Vec<Case> = vec![
             ("heartbeat", 3, Some(id(2, 10)), vec![], None),
             (
                 "first batch of a log",
