@@ -81,6 +81,18 @@ const METRIC_DESCRIPTIONS: &[(&str, MetricKind, &str)] = &[
         "raft RPCs this replica could not hand to openraft (bad frame, wrong target, timeout)",
     ),
     (
+        "bootstorm_raft_rpcs_unauthorized_total",
+        MetricKind::Counter,
+        "raft RPCs refused because the sender's certificate, claimed node id or role may not \
+         send them (also counted in rpcs_refused)",
+    ),
+    (
+        "bootstorm_raft_rpcs_malformed_total",
+        MetricKind::Counter,
+        "raft RPCs refused because their log ids, terms or snapshot offsets are out of order or \
+         out of bounds (also counted in rpcs_refused)",
+    ),
+    (
         "bootstorm_raft_rpcs_sent_total",
         MetricKind::Counter,
         "raft RPCs this replica sent to peers, by kind",
@@ -266,6 +278,10 @@ pub struct ReplicaMetrics {
     pub rpcs_served: PerKind,
     /// Raft plane server: RPCs refused before reaching openraft.
     pub rpcs_refused: PerKind,
+    /// Raft plane server: RPCs refused by the authorization rules (`raftnet::authorize`).
+    pub rpcs_unauthorized: PerKind,
+    /// Raft plane server: RPCs refused by the payload rules (`raftnet::authorize`).
+    pub rpcs_malformed: PerKind,
     /// Raft plane client: RPCs sent.
     pub rpcs_sent: PerKind,
     /// Raft plane client: RPCs that failed.
@@ -299,6 +315,8 @@ impl ReplicaMetrics {
         Arc::new(ReplicaMetrics {
             rpcs_served: PerKind::new("bootstorm_raft_rpcs_served_total", name),
             rpcs_refused: PerKind::new("bootstorm_raft_rpcs_refused_total", name),
+            rpcs_unauthorized: PerKind::new("bootstorm_raft_rpcs_unauthorized_total", name),
+            rpcs_malformed: PerKind::new("bootstorm_raft_rpcs_malformed_total", name),
             rpcs_sent: PerKind::new("bootstorm_raft_rpcs_sent_total", name),
             rpcs_send_failed: PerKind::new("bootstorm_raft_rpcs_send_failed_total", name),
             overlay_rebuilds: metrics::counter!("bootstorm_overlay_rebuilds_total", "replica" => r()),

@@ -25,7 +25,8 @@
 //! - entries are readable as soon as `append` returns (written to the page cache in `append`);
 //! - concurrent appends share fsyncs: one syncer thread drains every pending request, fsyncs
 //!   the dirty segments once, then answers them all (group commit);
-//! - the log never has a hole: appends must follow the last index; truncate and purge remove a
+//! - the log never has a hole: appends must follow the last index and be consecutive within
+//!   the batch (else `NotContiguous`, an error, not a panic); truncate and purge remove a
 //!   suffix and a prefix; recovery checks every index follows the previous one;
 //! - after one failed fsync the store refuses all further writes (the page cache state is
 //!   unknown; only a restart + recovery can tell what is durable);
@@ -673,12 +674,17 @@ impl LogStore {
                 purged,
             });
         }
-        for pair in records.windows(2) {
-            assert_eq!(
-                pair[0].0.index + 1,
-                pair[1].0.index,
-                "openraft appends consecutive entries"
-            );
+        // openraft hands over a peer's batch as received: a gap is the sender's bug or attack,
+        // an error for the caller, never a panic of the raft core.
+        if let Some(pair) = records
+            .windows(2)
+            .find(|pair| pair[0].0.index.checked_add(1) != Some(pair[1].0.index))
+        {
+            return Err(StoreError::NotContiguous {
+                got: pair[1].0.index,
+                last: Some(pair[0].0.index),
+                purged,
+            });
         }
 
         let mut pending: Vec<u8> = Vec::new();

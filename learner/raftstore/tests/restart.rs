@@ -633,6 +633,41 @@ fn pipelined_appends_share_fsyncs_and_all_are_acknowledged() {
     assert!(stats.fsync_rounds <= stats.appends_acked);
 }
 
+#[test]
+fn a_batch_with_a_gap_is_an_error_and_leaves_the_log_as_it_was() {
+    let dir = TempDir::new().unwrap();
+    let storage = open(dir.path());
+    let entries = demo_entries(4);
+    append_durable(&storage.log, entries[..2].to_vec());
+    // Index 4 is missing between 3 and 5: refused, not a panic of the raft core.
+    let gapped = vec![entries[2].clone(), entries[4].clone()];
+    let err = storage
+        .log
+        .append_then(gapped, |_| panic!("a refused batch is never acknowledged"))
+        .expect_err("a gap inside a batch is refused");
+    assert!(
+        matches!(
+            err,
+            StoreError::NotContiguous {
+                got: 5,
+                last: Some(3),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        storage.log.log_state().last_log_id.map(|id| id.index),
+        Some(entries[1].log_id.index)
+    );
+    // The log goes on from where it was.
+    append_durable(&storage.log, entries[2..].to_vec());
+    assert_eq!(
+        storage.log.log_state().last_log_id.map(|id| id.index),
+        entries.last().map(|e| e.log_id.index)
+    );
+}
+
 #[tokio::test]
 async fn readers_wait_for_a_seq_without_polling() {
     let dir = TempDir::new().unwrap();

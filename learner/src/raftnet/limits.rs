@@ -30,6 +30,13 @@ pub const RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 30_000;
 /// this a new connection is refused rather than queued.
 pub const RAFT_CONNECTIONS_CONCURRENT_MAX: usize = 64;
 
+/// Largest snapshot the raft server lets a peer send: an InstallSnapshot chunk whose
+/// `offset + len` goes past it is refused before openraft writes it into the in-memory receive
+/// buffer (`raftnet::authorize::check_snapshot_chunk`). A snapshot is the image of one snapshot
+/// file, so this is the largest file the store reads back
+/// (`raftstore::limits::SNAPSHOT_FILE_SIZE_MAX_BYTES`).
+pub const RAFT_SNAPSHOT_SIZE_MAX_BYTES: u64 = raftstore::limits::SNAPSHOT_FILE_SIZE_MAX_BYTES;
+
 /// Longest the server waits for a TLS handshake to complete once a peer's Initial arrived.
 pub const RAFT_HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
 
@@ -55,5 +62,9 @@ const _: () = assert!(RAFT_UNREACHABLE_BACKOFF_INITIAL_MS > 0);
 const _: () = assert!(RAFT_UNREACHABLE_BACKOFF_INITIAL_MS <= RAFT_UNREACHABLE_BACKOFF_MAX_MS);
 const _: () = assert!(RAFT_HANDLER_TIMEOUT_MS > RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS);
 const _: () = assert!(RAFT_CONNECTIONS_CONCURRENT_MAX >= 5);
+// A snapshot holds at least one full chunk.
+const _: () = assert!(
+    RAFT_SNAPSHOT_SIZE_MAX_BYTES >= proto::limits::RAFT_SNAPSHOT_CHUNK_SIZE_MAX_BYTES as u64
+);
 // The receiver reads a chunk for at least as long as the sender waits for it.
 const _: () = assert!(RAFT_REQUEST_READ_TIMEOUT_MS >= RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS);

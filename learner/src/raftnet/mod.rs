@@ -9,9 +9,12 @@
 //!
 //! Invariants:
 //! - a replica answers raft RPCs only for its own node id (the frame names the target);
+//! - openraft sees an RPC only from the voter whose certificate names the node id its vote
+//!   claims, with consecutive log ids and bounded snapshot chunks (`authorize`);
 //! - both ends are replicas of the same cluster CA (mutual TLS, role checked by `net::tls`);
 //! - every wait is bounded: connect, read, handler, write (see `limits`).
 
+pub mod authorize;
 pub mod client;
 pub mod limits;
 pub mod server;

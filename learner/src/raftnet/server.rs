@@ -1,19 +1,26 @@
 //! The server half of the raft plane: the accept loop, one task per peer connection, one task
-//! per RPC stream that decodes the request, hands it to openraft and writes the answer.
+//! per RPC stream that decodes the request, judges it (`raftnet::authorize`), hands it to
+//! openraft and writes the answer.
 //!
 //! Invariants:
 //! - a replica answers raft RPCs only for its own node id: a request whose `target` is another
 //!   id is refused (`BadRequest`) before its payload is decoded;
 //! - only replica certificates of the cluster CA get here (mutual TLS on the raft plane,
 //!   `net::tls`); the peer's name is logged with every refusal;
+//! - nothing reaches openraft unless `authorize` accepts the sender (the certificate names the
+//!   voter the request's vote claims, per this replica's current membership: `Unauthorized`)
+//!   and the payload (consecutive log ids, sane terms, snapshot chunks in order and under
+//!   `RAFT_SNAPSHOT_SIZE_MAX_BYTES`: `BadRequest` / `TooLarge`); each refusal is counted
+//!   (`rpcs_unauthorized` / `rpcs_malformed`, and `rpcs_refused`);
 //! - connections are bounded by a semaphore ([`RAFT_CONNECTIONS_CONCURRENT_MAX`]), streams per
 //!   connection by the QUIC transport, every read, handler call and write by a timeout;
 //! - an RPC handler runs to completion even if the caller gave up on it: openraft's
 //!   AppendEntries deadline is one heartbeat interval, and a follower whose fsync took longer
 //!   keeps the entries, so the leader's retry finds them there instead of starting over.
 
+use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,6 +35,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::authorize::{
+    advance_receipt, authorize, check_append_entries, check_last_log_id, check_snapshot_chunk,
+    MembershipView, PlainLogId, Refusal, SnapshotChunk, SnapshotReceipt,
+};
 use super::limits::{
     RAFT_CONNECTIONS_CONCURRENT_MAX, RAFT_HANDLER_TIMEOUT_MS, RAFT_HANDSHAKE_TIMEOUT_MS,
     RAFT_REQUEST_READ_TIMEOUT_MS, RAFT_RESPONSE_WRITE_TIMEOUT_MS, RAFT_SHUTDOWN_DRAIN_TIMEOUT_MS,
@@ -35,6 +46,7 @@ use super::limits::{
 use crate::metrics::ReplicaMetrics;
 use net::peer_identity;
 use net::rpc::{read_frame, write_frame};
+use raftstore::types::LogId;
 use raftstore::{RaftNodeId, TypeConfig};
 
 /// What every connection and stream task of the server needs.
@@ -43,22 +55,90 @@ struct Ctx {
     /// Our raft node id: requests for any other id are refused.
     node_id: RaftNodeId,
     metrics: Arc<ReplicaMetrics>,
+    /// Name of each initial voter of our config (`peers`): who may talk to us before our log
+    /// holds a membership (see `authorize`).
+    configured_peers: BTreeMap<RaftNodeId, String>,
+    /// The view requests are judged against, with the log id of the membership it was built
+    /// from; rebuilt when openraft's effective membership changes.
+    view: Mutex<(Option<LogId>, Arc<MembershipView>)>,
+    /// How far the snapshot being received has come (one at a time: only the leader sends).
+    snapshot: Mutex<Option<SnapshotReceipt>>,
+}
+
+impl Ctx {
+    /// The current membership view: openraft's effective membership, else the configured peers.
+    fn view(&self) -> Arc<MembershipView> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let stored = &metrics.membership_config;
+        let mut cached = self.view.lock().expect("raft view poisoned");
+        if cached.0 != *stored.log_id() || cached.1.names.is_empty() {
+            let membership = stored.membership();
+            let view = MembershipView::current(
+                membership
+                    .nodes()
+                    .map(|(id, node)| (*id, node.name.clone()))
+                    .collect(),
+                membership.voter_ids().collect(),
+                &self.configured_peers,
+            );
+            *cached = (*stored.log_id(), Arc::new(view));
+        }
+        cached.1.clone()
+    }
+
+    /// Runs `check` against the current view; a refusal is counted, logged and turned into the
+    /// answer's code and message.
+    fn admit(
+        &self,
+        peer: &str,
+        kind: RaftRpcKind,
+        check: impl FnOnce(&MembershipView) -> Result<(), Refusal>,
+    ) -> Result<(), (ErrorCode, String)> {
+        let view = self.view();
+        check(&view).map_err(|refusal| {
+            if refusal.rule.is_authorization() {
+                self.metrics.rpcs_unauthorized.of(kind).increment(1);
+            } else {
+                self.metrics.rpcs_malformed.of(kind).increment(1);
+            }
+            tracing::warn!(
+                %peer, kind = kind.as_str(), rule = ?refusal.rule, message = %refusal.message,
+                "refusing a raft RPC"
+            );
+            (refusal.code, refusal.message)
+        })
+    }
+}
+
+fn plain(log_id: &LogId) -> PlainLogId {
+    PlainLogId {
+        term: log_id.leader_id.term,
+        index: log_id.index,
+    }
 }
 
 /// Serves the raft plane on `endpoint` (a `Plane::Raft` server endpoint) until `shutdown`,
 /// then closes the endpoint and drains connections for at most
-/// [`RAFT_SHUTDOWN_DRAIN_TIMEOUT_MS`].
+/// [`RAFT_SHUTDOWN_DRAIN_TIMEOUT_MS`]. `configured_peers` names the initial voters of this
+/// replica's config (node id → replica name), trusted until the log holds a membership.
 pub async fn serve(
     endpoint: quinn::Endpoint,
     raft: Raft<TypeConfig>,
     node_id: RaftNodeId,
+    configured_peers: BTreeMap<RaftNodeId, String>,
     metrics: Arc<ReplicaMetrics>,
     shutdown: CancellationToken,
 ) {
+    let empty =
+        MembershipView::current(Default::default(), Default::default(), &Default::default());
     let ctx = Arc::new(Ctx {
         raft,
         node_id,
         metrics,
+        configured_peers,
+        view: Mutex::new((None, Arc::new(empty))),
+        snapshot: Mutex::new(None),
     });
     let permits = Arc::new(Semaphore::new(RAFT_CONNECTIONS_CONCURRENT_MAX));
     let mut connections = JoinSet::new();
@@ -184,23 +264,7 @@ async fn serve_stream(
         respond(&mut send, answer, Bytes::new(), peer).await;
         return;
     }
-    let payload = request.payload;
-    let raft = &ctx.raft;
-    let handled = match kind {
-        RaftRpcKind::AppendEntries => {
-            handle(payload, |req: AppendEntriesRequest<TypeConfig>| {
-                raft.append_entries(req)
-            })
-            .await
-        }
-        RaftRpcKind::Vote => handle(payload, |req: VoteRequest<RaftNodeId>| raft.vote(req)).await,
-        RaftRpcKind::InstallSnapshot => {
-            handle(payload, |req: InstallSnapshotRequest<TypeConfig>| {
-                raft.install_snapshot(req)
-            })
-            .await
-        }
-    };
+    let handled = dispatch(ctx, kind, &request.payload, peer).await;
     match handled {
         Ok(answer) => {
             ctx.metrics.rpcs_served.of(kind).increment(1);
@@ -220,48 +284,123 @@ async fn serve_stream(
     }
 }
 
-/// Decodes the request, runs the openraft handler (bounded by [`RAFT_HANDLER_TIMEOUT_MS`]) and
-/// encodes its result. A core that has stopped answers `Unavailable` instead of its `Fatal`
-/// error, so the sender treats this node as unreachable (and backs off) rather than as a peer
-/// that returned an answer.
-async fn handle<Req, Resp, E, F, Fut>(
-    payload: Bytes,
-    handler: F,
-) -> Result<Bytes, (ErrorCode, String)>
-where
-    Req: DeserializeOwned,
-    Resp: Serialize,
-    E: Serialize,
-    F: FnOnce(Req) -> Fut,
-    Fut: Future<Output = Result<Resp, RaftError<RaftNodeId, E>>>,
-{
-    let request: Req = postcard::from_bytes(&payload).map_err(|e| {
+/// Decodes the request, judges it (`authorize`), runs the openraft handler and encodes its
+/// result.
+async fn dispatch(
+    ctx: &Ctx,
+    kind: RaftRpcKind,
+    payload: &[u8],
+    peer: &str,
+) -> Result<Bytes, (ErrorCode, String)> {
+    let raft = &ctx.raft;
+    match kind {
+        RaftRpcKind::AppendEntries => {
+            let req: AppendEntriesRequest<TypeConfig> = decode(payload)?;
+            let leader = req.vote.leader_id;
+            ctx.admit(peer, kind, |view| {
+                authorize(peer, kind, leader.node_id, view)?;
+                let entries: Vec<PlainLogId> = req
+                    .entries
+                    .iter()
+                    .map(|entry| plain(&entry.log_id))
+                    .collect();
+                check_append_entries(
+                    peer,
+                    leader.term,
+                    req.prev_log_id.as_ref().map(plain),
+                    &entries,
+                )
+            })?;
+            run(raft.append_entries(req))
+                .await
+                .map(|(answer, _)| answer)
+        }
+        RaftRpcKind::Vote => {
+            let req: VoteRequest<RaftNodeId> = decode(payload)?;
+            let candidate = req.vote.leader_id;
+            ctx.admit(peer, kind, |view| {
+                authorize(peer, kind, candidate.node_id, view)?;
+                check_last_log_id(
+                    peer,
+                    kind,
+                    candidate.term,
+                    req.last_log_id.as_ref().map(plain),
+                )
+            })?;
+            run(raft.vote(req)).await.map(|(answer, _)| answer)
+        }
+        RaftRpcKind::InstallSnapshot => {
+            let req: InstallSnapshotRequest<TypeConfig> = decode(payload)?;
+            let leader = req.vote.leader_id;
+            let snapshot_id = req.meta.snapshot_id.clone();
+            let (offset, len, done) = (req.offset, req.data.len() as u64, req.done);
+            let chunk = SnapshotChunk {
+                snapshot_id: &snapshot_id,
+                offset,
+                len,
+                done,
+            };
+            ctx.admit(peer, kind, |view| {
+                authorize(peer, kind, leader.node_id, view)?;
+                check_last_log_id(
+                    peer,
+                    kind,
+                    leader.term,
+                    req.meta.last_log_id.as_ref().map(plain),
+                )?;
+                let receipt = ctx.snapshot.lock().expect("snapshot receipt poisoned");
+                check_snapshot_chunk(peer, receipt.as_ref(), chunk)
+            })?;
+            let (answer, accepted) = run(raft.install_snapshot(req)).await?;
+            if accepted {
+                let mut receipt = ctx.snapshot.lock().expect("snapshot receipt poisoned");
+                *receipt = advance_receipt(receipt.take(), chunk);
+            }
+            Ok(answer)
+        }
+    }
+}
+
+fn decode<Req: DeserializeOwned>(payload: &[u8]) -> Result<Req, (ErrorCode, String)> {
+    postcard::from_bytes(payload).map_err(|e| {
         (
             ErrorCode::BadRequest,
             format!("undecodable raft request payload ({e}); are both replicas the same bootstorm version?"),
         )
-    })?;
+    })
+}
+
+/// Runs an openraft handler (bounded by [`RAFT_HANDLER_TIMEOUT_MS`]) and encodes its result,
+/// saying whether openraft answered `Ok`. A core that has stopped answers `Unavailable` instead
+/// of its `Fatal` error, so the sender treats this node as unreachable (and backs off) rather
+/// than as a peer that returned an answer.
+async fn run<Resp, E, Fut>(handler: Fut) -> Result<(Bytes, bool), (ErrorCode, String)>
+where
+    Resp: Serialize,
+    E: Serialize,
+    Fut: Future<Output = Result<Resp, RaftError<RaftNodeId, E>>>,
+{
     let timeout = Duration::from_millis(RAFT_HANDLER_TIMEOUT_MS);
-    let result = tokio::time::timeout(timeout, handler(request))
-        .await
-        .map_err(|_| {
-            (
-                ErrorCode::Timeout,
-                format!("the raft core did not answer within {RAFT_HANDLER_TIMEOUT_MS} ms"),
-            )
-        })?;
+    let result = tokio::time::timeout(timeout, handler).await.map_err(|_| {
+        (
+            ErrorCode::Timeout,
+            format!("the raft core did not answer within {RAFT_HANDLER_TIMEOUT_MS} ms"),
+        )
+    })?;
     if let Err(RaftError::Fatal(fatal)) = &result {
         return Err((
             ErrorCode::Unavailable,
             format!("the raft core of this replica has stopped: {fatal}"),
         ));
     }
-    postcard::to_stdvec(&result).map(Bytes::from).map_err(|e| {
+    let accepted = result.is_ok();
+    let answer = postcard::to_stdvec(&result).map(Bytes::from).map_err(|e| {
         (
             ErrorCode::Internal,
             format!("cannot encode the raft answer: {e}"),
         )
-    })
+    })?;
+    Ok((answer, accepted))
 }
 
 /// Writes one answer; a peer that went away meanwhile is not an error worth more than a debug

@@ -337,6 +337,10 @@ impl Replica {
             plane.endpoint.clone(),
             raft.clone(),
             conf.node_id,
+            conf.peers
+                .iter()
+                .map(|p| (p.node_id, p.name.clone()))
+                .collect(),
             metrics.clone(),
             stop.clone(),
         ));
