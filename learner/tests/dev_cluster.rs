@@ -102,6 +102,25 @@ fn fetch_node(
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// Runs `bootstorm fetch` for `node` presenting `cert_node`'s certificate, which `bootstorm
+/// dev` issued into `certs/nodes/` (verify only: no `--root`).
+fn fetch_with_cert(
+    cluster_dir: &std::path::Path,
+    node: &str,
+    cert_node: &str,
+) -> std::process::Output {
+    let nodes = cluster_dir.join("certs").join("nodes");
+    std::process::Command::new(env!("CARGO_BIN_EXE_bootstorm"))
+        .args(["fetch", "--cluster"])
+        .arg(cluster_dir.join("cluster.toml"))
+        .args(["--node", node, "--json", "--cert"])
+        .arg(nodes.join(format!("{cert_node}.crt")))
+        .arg("--key")
+        .arg(nodes.join(format!("{cert_node}.key")))
+        .output()
+        .unwrap()
+}
+
 fn node_commit(node: &str, index: u64) -> AdminRequest {
     let mut delta = StateDelta::default();
     delta.files.insert(
@@ -148,6 +167,23 @@ async fn dev_cluster_replicates_fails_over_and_restarts() {
     let second = fetch(&cluster.cluster_path, "learner-2", &roots.join("b"), 0);
     assert_eq!(first["base_hash"], second["base_hash"]);
     assert!(first["base_bytes"].as_u64().unwrap() > 100_000, "{first}");
+
+    // `bootstorm dev` issued every demo node a certificate: with its own it boots; with
+    // another node's it is refused (the certificate binds the connection to its node id).
+    let cluster_dir = dir.path().join("cluster");
+    let own = fetch_with_cert(&cluster_dir, "node-0007", "node-0007");
+    assert!(
+        own.status.success(),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    let other = fetch_with_cert(&cluster_dir, "node-0008", "node-0007");
+    assert_eq!(other.status.code(), Some(1));
+    let why = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        why.contains("node-0007") && why.contains("node-0008"),
+        "{why}"
+    );
     assert!(roots.join("b/etc/slurm/slurm.conf").is_file());
 
     // A stream of commits; kill -9 the leader in the middle of it.

@@ -182,6 +182,7 @@ pub fn plan(options: &DevOptions) -> Result<(Vec<PlannedReplica>, PathBuf)> {
     let certs_dir = dir.join("certs");
     let cert_files = certs::ensure_cluster_certs(&certs_dir, &name_refs, &[DEV_ADMIN_NAME])
         .context("generating the dev cluster's certificates")?;
+    issue_demo_node_certs(&certs_dir, options.nodes)?;
 
     let listen_of = |index: usize| -> Result<Listen> {
         listen_of_slot(options.base_port, index as u64)
@@ -246,6 +247,26 @@ pub fn plan(options: &DevOptions) -> Result<(Vec<PlannedReplica>, PathBuf)> {
 }
 
 /// `path` relative to `dir` when it lies inside it (configs stay valid if DIR moves).
+/// A node certificate for every demo node (`certs/nodes/node-0001.crt|.key`), so the README's
+/// `fetch --cert --key` works on a fresh dev cluster; pairs already there are kept, so a
+/// restart issues nothing.
+fn issue_demo_node_certs(certs_dir: &Path, nodes: u32) -> Result<()> {
+    let ca = certs::ClusterCa::load(certs_dir).context("loading the dev cluster's CA")?;
+    let requests: Vec<(net::Role, String)> = (1..=nodes)
+        .map(|index| (net::Role::Node, config::demo::node_name(index)))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    ca.issue_many(
+        &requests,
+        certs::NODE_CERT_VALIDITY_DAYS_DEFAULT,
+        net::Existing::Skip,
+        threads,
+        &|_| {},
+    )
+    .context("issuing the demo nodes' certificates")?;
+    Ok(())
+}
+
 fn relative_to(dir: &Path, path: &Path) -> PathBuf {
     path.strip_prefix(dir)
         .map(Path::to_path_buf)
