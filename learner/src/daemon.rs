@@ -57,7 +57,7 @@ pub const CORE_WORKER_THREADS: usize = 1;
 pub const BOOT_RUNTIME_STOP_TIMEOUT_MS: u64 = 2_000;
 
 /// Same for the core runtime's remaining tasks and blocking threads (an overlay build, a
-/// snapshot) once `serve_with` returned.
+/// snapshot) once `serve_with` returned after a fail stop.
 pub const CORE_RUNTIME_STOP_TIMEOUT_MS: u64 = 2_000;
 
 /// Exit code of `bootstorm serve` when its raft core stopped on a fatal error (BSD
@@ -171,7 +171,14 @@ pub fn main(config_path: &Path, format: ReadyFormat) -> Result<()> {
         serve_with(conf, options, shutdown).await
     });
     boot.shutdown_timeout(Duration::from_millis(BOOT_RUNTIME_STOP_TIMEOUT_MS));
-    core.shutdown_timeout(Duration::from_millis(CORE_RUNTIME_STOP_TIMEOUT_MS));
+    // After a fail stop nothing on the core runtime (a blocking overlay build, a snapshot)
+    // may hold the exit up; after a signal, dropping it lets every task finish as before.
+    if served
+        .as_ref()
+        .is_err_and(|error| exit_code(error).is_some())
+    {
+        core.shutdown_timeout(Duration::from_millis(CORE_RUNTIME_STOP_TIMEOUT_MS));
+    }
     served
 }
 
