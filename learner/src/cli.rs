@@ -80,6 +80,11 @@ pub enum Command {
     ///
     /// Prints one readiness line on stdout once every plane is bound (`--json`: one JSON
     /// object with the bound addresses); logs go to stderr (`RUST_LOG`, default `info`).
+    ///
+    /// Exit codes: 0 stopped by SIGINT/SIGTERM; 1 could not start (the message says why);
+    /// 70 the raft core stopped on a fatal error (a failed fsync, a full disk, a panic in the
+    /// core): the log names the cause at error level, every plane was closed at once so no
+    /// boot is served from the frozen state, and the service manager should restart it.
     Serve {
         /// The replica config (TOML: node_id, name, role, data_dir, listen, tls, peers, raft).
         #[arg(long)]
@@ -121,7 +126,8 @@ pub fn main() -> ExitCode {
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(
-                agent::fetch::exit_code(&error)
+                crate::daemon::exit_code(&error)
+                    .or_else(|| agent::fetch::exit_code(&error))
                     .unwrap_or_else(|| client::commands::exit_code(&error)),
             )
         }

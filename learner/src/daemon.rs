@@ -10,6 +10,13 @@
 //! - shutdown order: stop accepting (boot, check, admin, raft planes), then stop raft (`Replica::shutdown`:
 //!   the log is fsynced on every append, so nothing is left to flush but the endpoints), then
 //!   metrics; the process exits 0 after a signal-initiated shutdown;
+//! - fail stop: when the raft core stops on its own (a fatal storage error such as a failed
+//!   fsync or a full disk, or a panic in the core; `replica::core_watch`), the cause is logged
+//!   at error level, `bootstorm_raft_core_running` drops to 0, every plane is told to stop at
+//!   once (the boot and admin endpoints close on that signal, so no boot is answered from the
+//!   frozen state after it), the rest of the shutdown is bounded by
+//!   [`FAIL_STOP_TIMEOUT_MS`], and the process exits [`EXIT_RAFT_CORE_STOPPED`] so that the
+//!   service manager restarts it (recovery then decides what is durable);
 //! - boot reads never enter Raft: the boot plane reads the local state machine; for a missing
 //!   or stale overlay it asks the leader to rebuild (`admin::rebuild`: the admin plane with the
 //!   replica's certificate, or the local overlay task on the leader), waits (bounded) for the
@@ -31,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminContext};
 use crate::metrics;
-use crate::replica::{Replica, ReplicaOptions};
+use crate::replica::{core_watch, Replica, ReplicaOptions};
 use conf::{ReplicaConf, Role};
 use net::{quic, tls, Plane, ServerLimits, SocketConfig};
 
@@ -48,6 +55,35 @@ pub const CORE_WORKER_THREADS: usize = 1;
 /// How long `bootstorm serve` waits, after the planes stopped, for the boot runtime's
 /// remaining tasks (connections being closed) before exiting anyway.
 pub const BOOT_RUNTIME_STOP_TIMEOUT_MS: u64 = 2_000;
+
+/// Same for the core runtime's remaining tasks and blocking threads (an overlay build, a
+/// snapshot) once `serve_with` returned after a fail stop.
+pub const CORE_RUNTIME_STOP_TIMEOUT_MS: u64 = 2_000;
+
+/// Exit code of `bootstorm serve` when its raft core stopped on a fatal error (BSD
+/// `EX_SOFTWARE`). Shown in `bootstorm serve --help` and the README; systemd's
+/// `Restart=on-failure` restarts the replica.
+pub const EXIT_RAFT_CORE_STOPPED: u8 = 70;
+
+/// Longest the shutdown after a raft core stop may take before `serve_with` returns anyway
+/// (the planes were already told to stop; this bounds the drain and the raft endpoints).
+pub const FAIL_STOP_TIMEOUT_MS: u64 = 3_000;
+
+/// `serve_with`'s error when the raft core stopped on its own; [`exit_code`] maps it to
+/// [`EXIT_RAFT_CORE_STOPPED`].
+#[derive(Debug, thiserror::Error)]
+#[error("the raft core of replica {replica} stopped: {cause}; the replica exited instead of serving a frozen state (exit code {EXIT_RAFT_CORE_STOPPED}, restart it)")]
+pub struct RaftCoreStopped {
+    pub replica: String,
+    pub cause: String,
+}
+
+/// The exit code for an error `serve_with` returned, when it is not the generic 1.
+pub fn exit_code(error: &anyhow::Error) -> Option<u8> {
+    error
+        .downcast_ref::<RaftCoreStopped>()
+        .map(|_| EXIT_RAFT_CORE_STOPPED)
+}
 
 /// How the readiness line is printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -135,6 +171,14 @@ pub fn main(config_path: &Path, format: ReadyFormat) -> Result<()> {
         serve_with(conf, options, shutdown).await
     });
     boot.shutdown_timeout(Duration::from_millis(BOOT_RUNTIME_STOP_TIMEOUT_MS));
+    // After a fail stop nothing on the core runtime (a blocking overlay build, a snapshot)
+    // may hold the exit up; after a signal, dropping it lets every task finish as before.
+    if served
+        .as_ref()
+        .is_err_and(|error| exit_code(error).is_some())
+    {
+        core.shutdown_timeout(Duration::from_millis(CORE_RUNTIME_STOP_TIMEOUT_MS));
+    }
     served
 }
 
@@ -352,9 +396,49 @@ pub async fn serve_with(
     };
     announce_ready(running.ready(&conf), format, ready_tx)?;
 
-    shutdown.cancelled().await;
-    running.shut_down().await;
-    Ok(())
+    let core_stop = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => None,
+        cause = core_watch::core_stopped(&running.replica.raft) => Some(cause),
+    };
+    let Some(cause) = core_stop else {
+        running.shut_down().await;
+        return Ok(());
+    };
+    fail_stop(running, &conf, cause, &shutdown).await
+}
+
+/// The raft core stopped on its own: log why, stop every plane at once, shut down (bounded),
+/// and return the error that makes the process exit [`EXIT_RAFT_CORE_STOPPED`].
+async fn fail_stop(
+    running: RunningDaemon,
+    conf: &ReplicaConf,
+    cause: String,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    tracing::error!(
+        replica = %conf.name, node_id = conf.node_id, %cause, exit_code = EXIT_RAFT_CORE_STOPPED,
+        "the raft core stopped: this replica no longer follows the journal; closing every \
+         plane and exiting so that it is restarted"
+    );
+    running.replica.metrics.record_core_stopped();
+    // The boot, check and admin planes close their endpoints on this signal.
+    shutdown.cancel();
+    let limit = Duration::from_millis(FAIL_STOP_TIMEOUT_MS);
+    if tokio::time::timeout(limit, running.shut_down())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            timeout_ms = FAIL_STOP_TIMEOUT_MS,
+            "shutdown after the raft core stop did not finish in time; exiting anyway"
+        );
+    }
+    Err(RaftCoreStopped {
+        replica: conf.name.clone(),
+        cause,
+    }
+    .into())
 }
 
 /// Waits (≤ `PLANE_STOP_TIMEOUT_MS`) for a plane's task, already told to stop, to end;

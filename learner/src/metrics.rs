@@ -228,6 +228,11 @@ const METRIC_DESCRIPTIONS: &[(&str, MetricKind, &str)] = &[
         "1 if this replica is the leader",
     ),
     (
+        "bootstorm_raft_core_running",
+        MetricKind::Gauge,
+        "1 while this replica's raft core runs; 0 once it stopped (the daemon then closes its planes and exits 70)",
+    ),
+    (
         "bootstorm_journal_applied_seq",
         MetricKind::Gauge,
         "last journal seq applied on this replica",
@@ -305,6 +310,8 @@ pub struct ReplicaMetrics {
     purged_index: Gauge,
     leader_id: Gauge,
     is_leader: Gauge,
+    /// 1 while the raft core runs (`running_state`), 0 once it stopped.
+    core_running: Gauge,
     applied_seq: Gauge,
 }
 
@@ -343,6 +350,7 @@ impl ReplicaMetrics {
             purged_index: metrics::gauge!("bootstorm_raft_purged_index", "replica" => r()),
             leader_id: metrics::gauge!("bootstorm_raft_leader_id", "replica" => r()),
             is_leader: metrics::gauge!("bootstorm_raft_is_leader", "replica" => r()),
+            core_running: metrics::gauge!("bootstorm_raft_core_running", "replica" => r()),
             applied_seq: metrics::gauge!("bootstorm_journal_applied_seq", "replica" => r()),
         })
     }
@@ -359,6 +367,14 @@ impl ReplicaMetrics {
         self.leader_id.set(m.current_leader.unwrap_or(0) as f64);
         self.is_leader
             .set(f64::from(u8::from(m.state == ServerState::Leader)));
+        self.core_running
+            .set(f64::from(u8::from(m.running_state.is_ok())));
+    }
+
+    /// Records that the raft core stopped (the daemon's watcher calls it, also when the core
+    /// panicked and could not report).
+    pub fn record_core_stopped(&self) {
+        self.core_running.set(0.0);
     }
 }
 

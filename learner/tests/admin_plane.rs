@@ -427,7 +427,7 @@ async fn a_replica_certificate_may_only_join_and_read_status() {
         panic!("unexpected answer {answer:?}");
     };
     assert!(
-        message.contains("may only join (add-learner) and read status, not commit"),
+        message.contains("a replica certificate (CN=replica-2) may not commit: replicas may only add themselves as learners"),
         "{message}"
     );
 

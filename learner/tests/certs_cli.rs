@@ -252,3 +252,64 @@ fn an_existing_pair_is_kept_unless_renewed() {
     assert!(stderr(&out).contains("nothing to renew"));
     assert!(!dir.path().join("nodes/nobody.crt").exists());
 }
+
+/// A monitor pair: `certs issue --monitor` and `certs init --monitors` write
+/// `monitor.<name>.crt|.key` (key 0600) whose OU says monitor, client-auth only.
+#[test]
+fn issue_and_init_write_monitor_pairs_whose_ou_is_monitor() {
+    let dir = cert_dir();
+    let d = dir.path().to_str().unwrap();
+    let out = bootstorm(&["certs", "issue", "--dir", d, "--monitor", "grafana"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("monitor: 1 written"),
+        "the report counts monitors"
+    );
+    let cert = dir.path().join("monitor.grafana.crt");
+    let key = dir.path().join("monitor.grafana.key");
+    assert_eq!(mode(&key), 0o600);
+    let identity = load_identity(&cert, &key).expect("the key belongs to the certificate");
+    let peer = cert_identity(&identity.cert_chain[0]).expect("a bootstorm certificate");
+    assert_eq!((peer.name.as_str(), peer.role), ("grafana", Role::Monitor));
+    let der = &identity.cert_chain[0];
+    let (_, parsed) = x509_parser::parse_x509_certificate(der).expect("parse cert");
+    let ou: Vec<&str> = parsed
+        .subject()
+        .iter_organizational_unit()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(ou, ["bootstorm-monitor"]);
+    let eku = parsed
+        .extended_key_usage()
+        .expect("parse EKU")
+        .expect("has EKU")
+        .value;
+    assert!(
+        eku.client_auth && !eku.server_auth,
+        "a monitor never serves"
+    );
+
+    let fresh = tempfile::tempdir().unwrap();
+    let f = fresh.path().to_str().unwrap();
+    let out = bootstorm(&[
+        "certs",
+        "init",
+        "--dir",
+        f,
+        "--replicas",
+        "voter-1",
+        "--admins",
+        "admin",
+        "--monitors",
+        "grafana,oncall",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["monitors"].as_object().unwrap().len(), 2);
+    for name in ["grafana", "oncall"] {
+        let cert = fresh.path().join(format!("monitor.{name}.crt"));
+        let peer = cert_identity(&load_cert_chain(&cert).unwrap()[0]).unwrap();
+        assert_eq!((peer.name.as_str(), peer.role), (name, Role::Monitor));
+    }
+}

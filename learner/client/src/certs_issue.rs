@@ -1,4 +1,4 @@
-//! `bootstorm certs issue | renew`: certificates for replicas, admins and nodes from the
+//! `bootstorm certs issue | renew`: certificates for replicas, admins, monitors and nodes from the
 //! cluster CA already in a certificate directory — a handful of replicas or a site's 100,000
 //! nodes in one run (`--nodes-file`), with a progress bar on a terminal.
 //!
@@ -32,13 +32,16 @@ pub struct IssueTargets {
     /// An admin identity (the author of its commits); repeat for more.
     #[arg(long = "admin", value_name = "NAME")]
     pub admins: Vec<String>,
+    /// A read-only monitor identity (admin plane: status and log only); repeat for more.
+    #[arg(long = "monitor", value_name = "NAME")]
+    pub monitors: Vec<String>,
     /// A node id (bound into the certificate's CN); repeat for more.
     #[arg(long = "node", value_name = "ID")]
     pub nodes: Vec<String>,
     /// A file of node ids, one per line (blank lines and `#` comments ignored).
     #[arg(long, value_name = "FILE")]
     pub nodes_file: Option<PathBuf>,
-    /// Validity in days [default: 90 for nodes, 825 for replicas and admins].
+    /// Validity in days [default: 90 for nodes, 825 for replicas, admins and monitors].
     #[arg(long, value_name = "DAYS")]
     pub days: Option<i64>,
     /// Print one JSON object instead of the readable report.
@@ -61,7 +64,7 @@ pub struct IssueReport {
     pub ca_cert: PathBuf,
     /// Validity of the node certificates written, in days (absent when none were asked for).
     pub node_days: Option<i64>,
-    /// Validity of the replica and admin certificates written, in days.
+    /// Validity of the replica, admin and monitor certificates written, in days.
     pub cluster_days: Option<i64>,
     pub written: Vec<IssuedView>,
     pub skipped: Vec<IssuedView>,
@@ -103,10 +106,16 @@ pub fn run(targets: &IssueTargets, existing: Existing) -> Result<IssueReport> {
                 .iter()
                 .map(|name| (Role::Admin, name.clone())),
         )
+        .chain(
+            targets
+                .monitors
+                .iter()
+                .map(|name| (Role::Monitor, name.clone())),
+        )
         .collect();
     let nodes: Vec<(Role, String)> = nodes.into_iter().map(|id| (Role::Node, id)).collect();
     if cluster.is_empty() && nodes.is_empty() {
-        bail!("name at least one --replica, --admin, --node or --nodes-file");
+        bail!("name at least one --replica, --admin, --monitor, --node or --nodes-file");
     }
     let ca = ClusterCa::load(&targets.dir)
         .with_context(|| format!("loading the cluster CA from {}", targets.dir.display()))?;
@@ -185,7 +194,7 @@ pub fn print(report: &IssueReport, json: bool) -> Result<()> {
         );
     }
     let count = |list: &[IssuedView], role: &str| list.iter().filter(|v| v.role == role).count();
-    for role in ["replica", "admin", "node"] {
+    for role in ["replica", "admin", "monitor", "node"] {
         let (written, skipped) = (count(&report.written, role), count(&report.skipped, role));
         if written + skipped > 0 {
             println!("{role}: {written} written, {skipped} kept as they were");

@@ -174,10 +174,14 @@ pub enum CertsAction {
         /// Admin identities, comma separated; each becomes the author of its commits.
         #[arg(long, value_delimiter = ',', required = true)]
         admins: Vec<String>,
+        /// Read-only monitor identities, comma separated (optional): they may read `status`
+        /// and `log` on the admin plane and nothing else.
+        #[arg(long, value_delimiter = ',')]
+        monitors: Vec<String>,
         #[arg(long)]
         json: bool,
     },
-    /// Issue certificates with the existing CA in DIR: replicas and admins as
+    /// Issue certificates with the existing CA in DIR: replicas, admins and monitors as
     /// `<role>.<name>.crt|.key`, nodes as `nodes/<id>.crt|.key` (keys 0600). Every name is
     /// checked before anything is written; an existing pair is refused (see --skip-existing).
     Issue {
@@ -664,13 +668,29 @@ pub struct CertsReport {
     pub ca_key: PathBuf,
     pub replicas: BTreeMap<String, (PathBuf, PathBuf)>,
     pub admins: BTreeMap<String, (PathBuf, PathBuf)>,
+    pub monitors: BTreeMap<String, (PathBuf, PathBuf)>,
 }
 
-pub fn run_certs_init(dir: &Path, replicas: &[String], admins: &[String]) -> Result<CertsReport> {
-    let replicas: Vec<&str> = replicas.iter().map(String::as_str).collect();
-    let admins: Vec<&str> = admins.iter().map(String::as_str).collect();
-    let files = net::generate_cluster_certs(dir, &replicas, &admins)
-        .with_context(|| format!("generating cluster certificates in {}", dir.display()))?;
+/// Who `certs init` issues certificates for, beside the new CA.
+#[derive(Clone, Debug, Default)]
+pub struct InitNames {
+    pub replicas: Vec<String>,
+    pub admins: Vec<String>,
+    /// Read-only identities (may be empty).
+    pub monitors: Vec<String>,
+}
+
+pub fn run_certs_init(dir: &Path, names: &InitNames) -> Result<CertsReport> {
+    fn refs(names: &[String]) -> Vec<&str> {
+        names.iter().map(String::as_str).collect()
+    }
+    let files = net::generate_cluster_certs_with_monitors(
+        dir,
+        &refs(&names.replicas),
+        &refs(&names.admins),
+        &refs(&names.monitors),
+    )
+    .with_context(|| format!("generating cluster certificates in {}", dir.display()))?;
     let pairs = |map: BTreeMap<String, net::CertKeyPaths>| {
         map.into_iter()
             .map(|(name, paths)| (name, (paths.cert, paths.key)))
@@ -681,6 +701,7 @@ pub fn run_certs_init(dir: &Path, replicas: &[String], admins: &[String]) -> Res
         ca_key: files.ca_key,
         replicas: pairs(files.replicas),
         admins: pairs(files.admins),
+        monitors: pairs(files.monitors),
     })
 }
 
@@ -690,8 +711,16 @@ pub fn certs(args: CertsArgs) -> Result<()> {
             dir,
             replicas,
             admins,
+            monitors,
             json,
-        } => return certs_init(&dir, &replicas, &admins, json),
+        } => {
+            let names = InitNames {
+                replicas,
+                admins,
+                monitors,
+            };
+            return certs_init(&dir, &names, json);
+        }
         CertsAction::Issue {
             targets,
             skip_existing,
@@ -709,8 +738,8 @@ pub fn certs(args: CertsArgs) -> Result<()> {
     crate::certs_issue::print(&report, targets.json)
 }
 
-fn certs_init(dir: &Path, replicas: &[String], admins: &[String], json: bool) -> Result<()> {
-    let report = run_certs_init(dir, replicas, admins)?;
+fn certs_init(dir: &Path, names: &InitNames, json: bool) -> Result<()> {
+    let report = run_certs_init(dir, names)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
@@ -720,7 +749,12 @@ fn certs_init(dir: &Path, replicas: &[String], admins: &[String], json: bool) ->
         report.ca_cert.display(),
         report.ca_key.display()
     );
-    for (role, map) in [("replica", &report.replicas), ("admin", &report.admins)] {
+    let roles = [
+        ("replica", &report.replicas),
+        ("admin", &report.admins),
+        ("monitor", &report.monitors),
+    ];
+    for (role, map) in roles {
         for (name, (cert, key)) in map {
             println!(
                 "{role:<8} {name:<16} {} (key {})",

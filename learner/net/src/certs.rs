@@ -10,6 +10,7 @@
 //! | `ca.crt` / `ca.key`          | the cluster CA; `ca.key` signs every certificate below    |
 //! | `replica.<name>.crt` / `.key` | a voter or learner: server *and* client on every plane   |
 //! | `admin.<name>.crt` / `.key`   | an admin client; `<name>` becomes the commit author      |
+//! | `monitor.<name>.crt` / `.key` | a read-only admin-plane client (status and log only)     |
 //! | `node.<id>.crt` / `.key`      | a booting node's client cert for the boot plane          |
 //!
 //! Invariants:
@@ -85,6 +86,8 @@ pub struct ClusterCertFiles {
     pub replicas: BTreeMap<String, CertKeyPaths>,
     /// One pair per admin identity.
     pub admins: BTreeMap<String, CertKeyPaths>,
+    /// One pair per monitor (read-only) identity.
+    pub monitors: BTreeMap<String, CertKeyPaths>,
 }
 
 /// A freshly issued certificate and key, in memory.
@@ -277,7 +280,9 @@ impl ClusterCa {
                     ExtendedKeyUsagePurpose::ClientAuth,
                 ]
             }
-            Role::Admin | Role::Node => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Role::Admin | Role::Node | Role::Monitor => {
+                vec![ExtendedKeyUsagePurpose::ClientAuth]
+            }
         };
         if role == Role::Replica {
             params.subject_alt_names = replica_sans(name, extra_sans)?;
@@ -335,7 +340,7 @@ pub fn issued_paths(dir: &Path, role: Role, name: &str) -> CertKeyPaths {
                 key: nodes.join(format!("{name}.key")),
             }
         }
-        Role::Replica | Role::Admin => CertKeyPaths::in_dir(dir, role, name),
+        Role::Replica | Role::Admin | Role::Monitor => CertKeyPaths::in_dir(dir, role, name),
     }
 }
 
@@ -491,16 +496,35 @@ fn sync_file_system(dir: &Path) -> Result<(), TlsError> {
     handle.sync_all().map_err(io_err)
 }
 
-/// `bootstorm certs init`: a new cluster CA in `dir` and one certificate per replica and admin.
-/// Fails with [`TlsError::AlreadyExists`] if `dir` already holds a CA.
+/// A new cluster CA in `dir` and one certificate per replica and admin. Fails with
+/// [`TlsError::AlreadyExists`] if `dir` already holds a CA.
 pub fn generate_cluster_certs(
     dir: &Path,
     replica_names: &[&str],
     admin_names: &[&str],
 ) -> Result<ClusterCertFiles, TlsError> {
+    generate_cluster_certs_with_monitors(dir, replica_names, admin_names, &[])
+}
+
+/// `bootstorm certs init`: [`generate_cluster_certs`] plus one read-only monitor certificate
+/// per name in `monitor_names`. Every name is checked before the CA is created.
+pub fn generate_cluster_certs_with_monitors(
+    dir: &Path,
+    replica_names: &[&str],
+    admin_names: &[&str],
+    monitor_names: &[&str],
+) -> Result<ClusterCertFiles, TlsError> {
     validate_all(replica_names, admin_names)?;
+    monitor_names
+        .iter()
+        .try_for_each(|name| validate_name(name))?;
     let ca = ClusterCa::create(dir)?;
-    issue_missing(&ca, replica_names, admin_names)
+    let mut files = issue_missing(&ca, replica_names, admin_names)?;
+    for name in monitor_names {
+        let paths = ca.write(Role::Monitor, name, &[])?;
+        files.monitors.insert((*name).to_owned(), paths);
+    }
+    Ok(files)
 }
 
 /// `bootstorm dev`: like [`generate_cluster_certs`] but idempotent: reuses the CA in `dir` if
@@ -536,6 +560,7 @@ fn issue_missing(
         ca_key: ca.dir.join(CA_KEY_FILE),
         replicas: BTreeMap::new(),
         admins: BTreeMap::new(),
+        monitors: BTreeMap::new(),
     };
     for (role, names) in [(Role::Replica, replica_names), (Role::Admin, admin_names)] {
         for name in names {

@@ -26,11 +26,14 @@ pub enum Role {
     Admin,
     /// A booting compute node: optional client on the boot plane; the CN is its node id.
     Node,
+    /// A read-only observer (dashboards, on-call tooling): client on the admin plane, where it
+    /// may read status and the log and nothing else (`bootstorm::admin::authz`).
+    Monitor,
 }
 
 impl Role {
     /// Every role, for loops and error messages.
-    pub const ALL: [Role; 3] = [Role::Replica, Role::Admin, Role::Node];
+    pub const ALL: [Role; 4] = [Role::Replica, Role::Admin, Role::Node, Role::Monitor];
 
     /// The subject OU that marks a certificate with this role. Production PKIs that issue their
     /// own certificates must set it too.
@@ -39,6 +42,7 @@ impl Role {
             Role::Replica => "bootstorm-replica",
             Role::Admin => "bootstorm-admin",
             Role::Node => "bootstorm-node",
+            Role::Monitor => "bootstorm-monitor",
         }
     }
 
@@ -55,6 +59,7 @@ impl Role {
             Role::Replica => "replica",
             Role::Admin => "admin",
             Role::Node => "node",
+            Role::Monitor => "monitor",
         }
     }
 }
@@ -125,13 +130,14 @@ impl Plane {
     }
 
     /// Roles whose client certificates the plane's server accepts. Admin also accepts replicas
-    /// because a learner joins the cluster through the admin API with its replica certificate;
-    /// the admin handler sees the role in [`PeerIdentity`] and decides what a replica may do.
+    /// (a learner joins the cluster through the admin API with its replica certificate) and
+    /// monitors (read-only observers); the admin handler sees the role in [`PeerIdentity`] and
+    /// decides what each may do. A node certificate is refused in the admin handshake.
     pub const fn client_roles(self) -> &'static [Role] {
         match self {
             Plane::Boot => &[Role::Node],
             Plane::Raft => &[Role::Replica],
-            Plane::Admin => &[Role::Admin, Role::Replica],
+            Plane::Admin => &[Role::Admin, Role::Replica, Role::Monitor],
         }
     }
 }

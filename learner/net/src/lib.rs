@@ -24,8 +24,8 @@ pub mod rpc;
 pub mod tls;
 
 pub use certs::{
-    ensure_cluster_certs, generate_cluster_certs, issue_node_cert, ClusterCa, ClusterCertFiles,
-    Existing, IssuedMany,
+    ensure_cluster_certs, generate_cluster_certs, generate_cluster_certs_with_monitors,
+    issue_node_cert, ClusterCa, ClusterCertFiles, Existing, IssuedMany,
 };
 pub use error::TlsError;
 pub use identity::{CertKeyPaths, Plane, Role};

@@ -309,6 +309,71 @@ async fn node_cert_is_refused_on_admin_and_raft_planes() {
     }
 }
 
+/// A monitor certificate is an admin-plane client (read-only there, decided by the admin
+/// handler) and nothing else: the admin handshake names it, the raft and boot planes refuse it.
+#[tokio::test]
+async fn monitor_cert_is_accepted_on_the_admin_plane_only() {
+    let certs = Certs::new();
+    certs::ClusterCa::load(certs.path())
+        .unwrap()
+        .write(Role::Monitor, "grafana", &[])
+        .unwrap();
+    let server_id = certs.identity(Role::Replica, "replica-1");
+    let monitor = certs.identity(Role::Monitor, "grafana");
+
+    let (addr, mut accepted) = serve(
+        Plane::Admin,
+        tls::admin_server_tls(&certs.roots, &server_id).unwrap(),
+        localhost_v4(),
+    );
+    let config = client_config(
+        Plane::Admin,
+        tls::admin_client_tls(&certs.roots, &monitor).unwrap(),
+    );
+    let _conn = timeout(
+        WAIT,
+        quic::connect(
+            &client(localhost_v4()),
+            Plane::Admin,
+            config,
+            addr,
+            "localhost",
+        ),
+    )
+    .await
+    .unwrap()
+    .expect("monitor handshake succeeds on the admin plane");
+    let server_conn = next_handshake(&mut accepted).await.unwrap();
+    assert_eq!(
+        peer_identity(&server_conn).unwrap(),
+        Some(PeerIdentity {
+            name: "grafana".into(),
+            role: Role::Monitor
+        })
+    );
+
+    for plane in [Plane::Raft, Plane::Boot] {
+        let (addr, mut accepted) = serve(
+            plane,
+            tls::server_tls(plane, &certs.roots, &server_id, false).unwrap(),
+            localhost_v4(),
+        );
+        let config = client_config(
+            plane,
+            tls::client_tls(plane, &certs.roots, Some(&monitor)).unwrap(),
+        );
+        let err = expect_refused(&client(localhost_v4()), plane, config, addr).await;
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!(
+                "the monitor certificate \"grafana\" is not accepted on the {plane} plane"
+            )),
+            "{plane}: {msg}"
+        );
+        assert!(next_handshake(&mut accepted).await.is_err());
+    }
+}
+
 #[tokio::test]
 async fn boot_client_identity_is_optional_and_bound_to_the_node_cert() {
     let certs = Certs::new();

@@ -36,6 +36,7 @@
 //! `max_in_snapshot_log_to_keep` to at least one snapshot interval.
 
 pub mod error;
+pub mod fault;
 mod fsutil;
 pub mod limits;
 pub mod log_store;
@@ -47,6 +48,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::StoreError;
+pub use fault::LogFaults;
 pub use log_store::{LogRecovery, LogStore, LogStoreOptions, LogSyncStats, TornTail};
 pub use snapshot::{CorruptSnapshot, SnapshotStore};
 pub use state_machine::{ReplicaReader, ReplicaState, SnapshotBuilder, StateMachineStore};

@@ -57,6 +57,7 @@ use openraft::{OptionalSend, RaftLogReader};
 use proto::limits::RAFT_APPEND_ENTRIES_ENTRIES_SIZE_MAX_BYTES;
 
 use crate::error::StoreError;
+use crate::fault::LogFaults;
 use crate::fsutil::{create_dir_durable, fsync_dir, read_meta, remove_tmp_files, write_meta};
 use crate::limits::{
     COMMITTED_SAVE_INTERVAL_MS, RECORD_SIZE_MAX_BYTES, SEGMENT_SIZE_MAX_BYTES,
@@ -76,7 +77,8 @@ const SEGMENT_SUFFIX: &str = ".seg";
 /// File under `<data>/raft` holding the last saved committed log id.
 const COMMITTED_FILE: &str = "committed";
 
-/// Tuning of the log store; `Default` is what the daemon uses.
+/// Tuning of the log store; `Default` is what the daemon uses (plus the faults its
+/// environment arms, see `fault`).
 #[derive(Clone, Debug)]
 pub struct LogStoreOptions {
     /// A segment is closed once it holds this many bytes (tests use small values to exercise
@@ -85,6 +87,8 @@ pub struct LogStoreOptions {
     /// Zeros kept written ahead of the active segment's records (0: grow the file with every
     /// append). See [`SEGMENT_ZERO_AHEAD_BYTES`].
     pub zero_ahead_bytes: u64,
+    /// Injected faults (tests of the daemon's fail stop; see `fault`); `Default`: none.
+    pub faults: LogFaults,
 }
 
 impl Default for LogStoreOptions {
@@ -92,6 +96,7 @@ impl Default for LogStoreOptions {
         LogStoreOptions {
             segment_size_max_bytes: SEGMENT_SIZE_MAX_BYTES,
             zero_ahead_bytes: SEGMENT_ZERO_AHEAD_BYTES,
+            faults: LogFaults::default(),
         }
     }
 }
@@ -153,6 +158,8 @@ struct Inner {
     committed: Arc<CommittedSlot>,
     /// Joined on drop (after it saved the last value), like `sync_thread`.
     committed_thread: Option<thread::JoinHandle<()>>,
+    /// `RaftLogStorage::append` calls so far, for `LogFaults::append_panic_after`.
+    appends: AtomicU64,
 }
 
 impl Drop for Inner {
@@ -346,8 +353,20 @@ fn syncer(
             .map_err(StoreError::into_io)
             .and_then(|()| {
                 let dirty = std::mem::take(&mut *lock(&shared.dirty));
+                let injected = options
+                    .faults
+                    .fsync_fails(shared.fsync_rounds.load(Ordering::Relaxed));
                 for f in &dirty.files {
-                    if let Err(e) = f.file.sync_data() {
+                    let synced = if injected {
+                        Err(io::Error::other(format!(
+                            "injected fsync failure ({}={})",
+                            crate::fault::FAULT_FSYNC_FAIL_AFTER_ENV,
+                            options.faults.fsync_fail_after.unwrap_or_default()
+                        )))
+                    } else {
+                        f.file.sync_data()
+                    };
+                    if let Err(e) = synced {
                         let reason = e.to_string();
                         shared.fail(&f.path, reason);
                         return Err(e);
@@ -615,6 +634,7 @@ impl LogStore {
                 sync_thread: Some(thread),
                 committed,
                 committed_thread: Some(committed_thread),
+                appends: AtomicU64::new(0),
             }),
         };
         Ok((store, recovery))
@@ -1424,6 +1444,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let faults = self.inner.options.faults;
+        if faults.is_armed() {
+            let done = self.inner.appends.fetch_add(1, Ordering::Relaxed);
+            assert!(
+                !faults.append_panics(done),
+                "injected panic in the raft log append ({}={done})",
+                crate::fault::FAULT_APPEND_PANIC_AFTER_ENV
+            );
+        }
         let entries: Vec<Entry> = entries.into_iter().collect();
         self.append_then(entries, move |result| callback.log_io_completed(result))
             .map_err(StoreError::write_logs)

@@ -829,3 +829,44 @@ fn replication_batches_are_cut_by_encoded_size_and_never_empty() {
         "{encoded} bytes for {cap} bytes of entries"
     );
 }
+
+/// `LogFaults::fsync_fail_after`: the armed round fails like a real fsync failure (the
+/// append's acknowledgement is an error, later appends are refused, naming the injection), and
+/// after a reopen without the fault only the entries fsynced before it are trusted as durable.
+#[test]
+fn an_injected_fsync_failure_fails_the_round_and_every_later_write() {
+    let dir = TempDir::new().unwrap();
+    let entries = demo_entries(3);
+    let options = StorageOptions {
+        log: LogStoreOptions {
+            faults: raftstore::LogFaults {
+                fsync_fail_after: Some(1),
+                append_panic_after: None,
+            },
+            ..LogStoreOptions::default()
+        },
+        ..StorageOptions::default()
+    };
+    {
+        let storage = raftstore::open(dir.path(), options).unwrap();
+        append_durable(&storage.log, entries[..1].to_vec());
+        let (tx, rx) = mpsc::channel();
+        storage
+            .log
+            .append_then(entries[1..2].to_vec(), move |result| {
+                let _ = tx.send(result);
+            })
+            .expect("the write to the page cache still works");
+        let acked = rx.recv_timeout(ACK_TIMEOUT).expect("answered in time");
+        let error = acked.expect_err("the injected round fails").to_string();
+        assert!(error.contains("injected fsync failure"), "{error}");
+        let refused = storage
+            .log
+            .append_then(entries[2..3].to_vec(), |_| {})
+            .expect_err("a failed log refuses further writes");
+        assert!(matches!(refused, StoreError::Failed { .. }), "{refused}");
+        assert!(refused.to_string().contains("injected fsync failure"));
+    }
+    let reopened = open(dir.path());
+    append_durable(&reopened.log, Vec::new());
+}

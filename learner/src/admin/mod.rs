@@ -9,12 +9,15 @@
 //! - the author of a commit is the admin certificate's identity, never the request's claim:
 //!   the server overwrites every author field from the verified client certificate's CN;
 //! - the timestamp of an entry is the leader's clock reading (the state machine has none);
-//! - replica certificates may only join (AddLearner), read Status and ask the leader to rebuild
-//!   an overlay (RebuildOverlay); everything else needs an admin certificate;
+//! - every request is authorized by role in one pure function over one table
+//!   (`authz::authorize`, `authz::PERMISSIONS`): replica certificates may only join
+//!   (AddLearner of themselves), read Status and ask the leader to rebuild an overlay; monitor
+//!   certificates may only read Status and Log; everything else needs an admin certificate;
 //! - writes are never forwarded between replicas: a follower answers `NotLeader` with the
 //!   leader's admin address and the client follows it (bounded hops);
 //! - Status and Log are answered from the local state machine and never enter Raft.
 
+pub mod authz;
 pub mod batch;
 pub mod join;
 pub mod limits;

@@ -8,9 +8,11 @@
 //!   every author field of `Commit`, `Rollback` and `Propose` is overwritten with the verified
 //!   client certificate's CN before the command reaches Raft;
 //! - timestamps are the leader's clock reading, set here (the state machine has no clock);
-//! - a replica certificate may only ask to add *itself* as a learner (`AddLearner` whose name
-//!   is its CN), read `Status` and ask for an overlay rebuild (`RebuildOverlay`: advisory,
-//!   idempotent, coalesced by the leader's overlay task); anything else answers `Unauthorized`;
+//! - every request is authorized first, by the certificate's role (`authz::authorize`): a
+//!   replica certificate may only add *itself* as a learner, read `Status` and ask for an
+//!   overlay rebuild (`RebuildOverlay`: advisory, idempotent, coalesced by the leader's overlay
+//!   task); a monitor certificate may only read `Status` and `Log`; a refusal answers
+//!   `Unauthorized` naming the role, the CN and the operation;
 //! - writes are never forwarded: a follower answers `NotLeader { leader }` with the leader's
 //!   admin address from its raft metrics, and the client follows it;
 //! - `Status` and `Log` read the local state machine only; they never enter Raft;
@@ -48,7 +50,7 @@ use super::limits::{
 };
 use super::AdminContext;
 use net::rpc;
-use net::{certs::Role as CertRole, peer_identity, PeerIdentity};
+use net::{peer_identity, PeerIdentity};
 use raftstore::ReplicaNode;
 
 /// Application close code sent when the server refuses or ends a connection.
@@ -247,6 +249,8 @@ impl Server {
                 scope,
                 since,
                 limit,
+                // Monitors read this too: once files can be marked secret, their contents are
+                // redacted in `log_page` for every role but admin (see `authz`).
             } => self.log(scope, since, limit).await,
             AdminRequest::AddLearner {
                 node_id,
@@ -580,34 +584,11 @@ impl Server {
     }
 }
 
-/// The refusal for a request this identity may not make, or `None` when it may.
+/// The refusal for a request this identity may not make (`authz::authorize`), or `None`.
 fn authorize(identity: &PeerIdentity, request: &AdminRequest) -> Option<AdminResponse> {
-    match identity.role {
-        CertRole::Admin => None,
-        CertRole::Replica => match request {
-            AdminRequest::Status | AdminRequest::RebuildOverlay { .. } => None,
-            AdminRequest::AddLearner { name, .. } if *name == identity.name => None,
-            AdminRequest::AddLearner { name, .. } => Some(AdminResponse::error(
-                ErrorCode::Unauthorized,
-                format!(
-                    "replica certificate {:?} may only add itself as a learner, not {name:?}; use an admin certificate",
-                    identity.name
-                ),
-            )),
-            other => Some(AdminResponse::error(
-                ErrorCode::Unauthorized,
-                format!(
-                    "replica certificate {:?} may only join (add-learner) and read status, not {}; use an admin certificate (replicas may also ask for overlay rebuilds)",
-                    identity.name,
-                    other.kind().as_str()
-                ),
-            )),
-        },
-        CertRole::Node => Some(AdminResponse::error(
-            ErrorCode::Unauthorized,
-            "node certificates may not use the admin plane; use an admin certificate",
-        )),
-    }
+    let refusal = super::authz::authorize(identity.role, &identity.name, request).err()?;
+    tracing::info!(peer = %identity, %refusal, "admin request refused");
+    Some(AdminResponse::error(ErrorCode::Unauthorized, refusal))
 }
 
 /// `command` with its author fields set to `author` and its timestamp to `now_ms`, or the

@@ -27,6 +27,7 @@
 //!   `RAFT_APPEND_ENTRIES_ENTRIES_SIZE_MAX_BYTES` of encoded entries (the log store's
 //!   `limited_get_log_entries` cuts the batch), so every batch fits one frame.
 
+pub mod core_watch;
 pub mod leader;
 
 use std::collections::BTreeMap;
@@ -78,6 +79,8 @@ pub enum ReplicaError {
     RaftStart(Box<openraft::error::Fatal<RaftNodeId>>),
     #[error("initializing the cluster from `peers` failed: {0}")]
     Initialize(String),
+    #[error("{0}")]
+    Faults(String),
     #[error("reading the bound address of the raft endpoint: {0}")]
     LocalAddr(std::io::Error),
 }
@@ -203,10 +206,20 @@ fn load_tls(conf: &ReplicaConf) -> Result<TlsMaterial, ReplicaError> {
 }
 
 /// Opens (recovering) the raft storage in `conf.data_dir`, off the async workers: recovery
-/// reads every log segment.
+/// reads every log segment. Faults armed by the environment (`raftstore::fault`, tests of the
+/// fail stop only) are read here, once, and logged.
 async fn open_storage(conf: &ReplicaConf) -> Result<raftstore::RaftStorage, ReplicaError> {
     let data_dir = conf.data_dir.clone();
-    tokio::task::spawn_blocking(move || raftstore::open(&data_dir, Default::default()))
+    let faults = raftstore::LogFaults::from_env().map_err(ReplicaError::Faults)?;
+    if faults.is_armed() {
+        tracing::warn!(
+            ?faults,
+            "fault injection armed in the raft log (a test knob, never for production)"
+        );
+    }
+    let mut options = raftstore::StorageOptions::default();
+    options.log.faults = faults;
+    tokio::task::spawn_blocking(move || raftstore::open(&data_dir, options))
         .await?
         .map_err(|source| ReplicaError::Storage {
             data_dir: conf.data_dir.clone(),
