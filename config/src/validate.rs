@@ -82,7 +82,10 @@ pub fn set_id(mode: u32, owner: Option<&str>) -> Result<(), (&'static str, &'sta
         return Err(("setuid (0o4000)", "no owner is declared"));
     }
     if mode & 0o2000 != 0 && !owner.is_some_and(|owner| owner.contains(':')) {
-        return Err(("setgid (0o2000)", "no owner group is declared (`user:group`)"));
+        return Err((
+            "setgid (0o2000)",
+            "no owner group is declared (`user:group`)",
+        ));
     }
     Ok(())
 }
@@ -96,7 +99,9 @@ pub fn file(file_path: &str, file: &FileSpec) -> Result<(), Rejected> {
             reason,
         };
         if file.owner.is_some() {
-            return Err(invalid("declares an owner; a symlink's owner is not applied"));
+            return Err(invalid(
+                "declares an owner; a symlink's owner is not applied",
+            ));
         }
         return symlink_target(&file.content).map_err(invalid);
     }
@@ -113,13 +118,11 @@ pub fn file(file_path: &str, file: &FileSpec) -> Result<(), Rejected> {
             reason,
         })?;
     }
-    set_id(file.mode, file.owner.as_deref()).map_err(|(bit, needs)| {
-        Rejected::SetIdWithoutOwner {
-            path: file_path.to_owned(),
-            mode: file.mode,
-            bit,
-            needs,
-        }
+    set_id(file.mode, file.owner.as_deref()).map_err(|(bit, needs)| Rejected::SetIdWithoutOwner {
+        path: file_path.to_owned(),
+        mode: file.mode,
+        bit,
+        needs,
     })
 }
 

@@ -210,7 +210,11 @@ pub fn decode_node_delta(
 
 fn parse(bytes: Bytes, hash: [u8; 32]) -> Result<NodeDeltaDoc, DocError> {
     let mut reader = Reader::new(bytes);
-    let version = reader.header("node delta", &NODE_DELTA_MAGIC, 1..=NODE_DELTA_FORMAT_VERSION)?;
+    let version = reader.header(
+        "node delta",
+        &NODE_DELTA_MAGIC,
+        1..=NODE_DELTA_FORMAT_VERSION,
+    )?;
     let node = reader.name("node id")?;
     let vcluster = reader.name("vcluster")?;
     let seq = reader.u64("seq")?;
