@@ -79,9 +79,16 @@ impl StateDir {
 
     fn from_parent(path: &Path, parent: OwnedFd, name: &std::ffi::CStr) -> io::Result<StateDir> {
         let fd = sys::openat(parent.as_fd(), name, libc::O_RDONLY | libc::O_DIRECTORY, 0).map_err(
-            |error| match error.raw_os_error() {
-                Some(libc::ELOOP) => invalid(path, "is a symlink; refusing to follow it"),
-                _ => error,
+            |error| {
+                // O_NOFOLLOW | O_DIRECTORY on a symlink: ELOOP or ENOTDIR, by kernel version.
+                let is_link = matches!(error.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR))
+                    && sys::lstatat(parent.as_fd(), name)
+                        .is_ok_and(|stat| sys::kind(&stat) == libc::S_IFLNK);
+                if is_link {
+                    invalid(path, "is a symlink; refusing to follow it")
+                } else {
+                    error
+                }
             },
         )?;
         let stat = sys::fstat(fd.as_fd())?;
