@@ -11,9 +11,15 @@
 //! - `last-overlay.zst`: that overlay's compressed bytes, so a `NotModified` answer (a reboot
 //!   with unchanged config) re-applies it without downloading 150 KB.
 //!
-//! Both are written (temp file + rename) only after a successful apply. A saved overlay is
-//! re-verified (blake3) before it is offered or used; one that fails is ignored and the overlay
-//! fetched in full.
+//! Both are written only after a successful apply, through `overlay::StateDir`: the
+//! directory is created 0700 (an existing one made 0700, a shared one like `/tmp` refused) and
+//! opened without following a symlink, each file created 0600 under a temp name
+//! (`O_CREAT | O_EXCL | O_NOFOLLOW`), fsynced and renamed within the directory handle — the
+//! overlay holds the site's secrets. The same directory holds the apply's commit journal
+//! (`overlay::APPLY_JOURNAL_NAME`): with `--root`, an interrupted commit of an earlier run is
+//! completed before anything else, the network included. A saved overlay is re-verified
+//! (blake3) before it is offered or used; one that fails is ignored and the overlay fetched in
+//! full.
 //!
 //! Invariant: **the agent never applies unverified bytes** — `proto::client` verifies what it
 //! receives, the saved overlay is verified on load, and nothing is written to the root when
@@ -23,7 +29,6 @@
 //! certificate bound to another node, verification or apply failure — the message says why);
 //! 2 usage error; 3 no replica served the fetch in time (the message lists each attempt).
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -365,6 +370,15 @@ pub async fn fetch_and_apply(args: &FetchArgs) -> Result<FetchReport> {
         .state_file
         .clone()
         .or_else(|| args.root.as_ref().map(|root| root.join(STATE_FILE_IN_ROOT)));
+    let state_dir = state_file.as_deref().map(state_dir_of);
+    if let (Some(_), Some(state_dir)) = (&args.root, &state_dir) {
+        // An earlier run killed mid-commit: finish its commit before anything else.
+        let completed = overlay::complete_interrupted_apply(state_dir)
+            .context("completing the interrupted apply of an earlier run")?;
+        if let Some(operations) = completed {
+            tracing::warn!(operations, state_dir = %state_dir.display(), "completed the commit an earlier run left unfinished");
+        }
+    }
     let saved = match &state_file {
         Some(path) => load_saved(path),
         None => None,
@@ -397,8 +411,9 @@ pub async fn fetch_and_apply(args: &FetchArgs) -> Result<FetchReport> {
     };
     let delta_doc = outcome.delta.doc.clone();
     let root_owned = root.clone();
+    let journal_dir = state_dir.unwrap_or_else(|| root.join(overlay::DEFAULT_STATE_DIR_IN_ROOT));
     let applied = tokio::task::spawn_blocking(move || {
-        overlay::apply_to_root(&overlay_doc, Some(&delta_doc), &root_owned)
+        overlay::apply_to_root_with_state(&overlay_doc, Some(&delta_doc), &root_owned, &journal_dir)
     })
     .await
     .context("the apply task failed")?
@@ -453,15 +468,20 @@ pub fn load_saved(state_file: &Path) -> Option<(SavedOverlayMeta, OverlayDoc)> {
     }
 }
 
-/// Writes the blob, then the state file, each via a temp file + rename (+ fsync), so a crash
-/// leaves either the old pair or a state file whose blob verifies.
-fn save_state(state_file: &Path, meta: &SavedOverlayMeta, compressed: &[u8]) -> Result<()> {
-    let dir = state_file
+/// The directory of the state file: the agent's state directory.
+fn state_dir_of(state_file: &Path) -> PathBuf {
+    state_file
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    write_atomic(&saved_overlay_path(state_file), compressed)?;
+        .unwrap_or(Path::new("."))
+        .to_owned()
+}
+
+/// Writes the blob, then the state file, each 0600 via a temp file + rename (+ fsync) in the
+/// 0700 state directory, so a crash leaves either the old pair or a state file whose blob
+/// verifies.
+fn save_state(state_file: &Path, meta: &SavedOverlayMeta, compressed: &[u8]) -> Result<()> {
+    write_state_file(&saved_overlay_path(state_file), compressed)?;
     save_meta(state_file, meta)
 }
 
@@ -469,26 +489,101 @@ fn save_state(state_file: &Path, meta: &SavedOverlayMeta, compressed: &[u8]) -> 
 fn save_meta(state_file: &Path, meta: &SavedOverlayMeta) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(meta)?;
     json.push(b'\n');
-    write_atomic(state_file, &json)
+    write_state_file(state_file, &json)
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = PathBuf::from(tmp_name);
-    let written = (|| -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.with_context(|| format!("writing {}", path.display()))
+/// Writes `path` (0600) in its directory (0700), neither reached through a symlink.
+fn write_state_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .with_context(|| format!("state file {} has no UTF-8 file name", path.display()))?;
+    overlay::StateDir::open(&state_dir_of(path))
+        .and_then(|dir| dir.write(name, bytes))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// The settings file `apply_to_root` writes, relative to a root (for reports and tests).
 pub fn settings_path(root: &Path) -> PathBuf {
     root.join(SETTINGS_FILE_PATH.trim_start_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    fn meta() -> SavedOverlayMeta {
+        SavedOverlayMeta {
+            vcluster: "compute".into(),
+            seq: 7,
+            hash: "00".repeat(32),
+            raw_len: 3,
+            replica_certs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn state_files_are_0600_in_a_0700_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let state_file = root.path().join(STATE_FILE_IN_ROOT);
+        save_state(&state_file, &meta(), b"zst").unwrap();
+        assert_eq!(
+            mode_of(state_file.parent().unwrap()),
+            overlay::STATE_DIR_MODE
+        );
+        assert_eq!(mode_of(&state_file), overlay::STATE_FILE_MODE);
+        assert_eq!(
+            mode_of(&saved_overlay_path(&state_file)),
+            overlay::STATE_FILE_MODE
+        );
+        assert_eq!(
+            std::fs::read(saved_overlay_path(&state_file)).unwrap(),
+            b"zst"
+        );
+
+        // An existing, looser directory is tightened; rewriting keeps 0600.
+        std::fs::set_permissions(
+            state_file.parent().unwrap(),
+            PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        save_meta(&state_file, &meta()).unwrap();
+        assert_eq!(
+            mode_of(state_file.parent().unwrap()),
+            overlay::STATE_DIR_MODE
+        );
+        assert_eq!(mode_of(&state_file), overlay::STATE_FILE_MODE);
+    }
+
+    #[test]
+    fn a_symlinked_or_shared_state_directory_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        symlink(elsewhere.path(), root.path().join("state")).unwrap();
+        let error =
+            save_state(&root.path().join("state/last-overlay"), &meta(), b"zst").unwrap_err();
+        assert!(format!("{error:#}").contains("symlink"), "{error:#}");
+        assert!(std::fs::read_dir(elsewhere.path())
+            .unwrap()
+            .next()
+            .is_none());
+
+        std::fs::create_dir(root.path().join("shared")).unwrap();
+        std::fs::set_permissions(
+            root.path().join("shared"),
+            PermissionsExt::from_mode(0o1777),
+        )
+        .unwrap();
+        let error = save_meta(&root.path().join("shared/last-overlay"), &meta()).unwrap_err();
+        assert!(format!("{error:#}").contains("shared"), "{error:#}");
+    }
 }

@@ -8,6 +8,10 @@
 //! owner = "root:root"       # optional
 //! content = "hello\n"       # or content_base64 = "..."
 //!
+//! [[link]]                # a symlink; replaces a symlink or nothing, never a file
+//! path = "/etc/systemd/system/multi-user.target.wants/foo.service"
+//! target = "/usr/lib/systemd/system/foo.service"   # any string up to 4096 bytes, no NUL
+//!
 //! [[remove]]
 //! path = "/etc/old.conf"
 //!
@@ -50,6 +54,8 @@ struct DeltaFile {
     #[serde(default)]
     file: Vec<FileTable>,
     #[serde(default)]
+    link: Vec<LinkTable>,
+    #[serde(default)]
     remove: Vec<RemoveTable>,
     #[serde(default)]
     settings: BTreeMap<String, String>,
@@ -63,6 +69,13 @@ struct FileTable {
     owner: Option<String>,
     content: Option<String>,
     content_base64: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkTable {
+    path: String,
+    target: String,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +125,12 @@ impl StateDelta {
                 owner: table.owner,
                 content,
             };
+            if delta.files.insert(table.path.clone(), spec).is_some() {
+                return Err(DeltaParseError::Duplicate { path: table.path });
+            }
+        }
+        for table in parsed.link {
+            let spec = FileSpec::symlink(&table.target);
             if delta.files.insert(table.path.clone(), spec).is_some() {
                 return Err(DeltaParseError::Duplicate { path: table.path });
             }

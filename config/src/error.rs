@@ -73,4 +73,13 @@ pub enum Rejected {
     OverlayTooLarge { size_bytes: usize, max_bytes: usize },
     #[error("no entry has an expired TTL at {now_ms} ms")]
     NothingExpired { now_ms: u64 },
+    #[error("mode {mode:#o} of {path:?} sets {bit} but {needs}; a set-id bit without an explicit owner would run as root, declare the owner (`owner = \"user:group\"`) or drop the bit")]
+    SetIdWithoutOwner {
+        path: String,
+        mode: u32,
+        bit: &'static str,
+        needs: &'static str,
+    },
+    #[error("symlink {path:?}: {reason}")]
+    InvalidSymlink { path: String, reason: &'static str },
 }

@@ -36,7 +36,15 @@ pub const OVERLAY_SIZE_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Largest file mode: permission bits plus setuid/setgid/sticky.
 pub const FILE_MODE_MAX: u32 = 0o7777;
 
+/// The mode that marks a [`crate::FileSpec`] as a symlink (`S_IFLNK | 0777`, as `st_mode` has
+/// it): its content is the link target. Above [`FILE_MODE_MAX`], so no file mode collides.
+pub const SYMLINK_MODE: u32 = 0o120777;
+
+/// Longest symlink target, in bytes (Linux PATH_MAX).
+pub const SYMLINK_TARGET_LEN_MAX_BYTES: usize = 4096;
+
 const _: () = assert!(NODE_CONFIG_SIZE_MAX_BYTES < ENTRY_DELTA_SIZE_MAX_BYTES);
 const _: () = assert!(ENTRY_DELTA_SIZE_MAX_BYTES <= VCLUSTER_CONFIG_SIZE_MAX_BYTES);
 const _: () = assert!(OVERLAY_SIZE_MAX_BYTES <= VCLUSTER_CONFIG_SIZE_MAX_BYTES);
 const _: () = assert!(NAME_LEN_MAX_BYTES < PATH_LEN_MAX_BYTES);
+const _: () = assert!(SYMLINK_MODE > FILE_MODE_MAX);

@@ -165,13 +165,38 @@ impl FromStr for EntryType {
 }
 
 /// One file as declared: its bytes and metadata. The path is the key of the map holding it.
+///
+/// A symlink is a `FileSpec` too (mode [`crate::limits::SYMLINK_MODE`], no owner, content =
+/// target), as `st_mode` says what a path is: one path, one entry, so layering, removal and
+/// size accounting treat links and files alike, and the journal's encoding (raft log,
+/// snapshots, admin wire) is unchanged by the addition of links.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileSpec {
-    /// Permission bits, at most [`crate::limits::FILE_MODE_MAX`].
+    /// Permission bits, at most [`crate::limits::FILE_MODE_MAX`]; or exactly
+    /// [`crate::limits::SYMLINK_MODE`] for a symlink. setuid (0o4000) needs an `owner`, setgid
+    /// (0o2000) an owner with a group (`validate::delta` refuses them otherwise).
     pub mode: u32,
-    /// `user` or `user:group`; `None` leaves ownership to the applying agent (root).
+    /// `user` or `user:group` (names or numeric ids), resolved in the node root's
+    /// `/etc/passwd` and `/etc/group`; `None` leaves the file to the applying agent (root).
     pub owner: Option<String>,
+    /// The file's bytes; for a symlink, its target.
     pub content: Bytes,
+}
+
+impl FileSpec {
+    /// A symlink to `target` (checked by `validate::delta` like any declared file).
+    pub fn symlink(target: &str) -> FileSpec {
+        FileSpec {
+            mode: crate::limits::SYMLINK_MODE,
+            owner: None,
+            content: Bytes::copy_from_slice(target.as_bytes()),
+        }
+    }
+
+    /// Whether this entry declares a symlink (its content is the target).
+    pub fn is_symlink(&self) -> bool {
+        self.mode == crate::limits::SYMLINK_MODE
+    }
 }
 
 /// A change to declared config: files written, paths removed, settings set.

@@ -125,7 +125,7 @@ fn unknown_keys_name_the_key_and_the_line() {
           |
         4 | [[files]]
           |   ^^^^^
-        unknown field `files`, expected one of `file`, `remove`, `settings`
+        unknown field `files`, expected one of `file`, `link`, `remove`, `settings`
     "#]]
     .assert_eq(&message);
 
@@ -292,4 +292,46 @@ fn a_parsed_delta_is_accepted_by_apply() {
     let mut state = config::JournalState::new();
     apply_checked(&mut state, commit(global(), delta.clone())).unwrap();
     assert_eq!(state.scope_config(&global()), &delta);
+}
+
+#[test]
+fn links_parse_and_share_the_path_namespace_with_files() {
+    let delta = StateDelta::from_toml(
+        r#"
+[[link]]
+path = "/etc/systemd/system/multi-user.target.wants/foo.service"
+target = "/usr/lib/systemd/system/foo.service"
+
+[[link]]
+path = "/bin"
+target = "usr/bin"
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        delta,
+        d().link(
+            "/etc/systemd/system/multi-user.target.wants/foo.service",
+            "/usr/lib/systemd/system/foo.service"
+        )
+        .link("/bin", "usr/bin")
+    );
+    assert!(delta.files["/bin"].is_symlink());
+
+    // One path is a file or a link, not both; a link has no mode, owner or content.
+    let both = "[[file]]\npath = \"/a\"\nmode = \"0644\"\ncontent = \"\"\n\
+                [[link]]\npath = \"/a\"\ntarget = \"b\"\n";
+    assert!(matches!(error(both), DeltaParseError::Duplicate { .. }));
+    let with_mode = "[[link]]\npath = \"/a\"\ntarget = \"b\"\nmode = \"0777\"\n";
+    assert!(error(with_mode).to_string().contains("unknown field"));
+    let escaping = "[[link]]\npath = \"/a/../b\"\ntarget = \"b\"\n";
+    assert!(matches!(
+        error(escaping),
+        DeltaParseError::Invalid(Rejected::InvalidPath { .. })
+    ));
+    let empty = "[[link]]\npath = \"/a\"\ntarget = \"\"\n";
+    assert!(matches!(
+        error(empty),
+        DeltaParseError::Invalid(Rejected::InvalidSymlink { .. })
+    ));
 }

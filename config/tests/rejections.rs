@@ -74,10 +74,12 @@ fn variant(rejected: &Rejected) -> &'static str {
         Rejected::OverlayFromFuture { .. } => "OverlayFromFuture",
         Rejected::OverlayTooLarge { .. } => "OverlayTooLarge",
         Rejected::NothingExpired { .. } => "NothingExpired",
+        Rejected::SetIdWithoutOwner { .. } => "SetIdWithoutOwner",
+        Rejected::InvalidSymlink { .. } => "InvalidSymlink",
     }
 }
 
-const ALL_VARIANTS: [&str; 22] = [
+const ALL_VARIANTS: [&str; 24] = [
     "WrongParent",
     "UnknownVCluster",
     "UnknownNode",
@@ -100,6 +102,8 @@ const ALL_VARIANTS: [&str; 22] = [
     "OverlayFromFuture",
     "OverlayTooLarge",
     "NothingExpired",
+    "SetIdWithoutOwner",
+    "InvalidSymlink",
 ];
 
 /// One small case per variant (the edge cases have their own tests below).
@@ -148,6 +152,8 @@ fn one_case_per_variant() -> Vec<(Vec<JournalCommand>, JournalCommand)> {
             overlay("compute", 1, &vec![0; OVERLAY_SIZE_MAX_BYTES + 1]),
         ),
         (site(), expire(u64::MAX)),
+        (site(), commit(global(), d().file_mode("/f", 0o4755, b"x"))),
+        (site(), commit(global(), d().link("/l", ""))),
     ]
 }
 
@@ -428,7 +434,10 @@ fn invalid_names() {
 fn invalid_mode() {
     accepted(with(
         site(),
-        vec![commit(global(), d().file_mode("/f", 0o7777, b"x"))],
+        vec![commit(
+            global(),
+            d().file_mode("/f", 0o7777, b"x").owned("/f", "munge:munge"),
+        )],
     ));
     assert_eq!(
         rejection(site(), commit(global(), d().file_mode("/f", 0o10000, b"x"))),
@@ -811,4 +820,53 @@ fn a_rollback_may_restore_a_scope_larger_than_one_delta() {
         state.scope_config(&global()).item_count(),
         2 * DELTA_ITEMS_MAX
     );
+}
+
+#[test]
+fn set_id_bits_need_an_explicit_owner() {
+    // setuid needs an owner, setgid an owner with a group: else the bit would land on a
+    // root-owned file (the agent creates files as root), the opposite of what was meant.
+    let setuid = rejection(site(), commit(global(), d().file_mode("/f", 0o4755, b"x")));
+    assert_eq!(variant(&setuid), "SetIdWithoutOwner");
+    assert!(setuid.to_string().contains("setuid"), "{setuid}");
+    let setgid = d().file_mode("/f", 0o2755, b"x").owned("/f", "munge");
+    let setgid = rejection(site(), commit(global(), setgid));
+    assert!(setgid.to_string().contains("group"), "{setgid}");
+    accepted(with(
+        site(),
+        vec![commit(
+            global(),
+            d().file_mode("/u", 0o4755, b"x")
+                .owned("/u", "munge")
+                .file_mode("/g", 0o2755, b"x")
+                .owned("/g", "0:993")
+                .file_mode("/plain", 0o755, b"x"),
+        )],
+    ));
+}
+
+#[test]
+fn symlink_targets_and_owners() {
+    let too_long = x(config::limits::SYMLINK_TARGET_LEN_MAX_BYTES + 1);
+    for (target, reason) in [
+        ("", "empty"),
+        ("a\0b", "NUL"),
+        (too_long.as_str(), "longer"),
+    ] {
+        let error = rejection(site(), commit(global(), d().link("/l", target)));
+        assert!(error.to_string().contains(reason), "{target:?}: {error}");
+    }
+    let owned = d().link("/l", "target").owned("/l", "root");
+    assert_eq!(
+        variant(&rejection(site(), commit(global(), owned))),
+        "InvalidSymlink"
+    );
+    let at_limit = x(config::limits::SYMLINK_TARGET_LEN_MAX_BYTES);
+    accepted(with(
+        site(),
+        vec![commit(
+            global(),
+            d().link("/bin", "usr/bin").link("/l", &at_limit),
+        )],
+    ));
 }

@@ -8,7 +8,10 @@
 //! - `opt-str`: `u8` 0, or `u8` 1 + `str`; `bool`: `u8` 0 or 1;
 //! - `map` (settings): `u32` count + count × (`str` key, `str` value), keys strictly ascending;
 //! - `files`: `u32` count + count × (`str` path, `u32` mode, `opt-str` owner, `bytes` content),
-//!   paths strictly ascending;
+//!   paths strictly ascending; a symlink is a file with mode `config::limits::SYMLINK_MODE`,
+//!   no owner and its target as content, allowed only in documents of format version 2
+//!   (writers use version 2 exactly when a document holds a symlink, so a document without
+//!   links reads as before on older agents and one with links is refused by them by version);
 //! - `set` (removes): `u32` count + count × `str`, strictly ascending.
 //!
 //! Invariants:
@@ -23,7 +26,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use config::limits::{FILE_MODE_MAX, TEXT_LEN_MAX_BYTES};
+use config::limits::{FILE_MODE_MAX, SYMLINK_MODE, TEXT_LEN_MAX_BYTES};
 use config::FileSpec;
 
 /// Why a canonical document could not be parsed. Decoding reads bytes from the network, so
@@ -203,26 +206,27 @@ impl Reader {
         Ok(self.buf[range].try_into().expect("range has length N"))
     }
 
-    /// Reads the 8-byte magic and the `u16` version; refuses any other.
+    /// Reads the 8-byte magic and the `u16` version; refuses a version outside
+    /// `versions`, returns the one found.
     pub(crate) fn header(
         &mut self,
         what: &'static str,
         magic: &[u8; 8],
-        version: u16,
-    ) -> Result<()> {
+        versions: std::ops::RangeInclusive<u16>,
+    ) -> Result<u16> {
         if self.buf.len() < magic.len() || &self.buf[..magic.len()] != magic {
             return Err(DocError::BadMagic { expected: what });
         }
         self.pos = magic.len();
         let found = self.u16("format version")?;
-        if found != version {
+        if !versions.contains(&found) {
             return Err(DocError::UnsupportedVersion {
                 what,
                 found,
-                supported: version,
+                supported: *versions.end(),
             });
         }
-        Ok(())
+        Ok(found)
     }
 
     pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8> {
@@ -359,7 +363,13 @@ impl Reader {
         Ok(set)
     }
 
-    pub(crate) fn files(&mut self, field: &'static str) -> Result<BTreeMap<String, FileSpec>> {
+    /// Files (and, with `links_allowed`, symlinks), each re-checked with
+    /// `config::validate::file` (mode, owner, set-id bits, symlink target).
+    pub(crate) fn files(
+        &mut self,
+        field: &'static str,
+        links_allowed: bool,
+    ) -> Result<BTreeMap<String, FileSpec>> {
         let count = self.count(field)?;
         let mut files = BTreeMap::new();
         let mut previous: Option<String> = None;
@@ -369,7 +379,7 @@ impl Reader {
             self.check_ascending(start, field, previous.as_ref(), &path)?;
             let mode_at = self.pos;
             let mode = self.u32("file mode")?;
-            if mode > FILE_MODE_MAX {
+            if mode > FILE_MODE_MAX && !(links_allowed && mode == SYMLINK_MODE) {
                 return Err(DocError::Malformed {
                     offset: mode_at,
                     field: "file mode",
@@ -389,14 +399,17 @@ impl Reader {
                 None
             };
             let content = self.bytes("file content")?;
-            files.insert(
-                path.clone(),
-                FileSpec {
-                    mode,
-                    owner,
-                    content,
-                },
-            );
+            let file = FileSpec {
+                mode,
+                owner,
+                content,
+            };
+            config::validate::file(&path, &file).map_err(|rejected| DocError::Malformed {
+                offset: start,
+                field,
+                reason: rejected.to_string(),
+            })?;
+            files.insert(path.clone(), file);
             previous = Some(path);
         }
         Ok(files)
@@ -433,7 +446,7 @@ mod tests {
     fn files_round_trip_and_size_is_exact() {
         let files: BTreeMap<String, FileSpec> = [
             ("/a".to_owned(), file(0o644, None, b"x")),
-            ("/b/c".to_owned(), file(0o4755, Some("root:wheel"), b"")),
+            ("/b/c".to_owned(), file(0o6755, Some("root:wheel"), b"")),
         ]
         .into();
         let mut writer = Writer::with_capacity(0);
@@ -441,7 +454,7 @@ mod tests {
         let encoded = writer.finish();
         assert_eq!(encoded.len(), size::files(&files));
         let mut reader = Reader::new(Bytes::from(encoded));
-        assert_eq!(reader.files("files").unwrap(), files);
+        assert_eq!(reader.files("files", false).unwrap(), files);
         reader.finish().unwrap();
     }
 
@@ -486,7 +499,7 @@ mod tests {
         writer.str("/a");
         writer.u32(0o10000);
         let error = Reader::new(Bytes::from(writer.finish()))
-            .files("files")
+            .files("files", false)
             .unwrap_err();
         assert!(error.to_string().contains("file mode"), "{error}");
 
@@ -505,6 +518,27 @@ mod tests {
     #[test]
     fn huge_counts_fail_on_truncation_without_allocating() {
         let mut reader = Reader::new(Bytes::from_static(&[0xff, 0xff, 0xff, 0xff]));
-        assert!(reader.files("files").is_err());
+        assert!(reader.files("files", true).is_err());
+    }
+
+    #[test]
+    fn symlinks_only_where_allowed_and_set_id_bits_only_with_owners() {
+        let link: BTreeMap<String, FileSpec> =
+            [("/bin".to_owned(), FileSpec::symlink("usr/bin"))].into();
+        let mut writer = Writer::with_capacity(0);
+        writer.files(&link);
+        let encoded = Bytes::from(writer.finish());
+        assert!(Reader::new(encoded.clone()).files("files", false).is_err());
+        assert_eq!(Reader::new(encoded).files("files", true).unwrap(), link);
+
+        // Bytes from a peer that skipped config's validation are refused by the decoder too.
+        for bad in [file(0o4755, None, b""), file(0o2755, Some("munge"), b"")] {
+            let mut writer = Writer::with_capacity(0);
+            writer.files(&[("/f".to_owned(), bad)].into());
+            let error = Reader::new(Bytes::from(writer.finish()))
+                .files("files", true)
+                .unwrap_err();
+            assert!(error.to_string().contains("set"), "{error}");
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! Phase 2: one node's delta document — its folded node-scoped config (files, removals,
 //! settings) — canonical, blake3-hashed, sent uncompressed (it is tiny).
 //!
-//! Canonical node-delta document, format version 1 (field encodings in [`crate::codec`]):
+//! Canonical node-delta document, format version 1, or 2 exactly when it holds a symlink (as
+//! for the overlay; field encodings in [`crate::codec`]):
 //!
 //! ```text
-//! magic "BSNDELTA" (8 bytes) | version u16 = 1
+//! magic "BSNDELTA" (8 bytes) | version u16 = 1 | 2
 //! node str | vcluster str | seq u64          -- seq = state.node_seq(node)
 //! files (path, mode, owner, content), paths ascending
 //! removes set of paths, ascending
@@ -26,12 +27,14 @@ use config::{FileSpec, JournalState, NodeId, Scope, Seq, StateDelta, VClusterId}
 use crate::codec::{size, DocError, Reader, Writer};
 use crate::error::{hex, BuildError, DecodeError};
 use crate::limits::NODE_DELTA_SIZE_MAX_BYTES;
+use crate::overlay::{check_version_matches, format_version};
 
 /// First bytes of every canonical node-delta document.
 pub const NODE_DELTA_MAGIC: [u8; 8] = *b"BSNDELTA";
 
-/// The canonical node-delta format this build writes and reads.
-pub const NODE_DELTA_FORMAT_VERSION: u16 = 1;
+/// The newest canonical node-delta format this build writes and reads: 2, the first with
+/// symlinks. Deltas without symlinks are written as version 1.
+pub const NODE_DELTA_FORMAT_VERSION: u16 = 2;
 
 /// A node's phase-2 delta, verified: built from a local state or decoded from bytes whose
 /// blake3 matched.
@@ -129,7 +132,7 @@ fn encode(node: &str, vcluster: &str, seq: Seq, config: &StateDelta) -> Vec<u8> 
     let len_bytes = encoded_len(node, vcluster, config);
     let mut writer = Writer::with_capacity(len_bytes);
     writer.raw(&NODE_DELTA_MAGIC);
-    writer.u16(NODE_DELTA_FORMAT_VERSION);
+    writer.u16(format_version(&config.files));
     writer.str(node);
     writer.str(vcluster);
     writer.u64(seq);
@@ -207,11 +210,16 @@ pub fn decode_node_delta(
 
 fn parse(bytes: Bytes, hash: [u8; 32]) -> Result<NodeDeltaDoc, DocError> {
     let mut reader = Reader::new(bytes);
-    reader.header("node delta", &NODE_DELTA_MAGIC, NODE_DELTA_FORMAT_VERSION)?;
+    let version = reader.header(
+        "node delta",
+        &NODE_DELTA_MAGIC,
+        1..=NODE_DELTA_FORMAT_VERSION,
+    )?;
     let node = reader.name("node id")?;
     let vcluster = reader.name("vcluster")?;
     let seq = reader.u64("seq")?;
-    let files = reader.files("files")?;
+    let files = reader.files("files", version >= 2)?;
+    check_version_matches(version, &files, 8)?;
     let removes_at = reader.offset();
     let removes = reader.set("removes")?;
     if let Some(both) = removes.iter().find(|path| files.contains_key(*path)) {

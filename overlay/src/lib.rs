@@ -7,15 +7,18 @@
 //! boots from.
 //!
 //! Must never: read the clock, talk to the network, or use randomness. Builders are pure: the
-//! same state gives the same bytes and the same blake3 on every replica. Only `apply_to_root`
-//! touches the disk, and only under the root it is given.
+//! same state gives the same bytes and the same blake3 on every replica. Only `apply` touches
+//! the disk: beneath the root it is given, and in the state directory it is given.
 //!
 //! Code map:
 //! - [`limits`]: every size bound, related to `config::limits` at compile time;
 //! - `codec`: the canonical binary encoding and its strict reader;
 //! - `overlay`: phase 1 build/decode, [`OverlayKey`], staleness;
 //! - `delta`: phase 2 build/decode;
-//! - `apply`: writing documents to a root, atomically per file;
+//! - `apply`: writing documents to a root like an installer: owners resolved in the root's
+//!   user database, every write through directory handles beneath the root, all or nothing
+//!   across a crash (staging + commit journal); `apply::statedir`, the agent's 0700 state
+//!   directory;
 //! - `cache`: [`OverlayCache`], byte budget + LRU eviction + single-flight.
 //!
 //! zstd level: see [`limits::OVERLAY_ZSTD_LEVEL`] for the measurement behind the choice.
@@ -31,8 +34,9 @@ mod overlay;
 mod test_support;
 
 pub use apply::{
-    apply_to_root, ApplyError, ApplyReport, SETTINGS_FILE_MODE, SETTINGS_FILE_PATH,
-    SETTINGS_FORMAT_VERSION,
+    apply_to_root, apply_to_root_with_state, complete_interrupted_apply, ApplyError, ApplyReport,
+    StateDir, APPLY_JOURNAL_NAME, DEFAULT_STATE_DIR_IN_ROOT, SETTINGS_DIR_MODE, SETTINGS_FILE_MODE,
+    SETTINGS_FILE_PATH, SETTINGS_FORMAT_VERSION, STATE_DIR_MODE, STATE_FILE_MODE,
 };
 pub use cache::{OverlayCache, Weigh};
 pub use codec::DocError;

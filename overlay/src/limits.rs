@@ -72,3 +72,8 @@ const _: () = assert!(NODE_DELTA_TYPICAL_BUDGET_BYTES < NODE_DELTA_SIZE_MAX_BYTE
 const _: () = assert!(NODE_DELTA_SIZE_MAX_BYTES < OVERLAY_RAW_SIZE_MAX_BYTES);
 // The cache must hold several of the largest overlays at once, or it would thrash.
 const _: () = assert!(OVERLAY_CACHE_BUDGET_DEFAULT_BYTES >= 4 * OVERLAY_COMPRESSED_SIZE_MAX_BYTES);
+
+/// Free space an apply leaves on the root's filesystem beyond the bytes it stages (each file
+/// rounded up to the fragment size): room for directory blocks, inodes' metadata and the
+/// services that start next, so an apply never fills a root to the last byte.
+pub const APPLY_FREE_SPACE_MARGIN_BYTES: u64 = 1024 * 1024;

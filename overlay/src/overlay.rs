@@ -1,10 +1,12 @@
 //! Phase 1: a vCluster's base overlay as a canonical document, hashed with blake3 and
 //! compressed with zstd; and its strict, bounded, verify-first decoder.
 //!
-//! Canonical overlay document, format version 1 (encoding of each field in [`crate::codec`]):
+//! Canonical overlay document, format version 1, or 2 exactly when it holds a symlink (encoding
+//! of each field in [`crate::codec`]; the version is a function of the content, so builds stay
+//! deterministic, and version 1 documents are what they always were):
 //!
 //! ```text
-//! magic "BSOVRLAY" (8 bytes) | version u16 = 1
+//! magic "BSOVRLAY" (8 bytes) | version u16 = 1 | 2
 //! vcluster str | seq u64
 //! policy.description str | policy.auto_converge bool | policy.settings map
 //! files (path, mode, owner, content), paths ascending   -- state.vcluster_config(vc).files
@@ -35,8 +37,35 @@ use crate::limits::{
 /// First bytes of every canonical overlay document.
 pub const OVERLAY_MAGIC: [u8; 8] = *b"BSOVRLAY";
 
-/// The canonical overlay format this build writes and reads.
-pub const OVERLAY_FORMAT_VERSION: u16 = 1;
+/// The newest canonical overlay format this build writes and reads: 2, the first with
+/// symlinks. Documents without symlinks are written as version 1.
+pub const OVERLAY_FORMAT_VERSION: u16 = 2;
+
+/// The format version a document with these files is written as: 2 if it holds a symlink.
+pub(crate) fn format_version(files: &BTreeMap<String, FileSpec>) -> u16 {
+    if files.values().any(FileSpec::is_symlink) {
+        2
+    } else {
+        1
+    }
+}
+
+/// Refuses a version-2 document without symlinks: writers would have written version 1, and
+/// a format has one encoding per value.
+pub(crate) fn check_version_matches(
+    version: u16,
+    files: &BTreeMap<String, FileSpec>,
+    offset: usize,
+) -> Result<(), DocError> {
+    if version != format_version(files) {
+        return Err(DocError::Malformed {
+            offset,
+            field: "format version",
+            reason: format!("is {version} but the document holds no symlink (writers use 1)"),
+        });
+    }
+    Ok(())
+}
 
 /// A vCluster's base overlay, verified: built from a local state or decoded from bytes whose
 /// blake3 matched. The only input [`crate::apply_to_root`] accepts.
@@ -164,7 +193,7 @@ fn encode(
     let len_bytes = encoded_len(vcluster, policy, files, settings);
     let mut writer = Writer::with_capacity(len_bytes);
     writer.raw(&OVERLAY_MAGIC);
-    writer.u16(OVERLAY_FORMAT_VERSION);
+    writer.u16(format_version(files));
     writer.str(vcluster);
     writer.u64(seq);
     writer.str(&policy.description);
@@ -354,13 +383,14 @@ fn decompress_bounded(compressed: &[u8], max_bytes: usize) -> Result<Vec<u8>, De
 
 fn parse(raw: Bytes, hash: [u8; 32]) -> Result<OverlayDoc, DocError> {
     let mut reader = Reader::new(raw);
-    reader.header("overlay", &OVERLAY_MAGIC, OVERLAY_FORMAT_VERSION)?;
+    let version = reader.header("overlay", &OVERLAY_MAGIC, 1..=OVERLAY_FORMAT_VERSION)?;
     let vcluster = reader.name("vcluster")?;
     let seq = reader.u64("seq")?;
     let description = reader.text("policy description")?;
     let auto_converge = reader.bool("policy auto_converge")?;
     let policy_settings = reader.map("policy settings")?;
-    let files = reader.files("files")?;
+    let files = reader.files("files", version >= 2)?;
+    check_version_matches(version, &files, 8)?;
     let settings = reader.map("settings")?;
     reader.finish()?;
     Ok(OverlayDoc {
@@ -424,6 +454,25 @@ mod tests {
         let raw = doc.canonical_bytes();
         assert_eq!(&raw[..8], b"BSOVRLAY");
         assert_eq!(&raw[8..10], &[1, 0]);
+    }
+
+    #[test]
+    fn a_document_with_a_symlink_is_version_2_and_round_trips() {
+        let mut state = small_state();
+        let mut delta = StateDelta::default();
+        delta
+            .files
+            .insert("/bin".into(), FileSpec::symlink("usr/bin"));
+        crate::test_support::commit(&mut state, config::Scope::Global, delta);
+        let built = build_overlay(&state, "compute").unwrap();
+        let doc = decode_boot_overlay(&built).unwrap();
+        assert_eq!(&doc.canonical_bytes()[8..10], &[2, 0]);
+        assert!(doc.files()["/bin"].is_symlink());
+        assert_eq!(doc, overlay_doc(&state, "compute").unwrap());
+        // A version-1 document may not carry one (an older writer could not have made it).
+        let mut raw = doc.canonical_bytes();
+        raw[8] = 1;
+        assert!(decode_raw(&raw).unwrap_err().to_string().contains("mode"));
     }
 
     #[test]
@@ -520,11 +569,17 @@ mod tests {
             .to_string()
             .contains("trailing"));
         raw.pop();
-        raw[8] = 2;
+        raw[8] = 3;
         assert!(matches!(
             decode_raw(&raw).unwrap_err(),
-            DecodeError::Doc(DocError::UnsupportedVersion { found: 2, .. })
+            DecodeError::Doc(DocError::UnsupportedVersion { found: 3, .. })
         ));
+        // Version 2 without a symlink is not canonical (writers use 1 for it).
+        raw[8] = 2;
+        assert!(decode_raw(&raw)
+            .unwrap_err()
+            .to_string()
+            .contains("no symlink"));
         raw[0] = b'X';
         assert!(matches!(
             decode_raw(&raw).unwrap_err(),

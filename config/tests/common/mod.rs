@@ -42,6 +42,7 @@ pub trait DeltaExt {
     fn file_mode(self, path: &str, mode: u32, content: &[u8]) -> Self;
     fn owned(self, path: &str, owner: &str) -> Self;
     fn rm(self, path: &str) -> Self;
+    fn link(self, path: &str, target: &str) -> Self;
     fn set(self, key: &str, value: &str) -> Self;
 }
 
@@ -67,6 +68,11 @@ impl DeltaExt for StateDelta {
             .get_mut(path)
             .expect("owned() after file()")
             .owner = Some(owner.to_owned());
+        self
+    }
+
+    fn link(mut self, path: &str, target: &str) -> Self {
+        self.files.insert(path.into(), FileSpec::symlink(target));
         self
     }
 
