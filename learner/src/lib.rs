@@ -5,6 +5,7 @@
 //! Must never: put a boot read through Raft; acknowledge a write before it is durable.
 
 pub mod admin;
+pub mod admission;
 pub mod boot;
 pub mod cli;
 pub mod daemon;

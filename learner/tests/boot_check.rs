@@ -268,6 +268,7 @@ async fn checks_beyond_the_rate_limit_are_dropped_unanswered() {
     let mut conf = voter_conf(dir.path(), &certs, NAME);
     // One answer per second, a burst of one: the edge of the limit.
     conf.boot.limits.check_rate_max_per_s = 1;
+    // (The per-source rate is capped at the global one: this source has the same edge.)
     let daemon = Daemon::start(conf, ServeOptions::default()).await;
     let check_addr = check_addr(&daemon);
     let admin = cluster_support::admin_client(&certs, "admin");
@@ -288,7 +289,12 @@ async fn checks_beyond_the_rate_limit_are_dropped_unanswered() {
     let first = receive(&socket).await.expect("the first check is answered");
     assert_eq!(first.nonce(), &nonce(1));
     assert_no_answer(&socket, "checks over the rate").await;
-    assert_eq!(counter("bootstorm_boot_check_rate_limited_total", NAME), 2);
+    // Refused by the source's bucket (checked first, at the same edge), spending no global token.
+    assert_eq!(
+        counter("bootstorm_boot_check_source_rate_limited_total", NAME),
+        2
+    );
+    assert_eq!(counter("bootstorm_boot_check_rate_limited_total", NAME), 0);
     assert_eq!(counter("bootstorm_boot_check_fetch_total", NAME), 1);
     daemon.stop().await;
 }
