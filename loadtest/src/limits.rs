@@ -127,6 +127,10 @@ pub const POLL_INTERVAL_MS: u64 = 2;
 /// Longest wait for one commit's overlay to reach every replica before it counts as failed.
 pub const PROPAGATION_WAIT_MAX_MS: u64 = 10_000;
 
+/// Most loopback source addresses a storm's agents are spread over (127.0.0.1 ..=
+/// 127.0.0.200; `boots::agents::agent_sources`).
+pub const AGENT_SOURCES_MAX: u32 = 200;
+
 // ---- Hostile traffic (`flood`, the `boots --flood-*` scenario) ----
 
 /// Most datagrams per second one flood sender sends (spoofed Initials, garbage): twice the
