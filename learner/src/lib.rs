@@ -8,6 +8,7 @@
 //! openraft a raft RPC from anyone but the member its certificate names.
 
 pub mod admin;
+pub mod admission;
 pub mod boot;
 pub mod cli;
 pub mod daemon;

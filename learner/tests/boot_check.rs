@@ -268,6 +268,7 @@ async fn checks_beyond_the_rate_limit_are_dropped_unanswered() {
     let mut conf = voter_conf(dir.path(), &certs, NAME);
     // One answer per second, a burst of one: the edge of the limit.
     conf.boot.limits.check_rate_max_per_s = 1;
+    // (The per-source rate is capped at the global one: this source has the same edge.)
     let daemon = Daemon::start(conf, ServeOptions::default()).await;
     let check_addr = check_addr(&daemon);
     let admin = cluster_support::admin_client(&certs, "admin");
@@ -288,8 +289,70 @@ async fn checks_beyond_the_rate_limit_are_dropped_unanswered() {
     let first = receive(&socket).await.expect("the first check is answered");
     assert_eq!(first.nonce(), &nonce(1));
     assert_no_answer(&socket, "checks over the rate").await;
-    assert_eq!(counter("bootstorm_boot_check_rate_limited_total", NAME), 2);
+    // Refused by the source's bucket (checked first, at the same edge), spending no global token.
+    assert_eq!(
+        counter("bootstorm_boot_check_source_rate_limited_total", NAME),
+        2
+    );
+    assert_eq!(counter("bootstorm_boot_check_rate_limited_total", NAME), 0);
     assert_eq!(counter("bootstorm_boot_check_fetch_total", NAME), 1);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_source_is_limited_by_its_own_bucket_and_a_second_source_is_served() {
+    const NAME: &str = "check-sources";
+    let dir = tempfile::tempdir().unwrap();
+    let certs = cluster_support::certs(&dir.path().join("certs"), &[NAME]);
+    let mut conf = voter_conf(dir.path(), &certs, NAME);
+    // Global: 200/s, a burst of 20. Per source: 50/s, a burst of 5. Without per-source
+    // buckets the flooder's burst alone would spend all 20 global tokens.
+    conf.boot.limits.check_rate_max_per_s = 200;
+    conf.boot.limits.check_source_rate_max_per_s = 50;
+    let daemon = Daemon::start(conf, ServeOptions::default()).await;
+    let check_addr = check_addr(&daemon);
+    let admin = cluster_support::admin_client(&certs, "admin");
+    cluster_support::seed_demo(&daemon, &admin, NODES).await;
+    let request = |salt: u8| {
+        CheckRequest {
+            node: node_name(5),
+            nonce: nonce(salt),
+            have_hash: [0; 32],
+            min_seq: None,
+        }
+        .encode()
+        .unwrap()
+    };
+    let flooder = UdpSocket::bind("127.0.0.2:0")
+        .await
+        .expect("flooder socket");
+    const FLOOD: u64 = 500;
+    for i in 0..FLOOD {
+        flooder
+            .send_to(&request(i as u8), check_addr)
+            .await
+            .expect("send");
+    }
+    // The second source sends after the whole flood is in the socket buffer: its checks are
+    // answered, all five (its own burst), though the flooder came first.
+    let second = UdpSocket::bind("127.0.0.3:0").await.expect("second socket");
+    for salt in 1..=5 {
+        second
+            .send_to(&request(salt), check_addr)
+            .await
+            .expect("send");
+    }
+    for _ in 1..=5 {
+        receive(&second)
+            .await
+            .expect("the second source's check is answered");
+    }
+    let limited = counter("bootstorm_boot_check_source_rate_limited_total", NAME);
+    assert!(
+        limited >= FLOOD - 5 - 10,
+        "the flooder is held to its own burst (plus what refilled): {limited}"
+    );
+    assert_eq!(counter("bootstorm_boot_check_rate_limited_total", NAME), 0);
     daemon.stop().await;
 }
 

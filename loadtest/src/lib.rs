@@ -7,7 +7,7 @@
 //! top (`cli`; `commits`, `boots`, `propagation`); the parts the commands share under them
 //! (`scenario`, `nginx` and `baseline` peers, `rounds` driver, `target`, `server_load`,
 //! `timeline`, `plot`, the commits `report`); at the bottom the pieces with no workload in
-//! them (`args`, `admin`, `figures`, `table`, `failures`, `json`, `progress`, `workload`,
+//! them (`args`, `admin`, `figures`, `flood`, `table`, `failures`, `json`, `progress`, `workload`,
 //! `interrupt`, `limits`). No two files import each other, directly or round a circle.
 //!
 //! Invariants: every run is bounded (a count *and* a wall-clock limit); a spawned cluster
@@ -22,6 +22,7 @@ pub mod cli;
 pub mod commits;
 pub mod failures;
 pub mod figures;
+pub mod flood;
 pub mod interrupt;
 pub mod json;
 pub mod limits;

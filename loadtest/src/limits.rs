@@ -127,6 +127,27 @@ pub const POLL_INTERVAL_MS: u64 = 2;
 /// Longest wait for one commit's overlay to reach every replica before it counts as failed.
 pub const PROPAGATION_WAIT_MAX_MS: u64 = 10_000;
 
+/// Most loopback source addresses a storm's agents are spread over (127.0.0.1 ..=
+/// 127.0.0.200; `boots::agents::agent_sources`).
+pub const AGENT_SOURCES_MAX: u32 = 200;
+
+// ---- Hostile traffic (`flood`, the `boots --flood-*` scenario) ----
+
+/// Most datagrams per second one flood sender sends (spoofed Initials, garbage): twice the
+/// issue's target of 10,000/s; a typo is refused, not sent.
+pub const FLOOD_PACKETS_PER_S_MAX: u32 = 20_000;
+/// Most loopback source addresses of one kind of flood (127.block.x.y): one socket each.
+pub const FLOOD_SOURCES_MAX: u32 = 4_096;
+/// Distinct client Initials crafted before a flood (~0.1 ms of CPU each in release); the
+/// flood cycles through them, each from another source address.
+pub const FLOOD_INITIALS_CRAFTED: usize = 4_096;
+/// Most idle holders (each one a client endpoint and a task).
+pub const FLOOD_HOLDERS_MAX: u32 = 256;
+/// An idle holder's pause between being closed and connecting again.
+pub const FLOOD_HOLDER_PAUSE_MS: u64 = 10;
+/// A flood sender's pacing tick.
+pub const FLOOD_TICK_MS: u64 = 1;
+
 // Relations the code relies on.
 const _: () = assert!(MAX_SECONDS_DEFAULT <= MAX_SECONDS_MAX);
 const _: () = assert!(BOOTS_DEFAULT <= BOOTS_MAX);
@@ -138,3 +159,4 @@ const _: () = assert!(COMMIT_EVERY_MS_MIN < COMMIT_EVERY_MS_MAX);
 const _: () = assert!(CATCH_UP_POLL_MS < CATCH_UP_TIMEOUT_MS);
 const _: () = assert!(POLL_INTERVAL_MS < PROPAGATION_WAIT_MAX_MS);
 const _: () = assert!(TIMELINE_BUCKETS_MAX as u64 * TIMELINE_BUCKET_MS > MAX_SECONDS_MAX * 1_000);
+const _: () = assert!(FLOOD_SOURCES_MAX <= 254 * 256); // 127.block.x.(1..=254)

@@ -48,11 +48,40 @@ pub struct ScenarioPlan {
     pub kill_learner_at_s: Option<f64>,
     pub kill_leader_at_s: Option<f64>,
     pub add_learner_at_s: Option<f64>,
+    /// `--flood-at S`: hostile traffic beside the storm (`boots::hostile`).
+    pub flood: Option<FloodPlan>,
+}
+
+/// The `--flood-*` flags: from `at_s` into the storm, for `seconds`, against the first
+/// learner (else the first replica): spoofed Initials, idle holders, check-port garbage.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FloodPlan {
+    pub at_s: f64,
+    pub seconds: f64,
+    pub initials_per_s: u32,
+    pub holders: u32,
+    pub garbage_per_s: u32,
 }
 
 impl ScenarioPlan {
     /// Checks the flags against the target and the run's wall-clock bound.
     pub fn validate(&self, target: &TargetPlan, max_seconds: u64) -> Result<()> {
+        if let Some(flood) = &self.flood {
+            use crate::limits::{FLOOD_HOLDERS_MAX, FLOOD_PACKETS_PER_S_MAX};
+            if !(flood.at_s >= 0.0 && flood.seconds > 0.0)
+                || flood.at_s + flood.seconds >= max_seconds as f64
+            {
+                bail!("--flood-at + --flood-seconds must be positive and end before --max-seconds ({max_seconds})");
+            }
+            if flood.initials_per_s > FLOOD_PACKETS_PER_S_MAX
+                || flood.garbage_per_s > FLOOD_PACKETS_PER_S_MAX
+            {
+                bail!("--flood-initials-per-s and --flood-garbage-per-s are at most {FLOOD_PACKETS_PER_S_MAX}");
+            }
+            if flood.holders > FLOOD_HOLDERS_MAX {
+                bail!("--flood-holders is at most {FLOOD_HOLDERS_MAX}");
+            }
+        }
         if let Some(ms) = self.commit_every_ms {
             if !(COMMIT_EVERY_MS_MIN..=COMMIT_EVERY_MS_MAX).contains(&ms) {
                 bail!("--commit-every-ms must be between {COMMIT_EVERY_MS_MIN} and {COMMIT_EVERY_MS_MAX}: got {ms}");

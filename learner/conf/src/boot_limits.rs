@@ -74,9 +74,38 @@ pub const BOOT_RETRY_AFTER_BASE_MS_DEFAULT: u32 = 20;
 /// refused node is not parked when capacity frees up.
 pub const BOOT_RETRY_AFTER_MAX_MS_DEFAULT: u32 = 5_000;
 
-/// Time from an accepted `Incoming` to a finished handshake. A LAN handshake takes ~1 ms;
-/// a peer that has not completed in 2 s is lost or hostile and gives its permit back.
-pub const BOOT_HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 2_000;
+/// The handshake budget: time from an accepted (address-validated) `Incoming` to a finished
+/// handshake, distinct from and much shorter than the request timeouts below. A LAN handshake
+/// takes ~1 ms (~0.25 ms of server CPU); under a storm of 16 admitted connections a few ms. A
+/// peer not done in 500 ms is lost or hostile: it gives its permit back after a quarter of
+/// the agent's own connect timeout (`AGENT_CONNECT_TIMEOUT_MS`, 2 s), so an agent whose
+/// handshake lost a packet (quinn's first retransmit comes after ~1 s) fails over rather
+/// than holding a permit for that retransmit. Was 2 s, the same as a request read.
+pub const BOOT_HANDSHAKE_TIMEOUT_MS_DEFAULT: u64 = 500;
+
+/// Connections (admitted or queued for a permit) one source IP address may have at once;
+/// beyond it a new connection is refused at quinn's `Incoming` (one packet, no crypto). Only
+/// validated addresses are counted (unvalidated ones get a Retry and hold nothing), so a
+/// spoofer cannot use up another host's share. A node boots over one connection at a time
+/// (two when a failover overlaps a slow close); 8 leaves room for a few nodes behind one
+/// address and keeps one host to half of the 16 permits. Load testers on one machine bind
+/// their agents to many loopback addresses (127.0.0.0/8) to stay under it.
+pub const BOOT_CONNECTIONS_PER_SOURCE_MAX_DEFAULT: usize = 8;
+
+/// How long an admitted connection may have no stream open (after its handshake, or after its
+/// last stream ended) before it is closed. An agent opens both its request streams right after
+/// the handshake and closes once both are answered, so a legit connection is never streamless
+/// for more than an RTT; a client that completes a handshake and then only keeps the
+/// connection alive (pings) gives its permit back after this long, not after the 10 s idle
+/// timeout it can defeat with keep-alives.
+pub const BOOT_CONNECTION_STREAMLESS_MAX_MS_DEFAULT: u64 = 500;
+
+/// Longest an admitted connection may live, handshake included, whatever it does. Above the
+/// worst legit connection (handshake budget + request read + `min_seq` wait + rebuild wait +
+/// transfer wait + response write = 10.55 s with the defaults; `BootLimits::validate` checks
+/// the relation) and at the agent's own bound (2 s connect + 10 s response timeout); bounds
+/// what a client drip-feeding requests (8 × a 2 s read timeout) can hold.
+pub const BOOT_CONNECTION_LIFETIME_MAX_MS_DEFAULT: u64 = 12_000;
 
 /// Time to read a whole request frame from a stream after it was opened (slowloris bound).
 /// A request is < 300 bytes; it arrives with the stream.
@@ -128,6 +157,24 @@ pub const BOOT_CHECK_RECV_BUFFER_BYTES: usize = CHECK_REQUEST_SIZE_BYTES + 1;
 /// QUIC). Bursts up to a tenth of a second's worth are answered at once.
 pub const BOOT_CHECK_RATE_MAX_PER_S_DEFAULT: u32 = 20_000;
 
+/// Check answers per second one source IP address may have, on top of the global rate above
+/// (a request is checked against its source's bucket first, so a refused flood spends none of
+/// the global tokens); bursts up to a tenth of a second's worth. A node checks once per
+/// reboot; 1,000/s (5 % of the global rate) lets a whole rack behind one address reboot at
+/// once, while one sender can no longer drain the global bucket for everyone else: it takes 20
+/// full-rate sources to do that.
+pub const BOOT_CHECK_SOURCE_RATE_MAX_PER_S_DEFAULT: u32 = 1_000;
+
+/// Slots of the check plane's per-source rate table: a fixed array of token buckets indexed
+/// by a keyed hash (SipHash, random key per process) of the source IP, not a map or an LRU.
+/// Why: memory is fixed (4,096 × 16 bytes = 64 KiB) whatever a spoofer sends, and nothing is
+/// allocated or evicted per datagram. The cost is that sources sharing a slot share a bucket:
+/// a legit source collides with a given flooder with probability 1/4,096, and the secret key
+/// keeps an attacker from aiming at one. (An LRU would be exact, but a spoofer churning it
+/// evicts legit entries, each coming back as a full bucket, and costs an allocation per new
+/// source; with buckets, eviction only ever loosens the limit, so a table loses nothing.)
+pub const BOOT_CHECK_SOURCE_SLOTS: usize = 4_096;
+
 /// The boot plane's configurable limits; `Default` is what `bootstorm serve` uses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -160,6 +207,14 @@ pub struct BootLimits {
     pub rebuild_wait_max_ms: u64,
     /// See [`BOOT_CHECK_RATE_MAX_PER_S_DEFAULT`].
     pub check_rate_max_per_s: u32,
+    /// See [`BOOT_CHECK_SOURCE_RATE_MAX_PER_S_DEFAULT`]; capped at `check_rate_max_per_s`.
+    pub check_source_rate_max_per_s: u32,
+    /// See [`BOOT_CONNECTIONS_PER_SOURCE_MAX_DEFAULT`].
+    pub connections_per_source_max: usize,
+    /// See [`BOOT_CONNECTION_STREAMLESS_MAX_MS_DEFAULT`].
+    pub connection_streamless_max_ms: u64,
+    /// See [`BOOT_CONNECTION_LIFETIME_MAX_MS_DEFAULT`].
+    pub connection_lifetime_max_ms: u64,
 }
 
 impl Default for BootLimits {
@@ -179,6 +234,10 @@ impl Default for BootLimits {
             requests_per_connection_max: BOOT_REQUESTS_PER_CONNECTION_MAX_DEFAULT,
             rebuild_wait_max_ms: BOOT_REBUILD_WAIT_MAX_MS_DEFAULT,
             check_rate_max_per_s: BOOT_CHECK_RATE_MAX_PER_S_DEFAULT,
+            check_source_rate_max_per_s: BOOT_CHECK_SOURCE_RATE_MAX_PER_S_DEFAULT,
+            connections_per_source_max: BOOT_CONNECTIONS_PER_SOURCE_MAX_DEFAULT,
+            connection_streamless_max_ms: BOOT_CONNECTION_STREAMLESS_MAX_MS_DEFAULT,
+            connection_lifetime_max_ms: BOOT_CONNECTION_LIFETIME_MAX_MS_DEFAULT,
         }
     }
 }
@@ -192,6 +251,24 @@ pub struct InvalidBootLimit {
 }
 
 impl BootLimits {
+    /// The longest a legit connection may take with these limits: the handshake budget, then
+    /// one request through every bounded wait (its two streams run side by side).
+    pub fn legit_connection_max_ms(&self) -> u64 {
+        self.handshake_timeout_ms
+            + self.request_read_timeout_ms
+            + self.min_seq_wait_max_ms
+            + self.rebuild_wait_max_ms
+            + self.transfer_wait_max_ms
+            + self.response_write_timeout_ms
+    }
+
+    /// The per-source check rate in force: `check_source_rate_max_per_s`, at most the global
+    /// `check_rate_max_per_s`.
+    pub fn effective_check_source_rate_per_s(&self) -> u32 {
+        self.check_source_rate_max_per_s
+            .min(self.check_rate_max_per_s)
+    }
+
     /// Checks every value; the server refuses to start with an invalid one.
     pub fn validate(&self) -> Result<(), InvalidBootLimit> {
         let bad = |field, problem: String| Err(InvalidBootLimit { field, problem });
@@ -265,6 +342,42 @@ impl BootLimits {
                 "must be > 0 (to serve no checks, leave listen.check out)".into(),
             );
         }
+        if self.check_source_rate_max_per_s == 0 {
+            return bad(
+                "check_source_rate_max_per_s",
+                "must be > 0 (to serve no checks, leave listen.check out)".into(),
+            );
+        }
+        if self.connections_per_source_max == 0 {
+            return bad(
+                "connections_per_source_max",
+                "must be > 0 (0 refuses every boot)".into(),
+            );
+        }
+        if self.handshake_timeout_ms > proto::limits::AGENT_CONNECT_TIMEOUT_MS {
+            return bad(
+                "handshake_timeout_ms",
+                format!(
+                    "must be at most the agent's connect timeout ({} ms): a longer handshake \
+                     only holds a permit for an agent that has given up",
+                    proto::limits::AGENT_CONNECT_TIMEOUT_MS
+                ),
+            );
+        }
+        if self.connection_streamless_max_ms == 0 {
+            return bad("connection_streamless_max_ms", "must be > 0 ms".into());
+        }
+        let legit_max_ms = self.legit_connection_max_ms();
+        if self.connection_lifetime_max_ms < legit_max_ms {
+            return bad(
+                "connection_lifetime_max_ms",
+                format!(
+                    "must be at least {legit_max_ms} ms: the handshake budget plus the longest \
+                     request read, min_seq wait, rebuild wait, transfer wait and response write, \
+                     or a slow legit boot is cut"
+                ),
+            );
+        }
         if self.requests_per_connection_max < 2 {
             return bad(
                 "requests_per_connection_max",
@@ -280,6 +393,20 @@ const _: () = assert!(BOOT_RETRY_AFTER_BASE_MS_DEFAULT <= BOOT_RETRY_AFTER_MAX_M
 const _: () = assert!(BOOT_RETRY_AFTER_MAX_MS_DEFAULT <= OVERLOADED_RETRY_AFTER_MAX_MS);
 const _: () = assert!(BOOT_REQUESTS_PER_CONNECTION_MAX_DEFAULT >= 2);
 const _: () = assert!(BOOT_CHECK_RECV_BUFFER_BYTES > CHECK_REQUEST_SIZE_BYTES);
+const _: () =
+    assert!(BOOT_CHECK_SOURCE_RATE_MAX_PER_S_DEFAULT <= BOOT_CHECK_RATE_MAX_PER_S_DEFAULT);
+const _: () = assert!(BOOT_CHECK_SOURCE_SLOTS.is_power_of_two());
+const _: () = assert!(BOOT_CONNECTIONS_PER_SOURCE_MAX_DEFAULT < BOOT_CONNECTIONS_MAX_DEFAULT);
+const _: () = assert!(BOOT_HANDSHAKE_TIMEOUT_MS_DEFAULT < BOOT_REQUEST_READ_TIMEOUT_MS_DEFAULT);
+const _: () = assert!(
+    BOOT_CONNECTION_LIFETIME_MAX_MS_DEFAULT
+        >= BOOT_HANDSHAKE_TIMEOUT_MS_DEFAULT
+            + BOOT_REQUEST_READ_TIMEOUT_MS_DEFAULT
+            + MIN_SEQ_WAIT_MAX_MS
+            + BOOT_REBUILD_WAIT_MAX_MS_DEFAULT
+            + BOOT_TRANSFER_WAIT_MAX_MS_DEFAULT
+            + BOOT_RESPONSE_WRITE_TIMEOUT_MS_DEFAULT
+);
 // The agent waits for a check answer at most this long; the socket buffer's ~60–120 ms of
 // backlog (see BOOT_CHECK_SOCKET_BUFFER_BYTES) must stay below it.
 const _: () = assert!(AGENT_CHECK_TIMEOUT_MS >= 200);
@@ -322,5 +449,48 @@ mod tests {
         assert!(with(|l| l.requests_per_connection_max = 1).is_err());
         assert!(with(|l| l.check_rate_max_per_s = 1).is_ok());
         assert!(with(|l| l.check_rate_max_per_s = 0).is_err());
+        // Per-source check rate: at least 1; above the global one it is the global one
+        // (`effective_check_source_rate_per_s`), so lowering the global rate alone is valid.
+        assert!(with(|l| l.check_source_rate_max_per_s = 1).is_ok());
+        assert!(with(|l| l.check_source_rate_max_per_s = 0).is_err());
+        let lowered = BootLimits {
+            check_rate_max_per_s: 10,
+            ..BootLimits::default()
+        };
+        assert!(lowered.validate().is_ok());
+        assert_eq!(lowered.effective_check_source_rate_per_s(), 10);
+        assert_eq!(
+            BootLimits::default().effective_check_source_rate_per_s(),
+            BOOT_CHECK_SOURCE_RATE_MAX_PER_S_DEFAULT
+        );
+        // Per-source connections: at least 1.
+        assert!(with(|l| l.connections_per_source_max = 1).is_ok());
+        assert!(with(|l| l.connections_per_source_max = 0).is_err());
+        // The handshake budget: 1 ms ..= the agent's connect timeout.
+        assert!(with(|l| l.handshake_timeout_ms = 1).is_ok());
+        assert!(with(|l| l.handshake_timeout_ms = 0).is_err());
+        // (With a lifetime that leaves room for the longer handshake.)
+        let with_handshake = |ms: u64| {
+            BootLimits {
+                handshake_timeout_ms: ms,
+                connection_lifetime_max_ms: 60_000,
+                ..BootLimits::default()
+            }
+            .validate()
+        };
+        assert!(with_handshake(AGENT_CONNECT_TIMEOUT_MS).is_ok());
+        assert!(with_handshake(AGENT_CONNECT_TIMEOUT_MS + 1).is_err());
+        assert!(with(|l| l.connection_streamless_max_ms = 1).is_ok());
+        assert!(with(|l| l.connection_streamless_max_ms = 0).is_err());
+        // Lifetime: at least the longest legit connection, which follows the other limits.
+        let legit = BootLimits::default().legit_connection_max_ms();
+        assert_eq!(legit, 10_550);
+        assert!(with(|l| l.connection_lifetime_max_ms = 10_550).is_ok());
+        assert!(with(|l| l.connection_lifetime_max_ms = 10_549).is_err());
+        assert!(with(|l| {
+            l.connection_lifetime_max_ms = 10_550;
+            l.response_write_timeout_ms += 1;
+        })
+        .is_err());
     }
 }

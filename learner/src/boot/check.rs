@@ -17,6 +17,9 @@
 //! - **a `Current` comes from one read of the state**: the overlay verdict and the delta are
 //!   taken under the same read lock, which is released before the (comparatively slow)
 //!   signature; only `Current` is signed, with the boot plane's own TLS key;
+//! - **one sender cannot starve the others**: a request is counted against its source IP's
+//!   token bucket ([`CheckSourceRates`], `check_source_rate_max_per_s`, a fixed table) before
+//!   the global one (`check_rate_max_per_s`); memory stays fixed whatever the sources;
 //! - **nothing waits**: no `min_seq` wait, no build, no leader request; the only queue is the
 //!   socket's receive buffer (`BOOT_CHECK_SOCKET_BUFFER_BYTES`), sized so a request it holds is
 //!   answered before its agent gives up;
@@ -35,7 +38,7 @@ use tokio::net::UdpSocket;
 use tokio_util::sync::CancellationToken;
 
 use super::{BootContext, Stat};
-use conf::boot_limits::BOOT_CHECK_RECV_BUFFER_BYTES;
+use conf::boot_limits::{BOOT_CHECK_RECV_BUFFER_BYTES, BOOT_CHECK_SOURCE_SLOTS};
 
 /// Signature schemes a check answer may be signed with: exactly those the agent accepts
 /// (`proto::client::CHECK_SIGNATURE_SCHEMES`, TLS 1.3 schemes, ECDSA first, whose signatures
@@ -274,6 +277,81 @@ impl CheckRateLimit {
     }
 }
 
+/// Per-source token buckets of the check plane: [`BOOT_CHECK_SOURCE_SLOTS`] buckets in a fixed
+/// array, a source IP's bucket chosen by a keyed hash (SipHash with this process's random
+/// key), each `rate_per_s` per second with bursts of a tenth of a second's worth (at least 1).
+/// Memory is fixed whatever the sources (why a table and not an LRU:
+/// `BOOT_CHECK_SOURCE_SLOTS`). Pure: time is passed in.
+pub struct CheckSourceRates {
+    rate_per_ms: f32,
+    burst: f32,
+    /// Where `last_ms` counts from.
+    epoch: std::time::Instant,
+    slots: Box<[SourceBucket]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// One slot: 16 bytes.
+#[derive(Clone, Copy)]
+struct SourceBucket {
+    tokens: f32,
+    last_ms: u64,
+}
+
+impl CheckSourceRates {
+    /// Full buckets at `now`. `rate_per_s` > 0 (`BootLimits::validate` checks it).
+    pub fn new(rate_per_s: u32, now: std::time::Instant) -> Self {
+        assert!(
+            rate_per_s > 0,
+            "a check rate of 0 is refused by BootLimits::validate"
+        );
+        let burst = (rate_per_s as f32 / 10.0).max(1.0);
+        CheckSourceRates {
+            rate_per_ms: rate_per_s as f32 / 1_000.0,
+            burst,
+            epoch: now,
+            slots: vec![
+                SourceBucket {
+                    tokens: burst,
+                    last_ms: 0,
+                };
+                BOOT_CHECK_SOURCE_SLOTS
+            ]
+            .into_boxed_slice(),
+            hasher: Default::default(),
+        }
+    }
+
+    /// The slot of `source`.
+    fn slot(&self, source: std::net::IpAddr) -> usize {
+        use std::hash::BuildHasher;
+        (self.hasher.hash_one(source) as usize) & (BOOT_CHECK_SOURCE_SLOTS - 1)
+    }
+
+    /// Whether `source` may have one more check answered at `now` (if so, spends its token).
+    pub fn allow(&mut self, source: std::net::IpAddr, now: std::time::Instant) -> bool {
+        let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        let slot = self.slot(source);
+        let (rate_per_ms, burst) = (self.rate_per_ms, self.burst);
+        let bucket = &mut self.slots[slot];
+        let elapsed_ms = now_ms.saturating_sub(bucket.last_ms);
+        bucket.last_ms = bucket.last_ms.max(now_ms);
+        bucket.tokens = (bucket.tokens + elapsed_ms as f32 * rate_per_ms).min(burst);
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether two sources share a slot (and so a bucket).
+    #[cfg(test)]
+    fn share_a_slot(&self, a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
+        self.slot(a) == self.slot(b)
+    }
+}
+
 /// Serves checks on `socket` until `shutdown`: receive one datagram, answer it (or drop it),
 /// next. One task: a check costs about one signature, and the socket's receive buffer is the
 /// bounded queue (`BOOT_CHECK_SOCKET_BUFFER_BYTES`).
@@ -284,7 +362,10 @@ pub async fn serve_check(
     shutdown: CancellationToken,
 ) {
     let mut buffer = vec![0u8; BOOT_CHECK_RECV_BUFFER_BYTES];
-    let mut rate = CheckRateLimit::new(ctx.limits.check_rate_max_per_s, std::time::Instant::now());
+    let started = std::time::Instant::now();
+    let mut rate = CheckRateLimit::new(ctx.limits.check_rate_max_per_s, started);
+    let mut source_rates =
+        CheckSourceRates::new(ctx.limits.effective_check_source_rate_per_s(), started);
     loop {
         let received = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -306,7 +387,14 @@ pub async fn serve_check(
                 continue;
             }
         };
-        if !rate.allow(std::time::Instant::now()) {
+        let now = std::time::Instant::now();
+        // The source's bucket first: a sender over its own rate spends no global token, so
+        // one sender cannot starve the others' checks.
+        if !source_rates.allow(source.ip(), now) {
+            ctx.stats.add(Stat::CheckSourceRateLimited);
+            continue;
+        }
+        if !rate.allow(now) {
             // Over the rate: no signature, no answer; the agent falls back to QUIC.
             ctx.stats.add(Stat::CheckRateLimited);
             continue;
@@ -433,6 +521,46 @@ mod tests {
         assert!(slow.allow(start));
         assert!(!slow.allow(start + std::time::Duration::from_millis(999)));
         assert!(slow.allow(start + std::time::Duration::from_millis(1_000)));
+    }
+
+    #[test]
+    fn per_source_buckets_limit_each_source_and_not_its_neighbours() {
+        use std::net::{IpAddr, Ipv4Addr};
+        let start = std::time::Instant::now();
+        let mut rates = CheckSourceRates::new(1_000, start);
+        let flooder = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        // A neighbour in another slot (the key is random per table: find one).
+        let neighbour = (3..=255)
+            .map(|last| IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+            .find(|ip| !rates.share_a_slot(flooder, *ip))
+            .expect("253 addresses do not all share one of 4096 slots");
+        // The flooder gets its burst (a tenth of a second's worth), not one more.
+        assert_eq!(
+            (0..1_000).filter(|_| rates.allow(flooder, start)).count(),
+            100
+        );
+        // Its neighbour still has its own whole burst.
+        assert_eq!(
+            (0..1_000).filter(|_| rates.allow(neighbour, start)).count(),
+            100
+        );
+        // Refill at the rate: 1 per ms, never above the burst.
+        let later = start + std::time::Duration::from_millis(1);
+        assert!(rates.allow(flooder, later));
+        assert!(!rates.allow(flooder, later));
+        let idle = start + std::time::Duration::from_secs(3_600);
+        assert_eq!(
+            (0..1_000).filter(|_| rates.allow(flooder, idle)).count(),
+            100
+        );
+        // A clock that steps back neither refills nor panics.
+        assert!(!rates.allow(flooder, start));
+        // Memory is the table, whatever the number of sources.
+        for i in 0..100_000u32 {
+            rates.allow(IpAddr::V4(Ipv4Addr::from(0x7f00_0000 | i)), idle);
+        }
+        assert_eq!(rates.slots.len(), BOOT_CHECK_SOURCE_SLOTS);
+        assert_eq!(std::mem::size_of::<SourceBucket>(), 16);
     }
 
     fn reason(answer: &CheckAnswer) -> FetchReason {

@@ -39,6 +39,8 @@ use tokio::sync::Semaphore;
 
 use raftstore::ReplicaReader;
 
+use crate::admission::{Admission, AdmissionLimits, Event};
+
 pub use check::{answer_check, serve_check, CheckAnswer, CheckSigner, CheckSignerError};
 pub use conf::boot_limits::{BootLimits, InvalidBootLimit};
 pub use server::serve;
@@ -132,7 +134,7 @@ pub enum Stat {
     NotYet,
     /// `Overloaded` answers (no transfer permit in time).
     Overloaded,
-    /// Connections refused at `Incoming` (connection limit).
+    /// Connections refused at `Incoming` (connection limit, queue full or its wait over).
     ConnectionsRefused,
     /// Streams cut for a read or write timeout.
     StreamTimeouts,
@@ -151,9 +153,22 @@ pub enum Stat {
     CheckMalformed,
     /// Check requests dropped unanswered over `check_rate_max_per_s`.
     CheckRateLimited,
+    /// Check requests dropped unanswered over their source's `check_source_rate_max_per_s`.
+    CheckSourceRateLimited,
+    /// New connections from an unvalidated address answered with a QUIC Retry.
+    ConnectionsRetried,
+    /// Connections refused at `Incoming` because their source had
+    /// `connections_per_source_max` already.
+    ConnectionsRefusedPerSource,
+    /// Handshakes cut at `handshake_timeout_ms`.
+    HandshakeTimeouts,
+    /// Connections closed after `connection_streamless_max_ms` without a stream.
+    ConnectionsStreamless,
+    /// Connections closed at `connection_lifetime_max_ms`.
+    ConnectionsLifetime,
 }
 
-const STAT_COUNT: usize = 17;
+const STAT_COUNT: usize = 23;
 
 impl Stat {
     pub const ALL: [Stat; STAT_COUNT] = [
@@ -174,6 +189,12 @@ impl Stat {
         Stat::CheckFetch,
         Stat::CheckMalformed,
         Stat::CheckRateLimited,
+        Stat::CheckSourceRateLimited,
+        Stat::ConnectionsRetried,
+        Stat::ConnectionsRefusedPerSource,
+        Stat::HandshakeTimeouts,
+        Stat::ConnectionsStreamless,
+        Stat::ConnectionsLifetime,
     ];
 
     /// Prometheus series name.
@@ -196,6 +217,14 @@ impl Stat {
             Stat::CheckFetch => "bootstorm_boot_check_fetch_total",
             Stat::CheckMalformed => "bootstorm_boot_check_malformed_total",
             Stat::CheckRateLimited => "bootstorm_boot_check_rate_limited_total",
+            Stat::CheckSourceRateLimited => "bootstorm_boot_check_source_rate_limited_total",
+            Stat::ConnectionsRetried => "bootstorm_boot_connections_retried_total",
+            Stat::ConnectionsRefusedPerSource => {
+                "bootstorm_boot_connections_refused_per_source_total"
+            }
+            Stat::HandshakeTimeouts => "bootstorm_boot_handshake_timeouts_total",
+            Stat::ConnectionsStreamless => "bootstorm_boot_connections_streamless_total",
+            Stat::ConnectionsLifetime => "bootstorm_boot_connections_lifetime_total",
         }
     }
 }
@@ -248,13 +277,12 @@ pub struct BootContext {
     /// (vCluster, seq) even when a cache flight is abandoned and restarted. Bounded by the
     /// vClusters of the local state (boots name nodes, nodes name existing vClusters).
     pub(crate) rebuild_requested: std::sync::Mutex<std::collections::BTreeMap<VClusterId, Seq>>,
-    pub stats: BootStats,
+    pub stats: Arc<BootStats>,
     /// Base-overlay transfers in flight (`limits.transfers_max` permits).
     pub(crate) transfers: Arc<Semaphore>,
-    /// Connections admitted (`limits.connections_max` permits), taken at `Incoming`.
-    pub(crate) connections: Arc<Semaphore>,
-    /// New connections waiting for a connection permit (≤ `limits.connection_queue_max`).
-    pub(crate) queued: std::sync::atomic::AtomicUsize,
+    /// Connection admission (Retry, per-source cap, permits, queue, handshake budget,
+    /// streamless and lifetime bounds): `crate::admission`, with the limits of `limits`.
+    pub(crate) admission: Arc<Admission>,
 }
 
 impl BootContext {
@@ -267,27 +295,43 @@ impl BootContext {
         rebuild: Option<Arc<dyn OverlayRebuilder>>,
     ) -> Result<Arc<Self>, InvalidBootLimit> {
         limits.validate()?;
+        let stats = Arc::new(BootStats::new(replica));
+        let counted = stats.clone();
+        let admission = Admission::new(admission_limits(&limits), move |event| {
+            counted.add(match event {
+                Event::Retried => Stat::ConnectionsRetried,
+                Event::RefusedPerSource => Stat::ConnectionsRefusedPerSource,
+                Event::RefusedFull => Stat::ConnectionsRefused,
+                Event::HandshakeTimedOut => Stat::HandshakeTimeouts,
+                Event::ClosedStreamless => Stat::ConnectionsStreamless,
+                Event::ClosedLifetime => Stat::ConnectionsLifetime,
+            })
+        });
         Ok(Arc::new(BootContext {
             reader,
             cache: BootOverlayCache::default(),
             transfers: Arc::new(Semaphore::new(limits.transfers_max)),
-            connections: Arc::new(Semaphore::new(limits.connections_max)),
-            queued: std::sync::atomic::AtomicUsize::new(0),
+            admission,
             limits,
             rebuild,
             rebuild_requested: Default::default(),
-            stats: BootStats::new(replica),
+            stats,
         }))
     }
 
     /// Connection permits free right now.
     pub fn connections_available(&self) -> usize {
-        self.connections.available_permits()
+        self.admission.permits_available()
     }
 
     /// New connections waiting for a connection permit right now.
     pub fn connections_queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.admission.queued()
+    }
+
+    /// Source addresses with a connection admitted or queued right now.
+    pub fn connection_sources(&self) -> usize {
+        self.admission.sources()
     }
 
     /// Transfer permits free right now.
@@ -299,6 +343,20 @@ impl BootContext {
     /// the server at its transfer limit without 32 slow clients.
     pub fn try_hold_transfer_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.transfers.clone().try_acquire_owned().ok()
+    }
+}
+
+/// The admission shell's numbers from the boot plane's limits.
+fn admission_limits(limits: &BootLimits) -> AdmissionLimits {
+    AdmissionLimits {
+        connections_max: limits.connections_max,
+        queue_max: limits.connection_queue_max,
+        queue_wait_max_ms: limits.connection_queue_wait_max_ms,
+        per_source_max: limits.connections_per_source_max,
+        handshake_max_ms: limits.handshake_timeout_ms,
+        streamless_max_ms: limits.connection_streamless_max_ms,
+        lifetime_max_ms: limits.connection_lifetime_max_ms,
+        shutdown_drain_ms: conf::boot_limits::BOOT_SHUTDOWN_DRAIN_MS,
     }
 }
 

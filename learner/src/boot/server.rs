@@ -2,42 +2,44 @@
 //!
 //! Admission, outermost first:
 //! 1. quinn holds at most `ServerLimits::incoming_max` not-yet-accepted connections;
-//! 2. each `Incoming` takes a connection permit (`BootLimits::connections_max`) *before* any
-//!    handshake work; without one it waits in a bounded FIFO (`connection_queue_max` waiters,
-//!    each at most `connection_queue_wait_max_ms`, holding only its buffered Initial), then is
-//!    refused (`Incoming::refuse`: one packet, no crypto) and the agent backs off and fails
-//!    over;
+//! 2. `crate::admission` (shared with other planes): a QUIC Retry for every unvalidated
+//!    address (it holds nothing until it comes back with the token), then at most
+//!    `connections_per_source_max` per source IP, then a connection permit
+//!    (`BootLimits::connections_max`) *before* any handshake work; without one it waits in a
+//!    bounded FIFO (`connection_queue_max` waiters, each at most
+//!    `connection_queue_wait_max_ms`, holding only its buffered Initial), then is refused
+//!    (`Incoming::refuse`: one packet, no crypto) and the agent backs off and fails over; the
+//!    handshake then has `handshake_timeout_ms`, the connection `connection_lifetime_max_ms`,
+//!    and is closed once no stream has been open for `connection_streamless_max_ms`;
 //! 3. an admitted connection may have `BOOT_BIDI_STREAMS_CONCURRENT_MAX` streams open at once
 //!    (transport config) and `requests_per_connection_max` in total;
 //! 4. a base-overlay answer takes a transfer permit (`transfers_max`), waiting at most
 //!    `transfer_wait_max_ms`; without one the answer is `Overloaded { retry_after_ms }`.
 //!
-//! Invariants: every wait is bounded (handshake, request read, response write; a peer that
-//! stalls a stream gets its whole connection closed); a bad request on one stream is answered
-//! with a typed error and never affects other connections; the connection permit is held until
-//! every stream task of the connection has ended.
+//! Invariants: every wait is bounded (handshake, request read, response write, streamless
+//! time, lifetime; a peer that stalls a stream gets its whole connection closed); a bad request
+//! on one stream is answered with a typed error and never affects other connections; the
+//! connection permit is held until every stream task of the connection has ended; an
+//! unvalidated address holds no permit, queue slot or per-source count.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use proto::{BootRequest, BootResponse, ErrorCode};
-use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream};
-use tokio::sync::OwnedSemaphorePermit;
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::answer::{answer, Answer};
 use super::{BootContext, Stat};
-use conf::boot_limits::BOOT_SHUTDOWN_DRAIN_MS;
+use crate::admission::{self, Admitted};
 use net::certs::Role;
 use net::peer_identity;
 use net::rpc::{self, RpcError};
 
-/// QUIC application close codes of the boot plane (what an agent sees in its connection error).
+/// QUIC application close codes of the boot plane (what an agent sees in its connection error);
+/// 0 (normal end) and 16.. are `crate::admission::close_code`'s.
 pub mod close_code {
-    /// Normal end (the agent closed, or the server shut down).
-    pub const DONE: u32 = 0;
     /// The connection exceeded `requests_per_connection_max`.
     pub const TOO_MANY_REQUESTS: u32 = 1;
     /// A stream stalled past a read/write timeout.
@@ -48,82 +50,20 @@ pub mod close_code {
 
 /// Serves boots on `endpoint` (made with `net::quic::server_endpoint` and the boot plane's
 /// TLS config) until `shutdown`, then closes the endpoint and waits (bounded) for it to drain.
+/// Admission is `crate::admission`'s; this plane's part starts at an admitted connection.
 pub async fn serve(endpoint: Endpoint, ctx: Arc<BootContext>, shutdown: CancellationToken) {
-    let mut connections = JoinSet::new();
-    loop {
-        let incoming = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            incoming = endpoint.accept() => incoming,
-            // Reap finished connection tasks so the set stays small.
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
-        let Some(incoming) = incoming else { break };
-        match ctx.connections.clone().try_acquire_owned() {
-            Ok(permit) => {
-                connections.spawn(connection(incoming, ctx.clone(), permit, shutdown.clone()));
-            }
-            Err(_) if ctx.queued.load(Ordering::Relaxed) < ctx.limits.connection_queue_max => {
-                ctx.queued.fetch_add(1, Ordering::Relaxed);
-                connections.spawn(queue_then_serve(incoming, ctx.clone(), shutdown.clone()));
-            }
-            Err(_) => {
-                ctx.stats.add(Stat::ConnectionsRefused);
-                incoming.refuse();
-            }
-        }
-    }
-    endpoint.close(close_code::DONE.into(), b"replica shutting down");
-    let drain = Duration::from_millis(BOOT_SHUTDOWN_DRAIN_MS);
-    let _ = tokio::time::timeout(drain, endpoint.wait_idle()).await;
-    connections.abort_all();
+    let admission = ctx.admission.clone();
+    let handler = {
+        let shutdown = shutdown.clone();
+        move |admitted: Admitted| connection(admitted, ctx.clone(), shutdown.clone())
+    };
+    admission::serve(endpoint, admission, shutdown, handler).await;
 }
 
-/// A new connection beyond the connection limit: waits (FIFO, bounded) for a permit, then is
-/// served like any other, or is refused when the wait ends first.
-async fn queue_then_serve(incoming: Incoming, ctx: Arc<BootContext>, shutdown: CancellationToken) {
-    let wait = Duration::from_millis(ctx.limits.connection_queue_wait_max_ms);
-    let permit = tokio::select! {
-        _ = shutdown.cancelled() => None,
-        acquired = tokio::time::timeout(wait, ctx.connections.clone().acquire_owned()) => {
-            acquired.ok().and_then(Result::ok)
-        }
-    };
-    ctx.queued.fetch_sub(1, Ordering::Relaxed);
-    match permit {
-        Some(permit) => connection(incoming, ctx, permit, shutdown).await,
-        None => {
-            ctx.stats.add(Stat::ConnectionsRefused);
-            incoming.refuse();
-        }
-    }
-}
-
-/// One admitted connection: handshake, identity, then its streams.
-async fn connection(
-    incoming: Incoming,
-    ctx: Arc<BootContext>,
-    _permit: OwnedSemaphorePermit,
-    shutdown: CancellationToken,
-) {
-    let remote = incoming.remote_address();
-    let handshake = Duration::from_millis(ctx.limits.handshake_timeout_ms);
-    let conn = match incoming.accept() {
-        Ok(connecting) => match tokio::time::timeout(handshake, connecting).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => {
-                tracing::debug!(%remote, error = %e, "boot handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%remote, "boot handshake timed out");
-                return;
-            }
-        },
-        Err(e) => {
-            tracing::debug!(%remote, error = %e, "boot connection could not be accepted");
-            return;
-        }
-    };
+/// One admitted, handshaken connection: identity, then its streams.
+async fn connection(admitted: Admitted, ctx: Arc<BootContext>, shutdown: CancellationToken) {
+    let conn = admitted.conn.clone();
+    let remote = conn.remote_address();
     // The TLS verifier admits only node certificates on this plane; their CN binds the
     // connection to that node id.
     let bound: Option<Arc<str>> = match peer_identity(&conn) {
@@ -149,12 +89,17 @@ async fn connection(
     let mut streams = JoinSet::new();
     let mut requests = 0u32;
     loop {
+        // Reap ended stream tasks: "no stream open" is what the streamless bound measures.
+        while streams.try_join_next().is_some() {}
+        let idle = streams.is_empty();
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
-            accepted = conn.accept_bi() => accepted,
+            accepted = admitted.accept_bi(idle) => accepted,
+            // A stream ending may make the connection idle: look again.
+            Some(_) = streams.join_next(), if !streams.is_empty() => continue,
         };
-        let Ok((send, recv)) = accepted else {
-            break; // closed by the agent (the normal end), timed out, or lost
+        let Some((send, recv)) = accepted else {
+            break; // closed by the agent (the normal end), streamless, timed out, or lost
         };
         requests += 1;
         if requests > ctx.limits.requests_per_connection_max {

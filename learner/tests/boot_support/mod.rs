@@ -93,9 +93,15 @@ impl Default for Options {
     }
 }
 
-/// Limits with short timeouts so timeout tests stay fast.
+/// Limits with short timeouts so timeout tests stay fast. Every test client is 127.0.0.1, so
+/// the per-source caps are lifted here; the tests of those caps set them.
 pub fn test_limits() -> BootLimits {
     BootLimits {
+        connections_per_source_max: 1 << 20,
+        // Tests hold streamless connections on purpose (to take permits); the test of this
+        // bound sets its own.
+        connection_streamless_max_ms: 10_000,
+        check_source_rate_max_per_s: BootLimits::default().check_rate_max_per_s,
         min_seq_wait_max_ms: 300,
         request_read_timeout_ms: 400,
         response_write_timeout_ms: 2_000,

@@ -21,7 +21,8 @@ use proto::client::{BootClient, ClientConfig, ClientTls, Replica, VerifiedBases}
 use proto::Hash;
 
 use super::placement::failover_orders;
-use crate::limits::PREFETCH_NODES_MAX;
+use crate::limits::{AGENT_SOURCES_MAX, PREFETCH_NODES_MAX};
+use conf::boot_limits::BOOT_CONNECTIONS_PER_SOURCE_MAX_DEFAULT;
 
 /// Loads the cluster file at `path` and the CA it names: the replicas and the trust the
 /// agents are made from.
@@ -41,6 +42,24 @@ pub struct AgentMaker {
     replicas: Mutex<Vec<ClusterReplica>>,
     boot_check: bool,
     verified: Option<Arc<VerifiedBases>>,
+    /// Loopback source addresses the agents are spread over ([`agent_sources`]).
+    sources: u32,
+}
+
+/// Loopback source addresses (127.0.0.1, .2, …) the agents of a storm with `in_flight` boots
+/// at once are spread over, so that no address has more boots in flight than a replica
+/// admits from one source (`BOOT_CONNECTIONS_PER_SOURCE_MAX_DEFAULT`, with room for
+/// failovers), as a site's nodes each have their own address. 1 (no binding) unless every
+/// replica is on an IPv4 loopback address.
+pub fn agent_sources(replicas: &[ClusterReplica], in_flight: u32) -> u32 {
+    if !replicas
+        .iter()
+        .all(|r| r.boot.ip().is_loopback() && r.boot.is_ipv4())
+    {
+        return 1;
+    }
+    let per_source = (BOOT_CONNECTIONS_PER_SOURCE_MAX_DEFAULT as u32 / 2).max(1);
+    in_flight.div_ceil(per_source).clamp(1, AGENT_SOURCES_MAX)
 }
 
 impl AgentMaker {
@@ -49,12 +68,14 @@ impl AgentMaker {
         replicas: Vec<ClusterReplica>,
         boot_check: bool,
         verified: Option<Arc<VerifiedBases>>,
+        sources: u32,
     ) -> AgentMaker {
         AgentMaker {
             ca_pem,
             replicas: Mutex::new(replicas),
             boot_check,
             verified,
+            sources,
         }
     }
 
@@ -66,7 +87,18 @@ impl AgentMaker {
             &replicas,
             self.boot_check,
             self.verified.as_ref(),
+            self.sources,
         )
+    }
+
+    /// The agents' TLS (the cluster CA, no client certificate).
+    pub fn tls(&self) -> Result<ClientTls> {
+        ClientTls::from_pem(&self.ca_pem, None).context("building the agent's TLS")
+    }
+
+    /// The replicas known now.
+    pub fn replicas(&self) -> Vec<ClusterReplica> {
+        self.replicas.lock().expect("the replicas lock").clone()
     }
 
     /// Adds a learner that joined and makes the agents that list it.
@@ -79,8 +111,10 @@ impl AgentMaker {
     }
 }
 
-/// One agent per failover order (each with its own UDP endpoint, shared by the boots that
-/// start from that replica) over `replicas`.
+/// One agent per failover order and source address (each with its own UDP endpoint, shared by
+/// the boots that start from that replica) over `replicas`: agent `k` has order `k mod L`
+/// and binds 127.0.0.`1 + k / L` when `sources` > 1, so boot `i` (agent `i mod L·S`) still
+/// starts from replica `i mod L`.
 /// With `boot_check` false the agents ignore the replicas' check addresses; every agent
 /// shares `verified` (see `BootsPlan::verify_every_boot`).
 fn agents(
@@ -88,15 +122,18 @@ fn agents(
     replicas: &[ClusterReplica],
     boot_check: bool,
     verified: Option<&Arc<VerifiedBases>>,
+    sources: u32,
 ) -> Result<Vec<Arc<BootClient>>> {
     let roles: Vec<Role> = replicas.iter().map(|r| r.role).collect();
     let orders = failover_orders(&roles);
     if orders.is_empty() {
         bail!("the cluster file lists no replica");
     }
-    orders
-        .iter()
-        .map(|order| {
+    let agents = orders.len() * sources as usize;
+    (0..agents)
+        .map(|k| {
+            let order = &orders[k % orders.len()];
+            let source = (k / orders.len()) as u8;
             let replicas = order
                 .iter()
                 .map(|&i| {
@@ -112,6 +149,9 @@ fn agents(
             let tls = ClientTls::from_pem(ca_pem, None).context("building the agent's TLS")?;
             let mut config = ClientConfig::new(replicas, tls);
             config.verified_bases = verified.cloned();
+            if sources > 1 {
+                config.bind = Some((std::net::Ipv4Addr::new(127, 0, 0, 1 + source), 0).into());
+            }
             let client = BootClient::new(config).context("creating a boot agent")?;
             Ok(Arc::new(client))
         })

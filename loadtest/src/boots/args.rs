@@ -17,7 +17,7 @@ use crate::limits::{
     MAX_SECONDS_DEFAULT, OPEN_LOOP_IN_FLIGHT_MAX, RATE_MAX_PER_S,
 };
 use crate::rounds::check_rounds;
-use crate::scenario::ScenarioPlan;
+use crate::scenario::{FloodPlan, ScenarioPlan};
 
 /// Shown after `boots --help`: what the server-side numbers of the report mean.
 pub const BOOTS_REPORT_HELP: &str = "\
@@ -95,6 +95,25 @@ pub struct BootsArgs {
     /// boots starting afterwards list it (rack-local for its share of the nodes).
     #[arg(long, value_name = "SECS")]
     pub add_learner_at: Option<f64>,
+    /// Scenario: hostile traffic SECS into the storm, against the first learner (else the
+    /// first replica), loopback only: spoofed QUIC Initials from many 127.1.x.y addresses,
+    /// idle handshake holders, garbage to its check port. The report's events compare boots/s
+    /// and failures before it with those during it.
+    #[arg(long, value_name = "SECS")]
+    pub flood_at: Option<f64>,
+    /// How long the flood lasts.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub flood_seconds: f64,
+    /// Spoofed Initials per second.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub flood_initials_per_s: u32,
+    /// Idle holders (clients that complete a handshake and open nothing), each from its own
+    /// address.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub flood_holders: u32,
+    /// Garbage datagrams per second to the check port (when the replica has one).
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    pub flood_garbage_per_s: u32,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -117,6 +136,13 @@ impl BootsArgs {
             kill_learner_at_s: self.kill_learner_at,
             kill_leader_at_s: self.kill_leader_at,
             add_learner_at_s: self.add_learner_at,
+            flood: self.flood_at.map(|at_s| FloodPlan {
+                at_s,
+                seconds: self.flood_seconds,
+                initials_per_s: self.flood_initials_per_s,
+                holders: self.flood_holders,
+                garbage_per_s: self.flood_garbage_per_s,
+            }),
         };
         scenarios.validate(&target, max_seconds)?;
         let rounds = check_rounds(self.rounds)?;

@@ -20,8 +20,11 @@ use config::demo;
 use dev::DevCluster;
 use proto::client::{BootClient, VerifiedBases};
 
-use super::agents::{learn_replica_certs, load_cluster, prefetch, AgentMaker, Prefetched};
-use super::plan::{BootMode, BootsPlan};
+use super::agents::{
+    agent_sources, learn_replica_certs, load_cluster, prefetch, AgentMaker, Prefetched,
+};
+use super::hostile::flood_scenario;
+use super::plan::{BootMode, BootsPlan, Load};
 use super::report::Measurement;
 use super::stats::BootStats;
 use super::storm::{drive, Storm};
@@ -29,7 +32,9 @@ use crate::admin::connect;
 use crate::failures::CUT_AT_DEADLINE;
 use crate::figures::StoppedBy;
 use crate::interrupt::Interrupt;
-use crate::limits::{DEADLINE_GRACE_MS, PROGRESS_TICK_MS, SERVER_LOAD_SAMPLE_TICKS};
+use crate::limits::{
+    DEADLINE_GRACE_MS, OPEN_LOOP_IN_FLIGHT_MAX, PROGRESS_TICK_MS, SERVER_LOAD_SAMPLE_TICKS,
+};
 use crate::progress::Progress;
 use crate::scenario::{chaos, commit_loop};
 use crate::server_load::ServerLoad;
@@ -46,11 +51,17 @@ pub async fn measure(
     let cluster_path = target.cluster_file().to_path_buf();
     let (cluster_file, ca_pem) = load_cluster(&cluster_path)?;
     let verified = (!plan.verify_every_boot).then(|| Arc::new(VerifiedBases::new()));
+    let in_flight = match plan.load {
+        Load::Closed { concurrency } => concurrency,
+        Load::Open { .. } => OPEN_LOOP_IN_FLIGHT_MAX,
+    };
+    let sources = agent_sources(&cluster_file.replicas, in_flight);
     let maker = AgentMaker::new(
         ca_pem,
         cluster_file.replicas.clone(),
         plan.boot_check,
         verified,
+        sources,
     );
     let first_agents = maker.agents()?;
     let admin = if plan.scenarios.needs_admin() {
@@ -209,7 +220,15 @@ impl Running<'_> {
             )
             .await;
         };
-        tokio::join!(commits, kills);
+        let flood = async {
+            if let Some(flood) = &plan.scenarios.flood {
+                match self.maker.tls() {
+                    Ok(tls) => flood_scenario(flood, storm, &self.maker.replicas(), tls).await,
+                    Err(error) => eprintln!("error: the flood scenario's TLS: {error:#}"),
+                }
+            }
+        };
+        tokio::join!(commits, kills, flood);
         std::future::pending::<()>().await
     }
 }

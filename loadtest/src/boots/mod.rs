@@ -28,12 +28,14 @@
 //! validated run), `args` (the command line, validated into a plan), `placement` (who boots
 //! as whom, from where), `stats` (what the boots add up to), `report` (the JSON report and
 //! its plot), `table` (its readable table), `agents` (the simulated agents and what they
-//! learn first), `storm` (the boot tasks and the closed/open-loop driver), `measure` (one
+//! learn first), `storm` (the boot tasks and the closed/open-loop driver), `hostile` (the `--flood-at`
+//! scenario: hostile traffic beside the storm, `crate::flood`), `measure` (one
 //! storm, with its ticker and scenarios), `run` (one round with the nginx peer). This file
 //! only names them.
 
 pub mod agents;
 pub mod args;
+pub mod hostile;
 pub mod measure;
 pub mod placement;
 pub mod plan;

@@ -240,12 +240,13 @@ pub(super) async fn check_one(
     cert: &CertificateDer<'_>,
     request: &CheckRequest,
     timeout: Duration,
+    bind_ip: Option<IpAddr>,
 ) -> CheckAnswer {
     let datagram = match request.encode() {
         Ok(datagram) => datagram,
         Err(e) => return CheckAnswer::Declined(format!("cannot encode the check: {e}")),
     };
-    let response = match exchange(addr, &datagram, &request.nonce, timeout).await {
+    let response = match exchange(addr, &datagram, &request.nonce, timeout, bind_ip).await {
         Ok(response) => response,
         Err(reason) => return CheckAnswer::NoAnswer(reason),
     };
@@ -312,10 +313,16 @@ async fn exchange(
     datagram: &[u8],
     nonce: &Nonce,
     timeout: Duration,
+    bind_ip: Option<IpAddr>,
 ) -> Result<CheckResponse, String> {
-    let bind: SocketAddr = match addr.ip() {
-        IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    // The agent's own bind address when it has one of the right family (a replica limits
+    // checks per source address), else any.
+    let bind: SocketAddr = match (addr.ip(), bind_ip) {
+        (IpAddr::V4(_), Some(ip @ IpAddr::V4(_))) | (IpAddr::V6(_), Some(ip @ IpAddr::V6(_))) => {
+            (ip, 0).into()
+        }
+        (IpAddr::V4(_), _) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        (IpAddr::V6(_), _) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let socket = tokio::net::UdpSocket::bind(bind)
         .await

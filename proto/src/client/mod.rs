@@ -616,6 +616,11 @@ impl BootClient {
             return Err(CheckStatus::NotTried);
         }
         let mut answers = Vec::new();
+        let bind_ip = self
+            .config
+            .bind
+            .map(|bind| bind.ip())
+            .filter(|ip| !ip.is_unspecified());
         for (replica, addr, cert) in candidates {
             let timeout = Duration::from_millis(self.config.timeouts.check_ms)
                 .min(deadline.saturating_duration_since(Instant::now()));
@@ -632,7 +637,7 @@ impl BootClient {
                 have_hash,
                 min_seq,
             };
-            match check::check_one(&self.certs, addr, &cert, &request, timeout).await {
+            match check::check_one(&self.certs, addr, &cert, &request, timeout, bind_ip).await {
                 check::CheckAnswer::Served(served) => {
                     let (base, delta) = *served;
                     return Ok((replica.name.clone(), base, delta));
