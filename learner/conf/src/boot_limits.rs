@@ -271,6 +271,14 @@ impl BootLimits {
 
     /// Checks every value; the server refuses to start with an invalid one.
     pub fn validate(&self) -> Result<(), InvalidBootLimit> {
+        self.validate_admission()?;
+        self.validate_waits()?;
+        self.validate_connection_bounds()?;
+        self.validate_check_plane()
+    }
+
+    /// Permits, transfers, the Overloaded hint and the per-source and per-connection caps.
+    fn validate_admission(&self) -> Result<(), InvalidBootLimit> {
         let bad = |field, problem: String| Err(InvalidBootLimit { field, problem });
         if self.connections_max == 0 {
             return bad(
@@ -310,6 +318,24 @@ impl BootLimits {
                 ),
             );
         }
+        if self.connections_per_source_max == 0 {
+            return bad(
+                "connections_per_source_max",
+                "must be > 0 (0 refuses every boot)".into(),
+            );
+        }
+        if self.requests_per_connection_max < 2 {
+            return bad(
+                "requests_per_connection_max",
+                "must be at least 2 (phase 1 and phase 2 share a connection)".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Every bounded wait of a request, against the agent's own timeouts.
+    fn validate_waits(&self) -> Result<(), InvalidBootLimit> {
+        let bad = |field, problem: String| Err(InvalidBootLimit { field, problem });
         if self.min_seq_wait_max_ms > MIN_SEQ_WAIT_MAX_MS {
             return bad(
                 "min_seq_wait_max_ms",
@@ -336,24 +362,12 @@ impl BootLimits {
                 ),
             );
         }
-        if self.check_rate_max_per_s == 0 {
-            return bad(
-                "check_rate_max_per_s",
-                "must be > 0 (to serve no checks, leave listen.check out)".into(),
-            );
-        }
-        if self.check_source_rate_max_per_s == 0 {
-            return bad(
-                "check_source_rate_max_per_s",
-                "must be > 0 (to serve no checks, leave listen.check out)".into(),
-            );
-        }
-        if self.connections_per_source_max == 0 {
-            return bad(
-                "connections_per_source_max",
-                "must be > 0 (0 refuses every boot)".into(),
-            );
-        }
+        Ok(())
+    }
+
+    /// The handshake budget and how long a connection may live, with and without streams.
+    fn validate_connection_bounds(&self) -> Result<(), InvalidBootLimit> {
+        let bad = |field, problem: String| Err(InvalidBootLimit { field, problem });
         if self.handshake_timeout_ms > proto::limits::AGENT_CONNECT_TIMEOUT_MS {
             return bad(
                 "handshake_timeout_ms",
@@ -378,10 +392,22 @@ impl BootLimits {
                 ),
             );
         }
-        if self.requests_per_connection_max < 2 {
+        Ok(())
+    }
+
+    /// The check plane's global and per-source rates.
+    fn validate_check_plane(&self) -> Result<(), InvalidBootLimit> {
+        let bad = |field, problem: String| Err(InvalidBootLimit { field, problem });
+        if self.check_rate_max_per_s == 0 {
             return bad(
-                "requests_per_connection_max",
-                "must be at least 2 (phase 1 and phase 2 share a connection)".into(),
+                "check_rate_max_per_s",
+                "must be > 0 (to serve no checks, leave listen.check out)".into(),
+            );
+        }
+        if self.check_source_rate_max_per_s == 0 {
+            return bad(
+                "check_source_rate_max_per_s",
+                "must be > 0 (to serve no checks, leave listen.check out)".into(),
             );
         }
         Ok(())
