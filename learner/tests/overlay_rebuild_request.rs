@@ -290,6 +290,9 @@ async fn replicas_ask_the_leader_to_rebuild_and_a_storm_of_requests_costs_one_bu
     // Generous on a loaded 2-core machine: this test checks where the overlay came from, and
     // a local build after the wait would hide a failed request.
     learner_conf.boot.limits.rebuild_wait_max_ms = 15_000;
+    // A connection may live as long as its longest legit request (the limits refuse less).
+    learner_conf.boot.limits.connection_lifetime_max_ms =
+        learner_conf.boot.limits.legit_connection_max_ms();
     let learner = Daemon::start(learner_conf, held_options()).await;
     let to_learner = learner.admin_target();
     let deadline = Instant::now() + WAIT;
