@@ -244,7 +244,14 @@ impl Server {
                 Ok(command) => self.write(command).await,
                 Err(refusal) => refusal,
             },
-            AdminRequest::Status => self.status().await,
+            AdminRequest::Status => self
+                .status()
+                .await
+                .map_or_else(|e| e, AdminResponse::Status),
+            AdminRequest::StatusV2 => self
+                .status()
+                .await
+                .map_or_else(|e| e, AdminResponse::StatusV2),
             AdminRequest::Log {
                 scope,
                 since,
@@ -490,8 +497,9 @@ impl Server {
         }
     }
 
-    /// This replica's view of the cluster, from its raft metrics and local state machine.
-    async fn status(&self) -> AdminResponse {
+    /// This replica's view of the cluster, from its raft metrics and local state machine (or
+    /// the error to answer). Only its own row carries a certificate expiry.
+    async fn status(&self) -> Result<StatusReport, AdminResponse> {
         let metrics = self.ctx.raft.metrics().borrow().clone();
         let committed = tokio::time::timeout(
             Duration::from_millis(STATUS_RAFT_QUERY_TIMEOUT_MS),
@@ -506,10 +514,10 @@ impl Server {
             match tokio::task::spawn_blocking(move || local_view(&reader, cached)).await {
                 Ok(local) => local,
                 Err(error) => {
-                    return AdminResponse::error(
+                    return Err(AdminResponse::error(
                         ErrorCode::Internal,
                         format!("computing the local status failed: {error}"),
-                    )
+                    ))
                 }
             }
         };
@@ -544,6 +552,7 @@ impl Server {
                 lag: 0,
                 state_digest: String::new(),
                 overlays: Vec::new(),
+                cert_not_after_unix_s: None,
             };
             if *id == self.ctx.node_id {
                 row.reachable = true;
@@ -552,6 +561,7 @@ impl Server {
                 row.lag = commit_index.saturating_sub(applied_index);
                 row.state_digest = local.state_digest.clone();
                 row.overlays = local.overlays.clone();
+                row.cert_not_after_unix_s = self.ctx.cert_not_after_unix_s;
             } else if let Some(matched) = replication.and_then(|r| r.get(id)) {
                 // Only the leader has replication metrics: what it knows each peer holds.
                 let matched = matched.map(|log_id| log_id.index);
@@ -561,7 +571,7 @@ impl Server {
             }
             replicas.push(row);
         }
-        AdminResponse::Status(StatusReport {
+        Ok(StatusReport {
             replica: self.ctx.node_id,
             leader: metrics.current_leader,
             term: metrics.current_term,
