@@ -332,7 +332,7 @@ impl ReplicaMetrics {
     /// Registers the series of replica `name`, holding the certificates `certs`.
     pub fn new(name: &str, certs: &[CertExpiry]) -> Arc<Self> {
         let r = || name.to_owned();
-        Arc::new(ReplicaMetrics {
+        let metrics = ReplicaMetrics {
             rpcs_served: PerKind::new("bootstorm_raft_rpcs_served_total", name),
             rpcs_refused: PerKind::new("bootstorm_raft_rpcs_refused_total", name),
             rpcs_unauthorized: PerKind::new("bootstorm_raft_rpcs_unauthorized_total", name),
@@ -377,7 +377,10 @@ impl ReplicaMetrics {
                     (cert.clone(), gauge)
                 })
                 .collect(),
-        })
+        };
+        // Set before the replica reports ready, so a first scrape already has them.
+        metrics.record_certs(unix_now_s());
+        Arc::new(metrics)
     }
 
     /// Sets every certificate's seconds left at `now_unix_s`.
