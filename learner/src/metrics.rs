@@ -580,6 +580,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn certificates_within_30_days_or_past_are_warned_about_the_others_not() {
+        const DAY: i64 = 86_400;
+        let now = 1_893_456_000;
+        let cert = |name: &str, days: i64| CertExpiry {
+            name: name.into(),
+            role: net::CertRole::Ca,
+            not_after_unix_s: now + days * DAY,
+        };
+        // (certificates held, warnings logged)
+        let table = [
+            (vec![cert("a", 31)], 0),
+            (vec![cert("a", CERT_EXPIRY_WARNING_DAYS)], 1),
+            (vec![cert("a", 10), cert("b", 400)], 1),
+            (vec![cert("a", -1), cert("b", 0)], 2),
+        ];
+        for (certs, warnings) in table {
+            let metrics = ReplicaMetrics::new("warn-test", &certs);
+            assert_eq!(metrics.warn_expiring_certs(now), warnings, "{certs:?}");
+        }
+    }
+
+    #[test]
     fn every_described_series_is_named_once_and_as_prometheus_expects() {
         let mut names = std::collections::BTreeSet::new();
         for &(name, kind, help) in METRIC_DESCRIPTIONS {

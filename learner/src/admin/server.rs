@@ -15,7 +15,8 @@
 //!   `Unauthorized` naming the role, the CN and the operation;
 //! - writes are never forwarded: a follower answers `NotLeader { leader }` with the leader's
 //!   admin address from its raft metrics, and the client follows it;
-//! - `Status` and `Log` read the local state machine only; they never enter Raft;
+//! - `Status`, `StatusV2` and `Log` read the local state machine (and, for its own row, the
+//!   replica certificate's `notAfter`) only; they never enter Raft;
 //! - `RebuildOverlay` never enters Raft either: the leader answers at once (`RebuildQueued`)
 //!   and its overlay task proposes the `SetOverlay` (a follower answers `NotLeader`);
 //! - every wait is bounded: handshakes, request reads, response writes (`limits.rs`), Raft
@@ -244,14 +245,15 @@ impl Server {
                 Ok(command) => self.write(command).await,
                 Err(refusal) => refusal,
             },
-            AdminRequest::Status => self
-                .status()
-                .await
-                .map_or_else(|e| e, AdminResponse::Status),
-            AdminRequest::StatusV2 => self
-                .status()
-                .await
-                .map_or_else(|e| e, AdminResponse::StatusV2),
+            // One report; `Status` answers carry it in v1 bytes (no certificate expiry).
+            AdminRequest::Status => match self.status().await {
+                Ok(report) => AdminResponse::Status(report),
+                Err(refusal) => refusal,
+            },
+            AdminRequest::StatusV2 => match self.status().await {
+                Ok(report) => AdminResponse::StatusV2(report),
+                Err(refusal) => refusal,
+            },
             AdminRequest::Log {
                 scope,
                 since,
