@@ -480,6 +480,11 @@ fn start_admin(
         role: conf.role,
         conf: conf.clone(),
         overlay_nudger: Some(replica.overlay_nudger.clone()),
+        // `load_tls` puts the replica's own certificate first.
+        cert_not_after_unix_s: replica
+            .cert_expiries
+            .first()
+            .and_then(|own| u64::try_from(own.not_after_unix_s).ok()),
     });
     let task = tokio::spawn(admin::serve(endpoint, ctx, shutdown));
     Ok(AdminPlane { addr: bound, task })

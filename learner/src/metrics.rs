@@ -1,5 +1,6 @@
 //! Prometheus metrics of a replica: the process-wide recorder, the per-replica counters and
-//! gauges, a sampler that copies raft and storage progress into gauges, and a minimal plain-HTTP
+//! gauges, a sampler that copies raft and storage progress and certificate expiries into gauges
+//! (and warns of certificates about to expire), and a minimal plain-HTTP
 //! server answering `GET /metrics` (design decision 2: metrics are plain HTTP, not QUIC).
 //!
 //! Invariants:
@@ -24,6 +25,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::boot::Stat;
+use net::{CertExpiry, ExpiryState, CERT_EXPIRY_WARNING_DAYS};
 use raftstore::{LogStore, ReplicaReader, TypeConfig};
 
 /// `/metrics` connections served at once; more are closed at once (a scraper retries).
@@ -35,6 +37,9 @@ pub const METRICS_REQUEST_TIMEOUT_MS: u64 = 5_000;
 /// How often storage counters (fsync rounds) are sampled and the recorder's upkeep runs;
 /// raft gauges are updated on every raft metrics change instead.
 pub const METRICS_SAMPLE_INTERVAL_MS: u64 = 1_000;
+/// How often the sampler repeats its warning about a certificate within
+/// `net::CERT_EXPIRY_WARNING_DAYS` of its `notAfter` (it also warns once at startup).
+pub const CERT_EXPIRY_WARNING_INTERVAL_S: u64 = 24 * 60 * 60;
 
 /// Why metrics could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +242,12 @@ const METRIC_DESCRIPTIONS: &[(&str, MetricKind, &str)] = &[
         MetricKind::Gauge,
         "last journal seq applied on this replica",
     ),
+    (
+        "bootstorm_cert_expiry_seconds",
+        MetricKind::Gauge,
+        "seconds until the notAfter of a certificate this replica holds (cert=replica: its own, \
+         cert=ca: the cluster CA; name: the subject CN), as of the last sample; negative once expired",
+    ),
 ];
 
 /// Gives the recorder each series' help text and kind (`METRIC_DESCRIPTIONS`).
@@ -313,13 +324,15 @@ pub struct ReplicaMetrics {
     /// 1 while the raft core runs (`running_state`), 0 once it stopped.
     core_running: Gauge,
     applied_seq: Gauge,
+    /// The certificates the replica holds, each with its `bootstorm_cert_expiry_seconds`.
+    certs: Vec<(CertExpiry, Gauge)>,
 }
 
 impl ReplicaMetrics {
-    /// Registers the series of replica `name`.
-    pub fn new(name: &str) -> Arc<Self> {
+    /// Registers the series of replica `name`, holding the certificates `certs`.
+    pub fn new(name: &str, certs: &[CertExpiry]) -> Arc<Self> {
         let r = || name.to_owned();
-        Arc::new(ReplicaMetrics {
+        let metrics = ReplicaMetrics {
             rpcs_served: PerKind::new("bootstorm_raft_rpcs_served_total", name),
             rpcs_refused: PerKind::new("bootstorm_raft_rpcs_refused_total", name),
             rpcs_unauthorized: PerKind::new("bootstorm_raft_rpcs_unauthorized_total", name),
@@ -352,7 +365,54 @@ impl ReplicaMetrics {
             is_leader: metrics::gauge!("bootstorm_raft_is_leader", "replica" => r()),
             core_running: metrics::gauge!("bootstorm_raft_core_running", "replica" => r()),
             applied_seq: metrics::gauge!("bootstorm_journal_applied_seq", "replica" => r()),
-        })
+            certs: certs
+                .iter()
+                .map(|cert| {
+                    let gauge = metrics::gauge!(
+                        "bootstorm_cert_expiry_seconds",
+                        "replica" => r(),
+                        "cert" => cert.role.label(),
+                        "name" => cert.name.clone(),
+                    );
+                    (cert.clone(), gauge)
+                })
+                .collect(),
+        };
+        // Set before the replica reports ready, so a first scrape already has them.
+        metrics.record_certs(unix_now_s());
+        Arc::new(metrics)
+    }
+
+    /// Sets every certificate's seconds left at `now_unix_s`.
+    fn record_certs(&self, now_unix_s: i64) {
+        for (cert, gauge) in &self.certs {
+            gauge.set(cert.seconds_left(now_unix_s) as f64);
+        }
+    }
+
+    /// Logs a warning for every certificate within `CERT_EXPIRY_WARNING_DAYS` of its
+    /// `notAfter`, an error for one past it. Returns how many it logged.
+    pub fn warn_expiring_certs(&self, now_unix_s: i64) -> usize {
+        let mut logged = 0;
+        for (cert, _) in &self.certs {
+            let (role, name, days_left) =
+                (cert.role.label(), &cert.name, cert.days_left(now_unix_s));
+            let not_after = cert.not_after_rfc3339();
+            match cert.state(now_unix_s) {
+                ExpiryState::Valid => continue,
+                ExpiryState::ExpiresSoon => tracing::warn!(
+                    cert = role, %name, %not_after, days_left,
+                    "certificate expires within {CERT_EXPIRY_WARNING_DAYS} days: renew it \
+                     (`bootstorm certs renew`) and restart the replica"
+                ),
+                ExpiryState::Expired => tracing::error!(
+                    cert = role, %name, %not_after,
+                    "certificate expired: peers refuse it; renew it (`bootstorm certs renew`)"
+                ),
+            }
+            logged += 1;
+        }
+        logged
     }
 
     fn record_raft(&self, m: &openraft::RaftMetrics<u64, raftstore::ReplicaNode>) {
@@ -380,6 +440,9 @@ impl ReplicaMetrics {
 
 /// Copies raft metrics (on every change), the applied seq (on every change) and the log's
 /// fsync counters (every [`METRICS_SAMPLE_INTERVAL_MS`]) into `metrics` until `shutdown`.
+///
+/// Certificate expiries are sampled on the same tick, and warned about at startup and every
+/// [`CERT_EXPIRY_WARNING_INTERVAL_S`].
 pub async fn run_sampler(
     raft: openraft::Raft<TypeConfig>,
     reader: ReplicaReader,
@@ -392,6 +455,10 @@ pub async fn run_sampler(
     let mut applied_seq = reader.applied_seq();
     let mut tick = tokio::time::interval(Duration::from_millis(METRICS_SAMPLE_INTERVAL_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let cert_warning_interval = Duration::from_secs(CERT_EXPIRY_WARNING_INTERVAL_S);
+    metrics.record_certs(unix_now_s());
+    metrics.warn_expiring_certs(unix_now_s());
+    let mut next_cert_warning = tokio::time::Instant::now() + cert_warning_interval;
     loop {
         metrics.record_raft(&raft_metrics.borrow_and_update());
         metrics
@@ -405,12 +472,24 @@ pub async fn run_sampler(
                 let stats = log.sync_stats();
                 metrics.log_fsync_rounds.absolute(stats.fsync_rounds);
                 metrics.log_appends_acked.absolute(stats.appends_acked);
+                metrics.record_certs(unix_now_s());
+                if tokio::time::Instant::now() >= next_cert_warning {
+                    metrics.warn_expiring_certs(unix_now_s());
+                    next_cert_warning += cert_warning_interval;
+                }
                 if let Some(handle) = &prometheus {
                     handle.run_upkeep();
                 }
             }
         }
     }
+}
+
+/// The wall clock in Unix seconds (0 if it reads before 1970), for certificate expiries.
+pub fn unix_now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown`. Anything else answers 404 (or 400
@@ -499,6 +578,28 @@ async fn answer(mut stream: TcpStream, handle: &PrometheusHandle) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificates_within_30_days_or_past_are_warned_about_the_others_not() {
+        const DAY: i64 = 86_400;
+        let now = 1_893_456_000;
+        let cert = |name: &str, days: i64| CertExpiry {
+            name: name.into(),
+            role: net::CertRole::Ca,
+            not_after_unix_s: now + days * DAY,
+        };
+        // (certificates held, warnings logged)
+        let table = [
+            (vec![cert("a", 31)], 0),
+            (vec![cert("a", CERT_EXPIRY_WARNING_DAYS)], 1),
+            (vec![cert("a", 10), cert("b", 400)], 1),
+            (vec![cert("a", -1), cert("b", 0)], 2),
+        ];
+        for (certs, warnings) in table {
+            let metrics = ReplicaMetrics::new("warn-test", &certs);
+            assert_eq!(metrics.warn_expiring_certs(now), warnings, "{certs:?}");
+        }
+    }
 
     #[test]
     fn every_described_series_is_named_once_and_as_prometheus_expects() {

@@ -257,3 +257,67 @@ async fn certs_init_writes_a_ca_and_one_pair_per_identity() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already exists"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_a_certificate_expiring_within_30_days_with_a_warning() {
+    let mut cluster = TestCluster::empty();
+    let certs = cluster.certs_dir();
+    let out = bootstorm(&[
+        "certs",
+        "issue",
+        "--dir",
+        certs.to_str().unwrap(),
+        "--replica",
+        "replica-4",
+        "--days",
+        "10",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    let issued_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // A one-voter cluster of node 4 (`replica-4`), serving with that certificate.
+    let node = cluster.start_node(4, conf::Role::Voter).await;
+    node.raft
+        .initialize(std::collections::BTreeMap::from([(4, node.member())]))
+        .await
+        .expect("initialize node 4");
+    admin_support::wait_leader(&node.raft, 4).await;
+    cluster.nodes.push(node);
+    let file = cluster.cluster_file("cluster.toml", &[&cluster.nodes[0]]);
+    let file = file.to_str().unwrap();
+
+    let out = bootstorm(&["status", "--cluster", file, "--json"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let status = json(&out);
+    let row = &status["replicas"][0];
+    assert_eq!(row["name"], "replica-4");
+    let not_after = row["cert_not_after_unix_s"].as_u64().expect("a notAfter");
+    let ten_days = 10 * 86_400;
+    assert!(
+        (issued_at + ten_days).abs_diff(not_after) < 120,
+        "notAfter {not_after} is 10 days after {issued_at}"
+    );
+    // 10 days less the seconds since it was issued (none, within one second): 9 or 10 whole
+    // days left, within the 30-day warning either way.
+    let days = row["cert_expires_in_days"].as_i64().expect("days left");
+    assert!(days == 9 || days == 10, "{days} days left");
+
+    let out = bootstorm(&["status", "--cluster", file]).await;
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("CERT EXPIRES"), "{text}");
+    let marked = |days: u32| {
+        text.contains(&format!(" !{days}d "))
+            && text.contains(&format!(
+                "! certificate expires in {days} days: `bootstorm certs renew --replica replica-4`"
+            ))
+    };
+    assert!(
+        marked(9) || marked(10),
+        "the row carries the marker and the warning: {text}"
+    );
+    cluster.stop().await;
+}

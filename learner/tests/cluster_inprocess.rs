@@ -1,6 +1,7 @@
 //! Cluster tests with in-process replicas on loopback QUIC: election, replication of a demo
 //! journal with byte-identical state and overlays on every replica, a learner catching up by a
-//! chunked snapshot install, restart on the same data directories, and leader failover.
+//! chunked snapshot install, restart on the same data directories, leader failover, and the
+//! certificate expiry a daemon exports on `/metrics` (and refuses to start past).
 //! Every wait is bounded and driven by raft metrics or the applied-index watch.
 
 mod cluster_support;
@@ -314,5 +315,119 @@ async fn when_the_leader_stops_the_others_elect_a_new_one_and_keep_committing() 
     assert_identical(&all);
     for voter in voters {
         voter.shutdown().await;
+    }
+}
+
+/// `GET /metrics` from `addr` over plain HTTP, the body of a 200 answer.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect /metrics");
+    let request = format!("GET /metrics HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, stream.read_to_string(&mut response))
+        .await
+        .expect("/metrics answered in time")
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+/// The value of the one series of `name` whose labels include every one of `labels`.
+fn series(body: &str, name: &str, labels: &[&str]) -> f64 {
+    let lines: Vec<&str> = body
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| labels.iter().all(|label| line.contains(label)))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one {name} series with {labels:?} in:\n{body}"
+    );
+    lines[0].rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_exports_the_seconds_until_its_certificate_and_the_ca_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(&dir.path().join("certs"), &["cert-metric-1"]);
+    let listen = Listen {
+        metrics: Some(loopback(0)),
+        ..any_ports()
+    };
+    let conf = single_voter_conf(dir.path(), &certs, "cert-metric-1", listen);
+    let daemon = Daemon::start(conf, Default::default()).await;
+    let body = scrape(daemon.ready.metrics.expect("metrics listener")).await;
+    let day = 86_400.0;
+    let own = series(
+        &body,
+        "bootstorm_cert_expiry_seconds",
+        &[
+            r#"replica="cert-metric-1""#,
+            r#"cert="replica""#,
+            r#"name="cert-metric-1""#,
+        ],
+    );
+    let leaf_days = net::certs::LEAF_VALIDITY_DAYS as f64;
+    assert!(
+        (leaf_days - 1.0) * day < own && own <= leaf_days * day,
+        "own certificate: {own} s left, issued for {leaf_days} days"
+    );
+    let ca = series(
+        &body,
+        "bootstorm_cert_expiry_seconds",
+        &[r#"replica="cert-metric-1""#, r#"cert="ca""#],
+    );
+    let ca_days = net::certs::CA_VALIDITY_DAYS as f64;
+    assert!(
+        (ca_days - 1.0) * day < ca && ca <= ca_days * day,
+        "CA: {ca} s left, made for {ca_days} days"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_certificate_expired_refuses_to_start_and_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs_dir = dir.path().join("certs");
+    let certs = certs(&certs_dir, &["cert-expired-1"]);
+    // Valid from 20 days ago until yesterday, from the cluster's own CA.
+    let now = time::OffsetDateTime::now_utc();
+    let expired = net::ClusterCa::load(&certs_dir)
+        .unwrap()
+        .issue_between(
+            net::Role::Replica,
+            "cert-expired-1",
+            &[],
+            now - time::Duration::days(20),
+            now - time::Duration::days(1),
+        )
+        .unwrap();
+    let pair = &certs.replicas["cert-expired-1"];
+    std::fs::write(&pair.cert, &expired.cert_pem).unwrap();
+    std::fs::write(&pair.key, &expired.key_pem).unwrap();
+    let not_after = net::expiry::rfc3339((now - time::Duration::days(1)).unix_timestamp());
+
+    let conf = single_voter_conf(dir.path(), &certs, "cert-expired-1", any_ports());
+    let served = tokio::time::timeout(
+        WAIT,
+        bootstorm::daemon::serve_with(conf, Default::default(), CancellationToken::new()),
+    )
+    .await
+    .expect("refused in time");
+    let message = format!(
+        "{:#}",
+        served.expect_err("an expired certificate is refused")
+    );
+    for part in [
+        pair.cert.display().to_string(),
+        format!("expired on {not_after}"),
+        "bootstorm certs renew".to_owned(),
+        "--replica cert-expired-1".to_owned(),
+    ] {
+        assert!(message.contains(&part), "{part:?} in: {message}");
     }
 }

@@ -10,6 +10,10 @@
 //!
 //! One request frame per bidirectional stream, one response frame back, as on the boot plane.
 //!
+//! Evolution without a frame version bump (see `proto::frame`): a message that gains fields
+//! gets a new variant at the end (`StatusV2`), and the old variant keeps its old bytes
+//! (`Status` answers are encoded by `status_v1`), so old and new peers keep talking.
+//!
 //! Invariants:
 //! - the body's variant always matches the header's kind (checked both ways);
 //! - a body decodes only if it is consumed exactly and its wire-bounded fields (names,
@@ -80,6 +84,10 @@ pub enum AdminRequest {
     /// coalesces requests for one vCluster into one build, and answers `RebuildQueued` before
     /// building (the asker watches its own state for the `SetOverlay`).
     RebuildOverlay { vcluster: VClusterId, seq: Seq },
+    /// [`AdminRequest::Status`] answered with every field of today's [`ReplicaStatus`]
+    /// (`StatusV2`: since v1 each replica's certificate expiry). A replica older than this
+    /// variant refuses its tag; the client then asks `Status`, whose answer keeps the v1 bytes.
+    StatusV2,
 }
 
 /// The header of an admin request frame: which [`AdminRequest`] the payload holds.
@@ -94,6 +102,7 @@ pub enum AdminRequestKind {
     Promote,
     Remove,
     RebuildOverlay,
+    StatusV2,
 }
 
 impl AdminRequestKind {
@@ -108,6 +117,7 @@ impl AdminRequestKind {
             AdminRequestKind::Promote => "promote",
             AdminRequestKind::Remove => "remove",
             AdminRequestKind::RebuildOverlay => "rebuild-overlay",
+            AdminRequestKind::StatusV2 => "status-v2",
         }
     }
 }
@@ -125,7 +135,8 @@ impl Header for AdminRequestKind {
             | AdminRequestKind::AddLearner
             | AdminRequestKind::Promote
             | AdminRequestKind::Remove
-            | AdminRequestKind::RebuildOverlay => ADMIN_CONTROL_MESSAGE_SIZE_MAX_BYTES,
+            | AdminRequestKind::RebuildOverlay
+            | AdminRequestKind::StatusV2 => ADMIN_CONTROL_MESSAGE_SIZE_MAX_BYTES,
         }
     }
 }
@@ -142,6 +153,7 @@ impl AdminRequest {
             AdminRequest::Promote { .. } => AdminRequestKind::Promote,
             AdminRequest::Remove { .. } => AdminRequestKind::Remove,
             AdminRequest::RebuildOverlay { .. } => AdminRequestKind::RebuildOverlay,
+            AdminRequest::StatusV2 => AdminRequestKind::StatusV2,
         }
     }
 
@@ -230,6 +242,9 @@ pub struct ReplicaStatus {
     pub state_digest: String,
     /// Stored overlays: vCluster and the seq each was built for.
     pub overlays: Vec<(VClusterId, Seq)>,
+    /// `notAfter` of its replica certificate (Unix seconds), filled in by that replica itself
+    /// (another replica's row: `None`). Only in `StatusV2` answers; `None` from a v1 answer.
+    pub cert_not_after_unix_s: Option<u64>,
 }
 
 /// The answer to [`AdminRequest::Status`].
@@ -251,11 +266,10 @@ pub enum AdminResponse {
     Ok,
     /// The command is durable on a quorum and applied. `seq` is the journal seq it appended
     /// (`None` for commands that append no entry).
-    Committed {
-        seq: Option<Seq>,
-        log_index: u64,
-    },
-    Status(StatusReport),
+    Committed { seq: Option<Seq>, log_index: u64 },
+    /// The answer to `Status`, in v1 bytes: the fields added later
+    /// (`cert_not_after_unix_s`) are not sent and decode as `None`.
+    Status(#[serde(with = "status_v1")] StatusReport),
     /// Journal entries in seq order. `next_since` is the `since` to ask for the next page, or
     /// `None` when the journal was read to its end.
     Log {
@@ -263,21 +277,16 @@ pub enum AdminResponse {
         next_since: Option<Seq>,
     },
     /// Writes go to the leader: its admin address (`host:port`), if known.
-    NotLeader {
-        leader: Option<String>,
-    },
+    NotLeader { leader: Option<String> },
     /// The request failed; `message` says why and what to do.
-    Error {
-        code: ErrorCode,
-        message: String,
-    },
+    Error { code: ErrorCode, message: String },
     /// The leader took a [`AdminRequest::RebuildOverlay`]. `queued`: a build was queued for its
     /// overlay task (coalesced with every other pending request for the vCluster); `false`:
     /// the leader's overlay is already current at that seq, so nothing was queued — its
     /// `SetOverlay` is committed and on its way to the asker through Raft.
-    RebuildQueued {
-        queued: bool,
-    },
+    RebuildQueued { queued: bool },
+    /// The answer to `StatusV2`: every field of the report.
+    StatusV2(StatusReport),
 }
 
 /// The header of an admin response frame: which [`AdminResponse`] the payload holds.
@@ -290,6 +299,7 @@ pub enum AdminResponseKind {
     NotLeader,
     Error,
     RebuildQueued,
+    StatusV2,
 }
 
 impl AdminResponseKind {
@@ -302,6 +312,7 @@ impl AdminResponseKind {
             AdminResponseKind::NotLeader => "not-leader",
             AdminResponseKind::Error => "error",
             AdminResponseKind::RebuildQueued => "rebuild-queued",
+            AdminResponseKind::StatusV2 => "status-v2",
         }
     }
 }
@@ -312,7 +323,9 @@ impl Header for AdminResponseKind {
 
     fn payload_size_max_bytes(&self) -> usize {
         match self {
-            AdminResponseKind::Status | AdminResponseKind::Log => ADMIN_RESPONSE_SIZE_MAX_BYTES,
+            AdminResponseKind::Status | AdminResponseKind::StatusV2 | AdminResponseKind::Log => {
+                ADMIN_RESPONSE_SIZE_MAX_BYTES
+            }
             AdminResponseKind::Ok
             | AdminResponseKind::Committed
             | AdminResponseKind::NotLeader
@@ -340,6 +353,7 @@ impl AdminResponse {
             AdminResponse::NotLeader { .. } => AdminResponseKind::NotLeader,
             AdminResponse::Error { .. } => AdminResponseKind::Error,
             AdminResponse::RebuildQueued { .. } => AdminResponseKind::RebuildQueued,
+            AdminResponse::StatusV2(_) => AdminResponseKind::StatusV2,
         }
     }
 
@@ -418,4 +432,92 @@ fn decode_body<B: DeserializeOwned>(what: &'static str, payload: &[u8]) -> Resul
         });
     }
     Ok(body)
+}
+
+/// The v1 wire form of a status report (before `cert_not_after_unix_s`): what a `Status`
+/// answer carries, so a client that predates `StatusV2` decodes it unchanged.
+mod status_v1 {
+    use config::{Seq, VClusterId};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{ReplicaRole, ReplicaStatus, StatusReport};
+
+    #[derive(Serialize, Deserialize)]
+    struct ReportV1 {
+        replica: u64,
+        leader: Option<u64>,
+        term: u64,
+        commit_index: u64,
+        replicas: Vec<ReplicaV1>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct ReplicaV1 {
+        node_id: u64,
+        name: String,
+        role: ReplicaRole,
+        reachable: bool,
+        boot_addr: String,
+        admin_addr: String,
+        applied_index: u64,
+        applied_seq: Seq,
+        lag: u64,
+        state_digest: String,
+        overlays: Vec<(VClusterId, Seq)>,
+    }
+
+    pub fn serialize<S: Serializer>(report: &StatusReport, s: S) -> Result<S::Ok, S::Error> {
+        ReportV1 {
+            replica: report.replica,
+            leader: report.leader,
+            term: report.term,
+            commit_index: report.commit_index,
+            replicas: report
+                .replicas
+                .iter()
+                .map(|r| ReplicaV1 {
+                    node_id: r.node_id,
+                    name: r.name.clone(),
+                    role: r.role,
+                    reachable: r.reachable,
+                    boot_addr: r.boot_addr.clone(),
+                    admin_addr: r.admin_addr.clone(),
+                    applied_index: r.applied_index,
+                    applied_seq: r.applied_seq,
+                    lag: r.lag,
+                    state_digest: r.state_digest.clone(),
+                    overlays: r.overlays.clone(),
+                })
+                .collect(),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<StatusReport, D::Error> {
+        let v1 = ReportV1::deserialize(d)?;
+        Ok(StatusReport {
+            replica: v1.replica,
+            leader: v1.leader,
+            term: v1.term,
+            commit_index: v1.commit_index,
+            replicas: v1
+                .replicas
+                .into_iter()
+                .map(|r| ReplicaStatus {
+                    node_id: r.node_id,
+                    name: r.name,
+                    role: r.role,
+                    reachable: r.reachable,
+                    boot_addr: r.boot_addr,
+                    admin_addr: r.admin_addr,
+                    applied_index: r.applied_index,
+                    applied_seq: r.applied_seq,
+                    lag: r.lag,
+                    state_digest: r.state_digest,
+                    overlays: r.overlays,
+                    cert_not_after_unix_s: None,
+                })
+                .collect(),
+        })
+    }
 }

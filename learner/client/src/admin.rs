@@ -35,7 +35,7 @@ use conf::{self, ClusterFile};
 use net::quic::{self, QuicError, SocketConfig, TransportLimits};
 use net::rpc::{self, RpcError};
 use net::tls::{self, Identity, TlsError, TlsFiles, TlsMaterial};
-use net::Plane;
+use net::{CertExpiry, CertRole, Plane};
 
 /// Why an admin request failed on the client side. Answers the server sent (including its
 /// `Error` answers) are not client errors: they come back as `Ok(AdminResponse)`.
@@ -204,7 +204,10 @@ impl AdminClient {
     /// and follows `NotLeader` redirects. Reads are answered by the first replica reached.
     pub async fn request(&self, request: AdminRequest) -> Result<AdminResponse, ClientError> {
         let frame = request.encode()?;
-        let read_only = matches!(request, AdminRequest::Status | AdminRequest::Log { .. });
+        let read_only = matches!(
+            request,
+            AdminRequest::Status | AdminRequest::StatusV2 | AdminRequest::Log { .. }
+        );
         let deadline = Instant::now() + Duration::from_millis(CLIENT_TOTAL_TIMEOUT_MS);
         let mut attempts = Vec::new();
         let mut hops = 0usize;
@@ -361,15 +364,22 @@ impl AdminClient {
         if !extra.is_empty() {
             results.extend(self.query_status(extra).await);
         }
-        merge_status(results)
+        let mut status = merge_status(results);
+        status.set_cert_expiry_days(unix_now_s());
+        status
     }
 
+    /// Asks each target `StatusV2`; a replica that predates it (it refuses the unknown kind as
+    /// a bad request) is asked `Status`, and its row has no certificate expiry.
     async fn query_status(
         &self,
         targets: Vec<Target>,
     ) -> Vec<(Target, Result<StatusReport, String>)> {
-        let frame = match AdminRequest::Status.encode() {
-            Ok(frame) => frame,
+        let frames = AdminRequest::StatusV2
+            .encode()
+            .and_then(|v2| Ok((v2, AdminRequest::Status.encode()?)));
+        let (frame_v2, frame_v1) = match frames {
+            Ok(frames) => frames,
             Err(error) => {
                 return targets
                     .into_iter()
@@ -379,11 +389,22 @@ impl AdminClient {
         };
         let timeout = Duration::from_millis(CLIENT_STATUS_TIMEOUT_MS);
         let queries = targets.iter().map(|target| {
-            let frame = frame.clone();
+            let (frame_v2, frame_v1) = (frame_v2.clone(), frame_v1.clone());
             async move {
-                match tokio::time::timeout(timeout, self.exchange(target, &frame)).await {
+                let ask = async {
+                    match self.exchange(target, &frame_v2).await {
+                        Ok(AdminResponse::Error {
+                            code: proto::ErrorCode::BadRequest,
+                            ..
+                        }) => self.exchange(target, &frame_v1).await,
+                        answer => answer,
+                    }
+                };
+                match tokio::time::timeout(timeout, ask).await {
                     Err(_) => Err(format!("no answer within {CLIENT_STATUS_TIMEOUT_MS} ms")),
-                    Ok(Ok(AdminResponse::Status(report))) => Ok(report),
+                    Ok(Ok(AdminResponse::Status(report) | AdminResponse::StatusV2(report))) => {
+                        Ok(report)
+                    }
                     Ok(Ok(AdminResponse::Error { code, message })) => {
                         Err(format!("{code}: {message}"))
                     }
@@ -598,6 +619,34 @@ pub struct ClusterStatus {
     pub replicas: Vec<ReplicaView>,
 }
 
+impl ClusterStatus {
+    /// Fills every row's `cert_expires_in_days` as of `now_unix_s`.
+    pub fn set_cert_expiry_days(&mut self, now_unix_s: i64) {
+        for row in &mut self.replicas {
+            row.cert_expires_in_days = row.cert_expiry().map(|e| e.days_left(now_unix_s));
+        }
+    }
+}
+
+impl ReplicaView {
+    /// Its certificate's expiry, when it reported one.
+    pub fn cert_expiry(&self) -> Option<CertExpiry> {
+        let not_after = i64::try_from(self.cert_not_after_unix_s?).ok()?;
+        Some(CertExpiry {
+            name: self.name.clone(),
+            role: CertRole::Own(net::Role::Replica),
+            not_after_unix_s: not_after,
+        })
+    }
+}
+
+/// The wall clock in Unix seconds (0 before 1970).
+pub fn unix_now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// One replica in [`ClusterStatus`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ReplicaView {
@@ -618,6 +667,11 @@ pub struct ReplicaView {
     /// Hex blake3 of its journal state: equal on replicas at the same applied index.
     pub state_digest: String,
     pub overlays: Vec<OverlayView>,
+    /// `notAfter` of its replica certificate (Unix seconds), as it reported it itself;
+    /// `None` when it did not answer, or predates the field.
+    pub cert_not_after_unix_s: Option<u64>,
+    /// Whole days until then (negative once expired), at the moment of the query.
+    pub cert_expires_in_days: Option<i64>,
     /// Why the replica is not reachable, when it is not.
     pub error: Option<String>,
 }
@@ -669,6 +723,8 @@ fn member_view(
             lag: commit_index.saturating_sub(own.applied_index),
             state_digest: own.state_digest.clone(),
             overlays: overlay_views(&own.overlays),
+            cert_not_after_unix_s: own.cert_not_after_unix_s,
+            cert_expires_in_days: None,
             error: None,
         },
         None => ReplicaView {
@@ -683,6 +739,8 @@ fn member_view(
             lag: from_leader.map_or(0, |r| r.lag),
             state_digest: String::new(),
             overlays: Vec::new(),
+            cert_not_after_unix_s: None,
+            cert_expires_in_days: None,
             error,
         },
     }
@@ -724,6 +782,8 @@ fn unlisted_view(
             .as_ref()
             .map(|o| overlay_views(&o.overlays))
             .unwrap_or_default(),
+        cert_not_after_unix_s: own.as_ref().and_then(|o| o.cert_not_after_unix_s),
+        cert_expires_in_days: None,
         error,
     }
 }

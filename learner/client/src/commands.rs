@@ -573,9 +573,10 @@ pub fn status(args: StatusArgs) -> Result<()> {
         status.term, status.commit_index
     );
     println!(
-        "{:<16} {:>4} {:<8} {:<5} {:>8} {:>7} {:>6} {:<13} OVERLAYS",
-        "NAME", "ID", "ROLE", "UP", "APPLIED", "SEQ", "LAG", "DIGEST"
+        "{:<16} {:>4} {:<8} {:<5} {:>8} {:>7} {:>6} {:<13} {:<14} OVERLAYS",
+        "NAME", "ID", "ROLE", "UP", "APPLIED", "SEQ", "LAG", "DIGEST", "CERT EXPIRES"
     );
+    let now = crate::admin::unix_now_s();
     for r in &status.replicas {
         let id = r.node_id.map_or("-".to_owned(), |id| id.to_string());
         let digest: String = r.state_digest.chars().take(12).collect();
@@ -585,7 +586,7 @@ pub fn status(args: StatusArgs) -> Result<()> {
             .map(|o| format!("{}@{}", o.vcluster, o.seq))
             .collect();
         println!(
-            "{:<16} {:>4} {:<8} {:<5} {:>8} {:>7} {:>6} {:<13} {}",
+            "{:<16} {:>4} {:<8} {:<5} {:>8} {:>7} {:>6} {:<13} {:<14} {}",
             r.name,
             id,
             r.role,
@@ -598,13 +599,42 @@ pub fn status(args: StatusArgs) -> Result<()> {
             } else {
                 digest
             },
+            cert_expiry_cell(r, now),
             overlays.join(" ")
         );
         if let Some(error) = &r.error {
             println!("{:<16} unreachable: {error}", "");
         }
+        if let Some(expiry) = r.cert_expiry() {
+            let days = expiry.days_left(now);
+            match expiry.state(now) {
+                net::ExpiryState::Valid => {}
+                net::ExpiryState::ExpiresSoon => println!(
+                    "{:<16} ! certificate expires in {days} days: `bootstorm certs renew --replica {}`, then restart it",
+                    "", r.name
+                ),
+                net::ExpiryState::Expired => println!(
+                    "{:<16} ! certificate expired: `bootstorm certs renew --replica {}`, then restart it",
+                    "", r.name
+                ),
+            }
+        }
     }
     Ok(())
+}
+
+/// The `CERT EXPIRES` cell of a status row: the date, `!` and the days left when within
+/// `CERT_EXPIRY_WARNING_DAYS`, `EXPIRED` past it, `-` when the replica did not say.
+pub fn cert_expiry_cell(row: &crate::admin::ReplicaView, now_unix_s: i64) -> String {
+    let Some(expiry) = row.cert_expiry() else {
+        return "-".to_owned();
+    };
+    let date: String = expiry.not_after_rfc3339().chars().take(10).collect();
+    match expiry.state(now_unix_s) {
+        net::ExpiryState::Valid => date,
+        net::ExpiryState::ExpiresSoon => format!("{date} !{}d", expiry.days_left(now_unix_s)),
+        net::ExpiryState::Expired => format!("{date} EXPIRED"),
+    }
 }
 
 /// The request of a membership change.

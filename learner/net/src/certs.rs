@@ -250,8 +250,25 @@ impl ClusterCa {
         extra_sans: &[&str],
         validity_days: i64,
     ) -> Result<IssuedCert, TlsError> {
-        validate_name(name)?;
         validate_validity_days(validity_days)?;
+        let now = time::OffsetDateTime::now_utc();
+        let not_before = now - time::Duration::seconds(CLOCK_SKEW_ALLOWANCE_SECS);
+        let not_after = now + time::Duration::days(validity_days);
+        self.issue_between(role, name, extra_sans, not_before, not_after)
+    }
+
+    /// [`ClusterCa::issue`] valid exactly from `not_before` to `not_after`, unchecked against
+    /// the clock: for tests and fixtures that need a certificate already expired (or one that
+    /// expires at a known second). `certs issue` never calls it.
+    pub fn issue_between(
+        &self,
+        role: Role,
+        name: &str,
+        extra_sans: &[&str],
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> Result<IssuedCert, TlsError> {
+        validate_name(name)?;
         if role != Role::Replica && !extra_sans.is_empty() {
             return Err(TlsError::InvalidName {
                 name: name.into(),
@@ -287,7 +304,8 @@ impl ClusterCa {
         if role == Role::Replica {
             params.subject_alt_names = replica_sans(name, extra_sans)?;
         }
-        set_validity(&mut params, validity_days);
+        params.not_before = not_before;
+        params.not_after = not_after;
         let cert = params
             .signed_by(&key, &self.issuer)
             .map_err(|source| TlsError::Generate {

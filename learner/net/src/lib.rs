@@ -6,8 +6,8 @@
 //! Must never: handle a protocol message beyond its frame (accept loops, permits and handlers
 //! live in the daemon), link consensus code, or use a crypto provider other than `ring`.
 //!
-//! Layers, bottom up: `identity` (roles, planes, file names) → `error` → `material` (PEM files,
-//! peer identity) → `tls`, `certs`, `quic` → `rpc`. Nothing points up.
+//! Layers, bottom up: `identity` (roles, planes, file names) → `error` → `expiry` (a
+//! certificate's `notAfter`, pure) → `material` (PEM files, peer identity) → `tls`, `certs`, `quic` → `rpc`. Nothing points up.
 //!
 //! Invariants:
 //! - a plane's TLS config always advertises exactly that plane's ALPN, so a client dialling the
@@ -17,6 +17,7 @@
 
 pub mod certs;
 pub mod error;
+pub mod expiry;
 pub mod identity;
 pub mod material;
 pub mod quic;
@@ -28,6 +29,7 @@ pub use certs::{
     issue_node_cert, ClusterCa, ClusterCertFiles, Existing, IssuedMany,
 };
 pub use error::TlsError;
+pub use expiry::{CertExpiry, CertRole, ExpiryState, CERT_EXPIRY_WARNING_DAYS};
 pub use identity::{CertKeyPaths, Plane, Role};
 pub use material::{peer_identity, Identity, PeerIdentity, TlsFiles, TlsMaterial};
 pub use quic::{QuicError, ServerLimits, SocketConfig, TransportLimits};

@@ -74,7 +74,7 @@ impl Operation {
                     Operation::ProposeDerived
                 }
             },
-            AdminRequest::Status => Operation::Status,
+            AdminRequest::Status | AdminRequest::StatusV2 => Operation::Status,
             AdminRequest::Log { .. } => Operation::Log,
             AdminRequest::AddLearner { .. } => Operation::AddLearner,
             AdminRequest::Promote { .. } => Operation::Promote,

@@ -48,4 +48,6 @@ pub struct AdminContext {
     /// This replica's overlay task, which `RebuildOverlay` nudges while this replica leads;
     /// `None` (no overlay task) answers such requests `Unavailable`.
     pub overlay_nudger: Option<crate::replica::leader::OverlayNudger>,
+    /// `notAfter` (Unix seconds) of this replica's own certificate, for its row in `status`.
+    pub cert_not_after_unix_s: Option<u64>,
 }

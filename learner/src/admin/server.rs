@@ -15,7 +15,8 @@
 //!   `Unauthorized` naming the role, the CN and the operation;
 //! - writes are never forwarded: a follower answers `NotLeader { leader }` with the leader's
 //!   admin address from its raft metrics, and the client follows it;
-//! - `Status` and `Log` read the local state machine only; they never enter Raft;
+//! - `Status`, `StatusV2` and `Log` read the local state machine (and, for its own row, the
+//!   replica certificate's `notAfter`) only; they never enter Raft;
 //! - `RebuildOverlay` never enters Raft either: the leader answers at once (`RebuildQueued`)
 //!   and its overlay task proposes the `SetOverlay` (a follower answers `NotLeader`);
 //! - every wait is bounded: handshakes, request reads, response writes (`limits.rs`), Raft
@@ -244,7 +245,15 @@ impl Server {
                 Ok(command) => self.write(command).await,
                 Err(refusal) => refusal,
             },
-            AdminRequest::Status => self.status().await,
+            // One report; `Status` answers carry it in v1 bytes (no certificate expiry).
+            AdminRequest::Status => match self.status().await {
+                Ok(report) => AdminResponse::Status(report),
+                Err(refusal) => refusal,
+            },
+            AdminRequest::StatusV2 => match self.status().await {
+                Ok(report) => AdminResponse::StatusV2(report),
+                Err(refusal) => refusal,
+            },
             AdminRequest::Log {
                 scope,
                 since,
@@ -490,8 +499,9 @@ impl Server {
         }
     }
 
-    /// This replica's view of the cluster, from its raft metrics and local state machine.
-    async fn status(&self) -> AdminResponse {
+    /// This replica's view of the cluster, from its raft metrics and local state machine (or
+    /// the error to answer). Only its own row carries a certificate expiry.
+    async fn status(&self) -> Result<StatusReport, AdminResponse> {
         let metrics = self.ctx.raft.metrics().borrow().clone();
         let committed = tokio::time::timeout(
             Duration::from_millis(STATUS_RAFT_QUERY_TIMEOUT_MS),
@@ -506,10 +516,10 @@ impl Server {
             match tokio::task::spawn_blocking(move || local_view(&reader, cached)).await {
                 Ok(local) => local,
                 Err(error) => {
-                    return AdminResponse::error(
+                    return Err(AdminResponse::error(
                         ErrorCode::Internal,
                         format!("computing the local status failed: {error}"),
-                    )
+                    ))
                 }
             }
         };
@@ -544,6 +554,7 @@ impl Server {
                 lag: 0,
                 state_digest: String::new(),
                 overlays: Vec::new(),
+                cert_not_after_unix_s: None,
             };
             if *id == self.ctx.node_id {
                 row.reachable = true;
@@ -552,6 +563,7 @@ impl Server {
                 row.lag = commit_index.saturating_sub(applied_index);
                 row.state_digest = local.state_digest.clone();
                 row.overlays = local.overlays.clone();
+                row.cert_not_after_unix_s = self.ctx.cert_not_after_unix_s;
             } else if let Some(matched) = replication.and_then(|r| r.get(id)) {
                 // Only the leader has replication metrics: what it knows each peer holds.
                 let matched = matched.map(|log_id| log_id.index);
@@ -561,7 +573,7 @@ impl Server {
             }
             replicas.push(row);
         }
-        AdminResponse::Status(StatusReport {
+        Ok(StatusReport {
             replica: self.ctx.node_id,
             leader: metrics.current_leader,
             term: metrics.current_term,

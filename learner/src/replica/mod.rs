@@ -44,7 +44,10 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{self, ReplicaMetrics};
 use crate::raftnet::{self, limits::RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS, RaftNet};
 use conf::{ReplicaConf, Role};
-use net::{quic, tls, Plane, ServerLimits, SocketConfig, TlsFiles, TlsMaterial};
+use net::{
+    quic, tls, CertExpiry, CertRole, ExpiryState, Plane, ServerLimits, SocketConfig, TlsFiles,
+    TlsMaterial,
+};
 use raftstore::{LogStore, RaftNodeId, ReplicaNode, ReplicaReader, TypeConfig};
 
 /// Longest `shutdown` waits for the raft plane and the leader tasks to stop before it aborts
@@ -83,6 +86,18 @@ pub enum ReplicaError {
     Faults(String),
     #[error("reading the bound address of the raft endpoint: {0}")]
     LocalAddr(std::io::Error),
+    #[error(
+        "the certificate of replica {name} in {} expired on {not_after}; \
+         issue it a new one with `bootstorm certs renew --dir DIR --replica {name}` \
+         (the directory holding the cluster CA) and start it again",
+        path.display()
+    )]
+    CertExpired {
+        name: String,
+        path: std::path::PathBuf,
+        /// RFC 3339.
+        not_after: String,
+    },
 }
 
 /// Knobs tests and tools may change; `Default` is what `bootstorm serve` uses.
@@ -165,6 +180,9 @@ pub struct Replica {
     /// The replica's certificate and the cluster CA, loaded once (the admin and boot planes
     /// reuse them).
     pub tls: TlsMaterial,
+    /// When the certificates above expire: its own first, then the CA's (the sampler's
+    /// `bootstorm_cert_expiry_seconds`, its own row in `status`).
+    pub cert_expiries: Vec<CertExpiry>,
     /// What opening the storage found and repaired.
     pub recovery: raftstore::Recovery,
     /// A handle on the raft log, for fsync statistics.
@@ -192,17 +210,40 @@ struct RaftPlane {
     net: RaftNet,
 }
 
-/// Loads the replica's certificate, key and cluster CA from the files `conf.tls` names.
-fn load_tls(conf: &ReplicaConf) -> Result<TlsMaterial, ReplicaError> {
+/// Loads the replica's certificate, key and cluster CA from the files `conf.tls` names, and
+/// their expiries (own certificate first, then every CA certificate). An own certificate
+/// already past its `notAfter` is refused here, before anything starts: its peers would
+/// refuse every handshake anyway, and this says why and what to do.
+fn load_tls(conf: &ReplicaConf) -> Result<(TlsMaterial, Vec<CertExpiry>), ReplicaError> {
+    let tls_err = |source| ReplicaError::Tls {
+        name: conf.name.clone(),
+        source: Box::new(source),
+    };
     let tls_files = TlsFiles {
         ca_cert: conf.tls.ca.clone(),
         cert: conf.tls.cert.clone(),
         key: conf.tls.key.clone(),
     };
-    TlsMaterial::load(&tls_files).map_err(|source| ReplicaError::Tls {
-        name: conf.name.clone(),
-        source: Box::new(source),
-    })
+    let material = TlsMaterial::load(&tls_files).map_err(tls_err)?;
+    let leaf = material
+        .identity
+        .cert_chain
+        .first()
+        .expect("load_cert_chain returns at least one certificate");
+    let mut expiries =
+        vec![CertExpiry::of_cert(leaf, CertRole::Own(net::Role::Replica)).map_err(tls_err)?];
+    for ca in net::material::load_cert_chain(&conf.tls.ca).map_err(tls_err)? {
+        expiries.push(CertExpiry::of_cert(&ca, CertRole::Ca).map_err(tls_err)?);
+    }
+    let own = &expiries[0];
+    if own.state(metrics::unix_now_s()) == ExpiryState::Expired {
+        return Err(ReplicaError::CertExpired {
+            name: conf.name.clone(),
+            path: conf.tls.cert.clone(),
+            not_after: own.not_after_rfc3339(),
+        });
+    }
+    Ok((material, expiries))
 }
 
 /// Opens (recovering) the raft storage in `conf.data_dir`, off the async workers: recovery
@@ -326,10 +367,10 @@ impl Replica {
         options: ReplicaOptions,
         shutdown: CancellationToken,
     ) -> Result<Replica, ReplicaError> {
-        let tls = load_tls(&conf)?;
+        let (tls, cert_expiries) = load_tls(&conf)?;
         let storage = open_storage(&conf).await?;
         let config = Arc::new(raft_config(&conf, &options)?);
-        let metrics = ReplicaMetrics::new(&conf.name);
+        let metrics = ReplicaMetrics::new(&conf.name, &cert_expiries);
         let plane = bind_raft_plane(&conf, &tls, &metrics)?;
 
         let log = storage.log.clone();
@@ -368,6 +409,7 @@ impl Replica {
             reader,
             raft_addr: plane.addr,
             tls,
+            cert_expiries,
             recovery: storage.recovery,
             log,
             metrics,

@@ -282,6 +282,7 @@ impl TestCluster {
             conf: conf.clone(),
             // No overlay task here: `RebuildOverlay` is tested with real daemons.
             overlay_nudger: None,
+            cert_not_after_unix_s: own_cert_not_after(&files.cert),
         });
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(admin::serve(endpoint, ctx, shutdown.clone()));
@@ -398,4 +399,12 @@ pub async fn wait_applied(raft: &Raft<TypeConfig>, index: u64) {
         .applied_index_at_least(Some(index), "applied")
         .await
         .expect("applied in time");
+}
+
+/// `notAfter` of the certificate in `path`, as the daemon reports it in its own status row.
+fn own_cert_not_after(path: &std::path::Path) -> Option<u64> {
+    let chain = net::material::load_cert_chain(path).expect("test certificate");
+    let own = net::CertExpiry::of_cert(&chain[0], net::CertRole::Own(net::Role::Replica))
+        .expect("test certificate");
+    u64::try_from(own.not_after_unix_s).ok()
 }

@@ -132,10 +132,12 @@ fn admin_payload_limits() {
         AdminRequestKind::Promote,
         AdminRequestKind::Remove,
         AdminRequestKind::RebuildOverlay,
+        AdminRequestKind::StatusV2,
     ] {
         payload_edge(kind, ADMIN_CONTROL_MESSAGE_SIZE_MAX_BYTES);
     }
     payload_edge(AdminResponseKind::Status, ADMIN_RESPONSE_SIZE_MAX_BYTES);
+    payload_edge(AdminResponseKind::StatusV2, ADMIN_RESPONSE_SIZE_MAX_BYTES);
     payload_edge(AdminResponseKind::Log, ADMIN_RESPONSE_SIZE_MAX_BYTES);
     for kind in [
         AdminResponseKind::Ok,

@@ -326,3 +326,73 @@ fn alpn_ids() {
     "#]]
     .assert_debug_eq(&ids);
 }
+
+fn status_report(cert_not_after_unix_s: Option<u64>) -> proto::StatusReport {
+    proto::StatusReport {
+        replica: 1,
+        leader: Some(1),
+        term: 2,
+        commit_index: 9,
+        replicas: vec![proto::ReplicaStatus {
+            node_id: 1,
+            name: "v1".into(),
+            role: proto::ReplicaRole::Voter,
+            reachable: true,
+            boot_addr: "a:1".into(),
+            admin_addr: "a:2".into(),
+            applied_index: 9,
+            applied_seq: 3,
+            lag: 0,
+            state_digest: "ab".into(),
+            overlays: vec![("gpu".into(), 3)],
+            cert_not_after_unix_s,
+        }],
+    }
+}
+
+#[test]
+fn admin_status_v1_bytes_stay_and_v2_adds_the_certificate_expiry() {
+    // `Status` keeps its v1 bytes whatever the report holds, so clients that predate
+    // `StatusV2` decode it; the expiry travels only in `StatusV2` (tags 9 and 7).
+    let v1 = AdminResponse::Status(status_report(Some(1_893_456_000)));
+    let v1_plain = AdminResponse::Status(status_report(None));
+    assert_eq!(
+        dump(&v1.encode().unwrap()),
+        dump(&v1_plain.encode().unwrap())
+    );
+    check(
+        v1.encode().unwrap(),
+        expect![[r#"
+            prefix  b1 00 01 00 00 00 21
+            header  02
+            payload 33 bytes:
+                    02 01 01 01 02 09 01 01 02 76 31 00 01 03 61 3a
+                    31 03 61 3a 32 09 03 00 02 61 62 01 03 67 70 75
+                    03
+        "#]],
+    );
+    let decoded = AdminResponse::decode(v1.encode().unwrap().to_bytes()).unwrap();
+    assert_eq!(decoded, v1_plain, "a v1 answer decodes with no expiry");
+    check(
+        AdminRequest::StatusV2.encode().unwrap(),
+        expect![[r#"
+            prefix  b1 00 01 00 00 00 01
+            header  09
+            payload 1 bytes:
+                    09
+        "#]],
+    );
+    check(
+        AdminResponse::StatusV2(status_report(Some(1_893_456_000)))
+            .encode()
+            .unwrap(),
+        expect![[r#"
+            prefix  b1 00 01 00 00 00 27
+            header  07
+            payload 39 bytes:
+                    07 01 01 01 02 09 01 01 02 76 31 00 01 03 61 3a
+                    31 03 61 3a 32 09 03 00 02 61 62 01 03 67 70 75
+                    03 01 80 b1 ef 86 07
+        "#]],
+    );
+}

@@ -358,6 +358,7 @@ pub fn admin_request() -> impl Strategy<Value = AdminRequest> {
         }),
         journal_command().prop_map(AdminRequest::Propose),
         Just(AdminRequest::Status),
+        Just(AdminRequest::StatusV2),
         (option::of(scope()), any::<u64>(), any::<u32>()).prop_map(|(scope, since, limit)| {
             AdminRequest::Log {
                 scope,
@@ -419,6 +420,37 @@ pub fn replica_status() -> impl Strategy<Value = ReplicaStatus> {
                 lag,
                 state_digest,
                 overlays,
+                // `Status` answers carry v1 bytes, which have no such field.
+                cert_not_after_unix_s: None,
+            },
+        )
+}
+
+/// A row of a `StatusV2` answer: every field, the certificate expiry included.
+pub fn replica_status_v2() -> impl Strategy<Value = ReplicaStatus> {
+    (replica_status(), option::of(any::<u64>())).prop_map(|(row, cert_not_after_unix_s)| {
+        ReplicaStatus {
+            cert_not_after_unix_s,
+            ..row
+        }
+    })
+}
+
+fn status_report(row: impl Strategy<Value = ReplicaStatus>) -> impl Strategy<Value = StatusReport> {
+    (
+        any::<u64>(),
+        option::of(any::<u64>()),
+        any::<u64>(),
+        any::<u64>(),
+        vec(row, 0..4),
+    )
+        .prop_map(
+            |(replica, leader, term, commit_index, replicas)| StatusReport {
+                replica,
+                leader,
+                term,
+                commit_index,
+                replicas,
             },
         )
 }
@@ -428,22 +460,7 @@ pub fn admin_response() -> impl Strategy<Value = AdminResponse> {
         Just(AdminResponse::Ok),
         (option::of(any::<u64>()), any::<u64>())
             .prop_map(|(seq, log_index)| AdminResponse::Committed { seq, log_index }),
-        (
-            any::<u64>(),
-            option::of(any::<u64>()),
-            any::<u64>(),
-            any::<u64>(),
-            vec(replica_status(), 0..4)
-        )
-            .prop_map(|(replica, leader, term, commit_index, replicas)| {
-                AdminResponse::Status(StatusReport {
-                    replica,
-                    leader,
-                    term,
-                    commit_index,
-                    replicas,
-                })
-            }),
+        status_report(replica_status()).prop_map(AdminResponse::Status),
         (vec(config_entry(), 0..3), option::of(any::<u64>())).prop_map(|(entries, next_since)| {
             AdminResponse::Log {
                 entries,
@@ -453,6 +470,7 @@ pub fn admin_response() -> impl Strategy<Value = AdminResponse> {
         option::of(addr()).prop_map(|leader| AdminResponse::NotLeader { leader }),
         (error_code(), text()).prop_map(|(code, message)| AdminResponse::Error { code, message }),
         any::<bool>().prop_map(|queued| AdminResponse::RebuildQueued { queued }),
+        status_report(replica_status_v2()).prop_map(AdminResponse::StatusV2),
     ]
 }
 
