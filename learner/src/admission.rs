@@ -1,6 +1,6 @@
 //! The admission shell of a QUIC plane: the accept loop and everything decided about a
 //! connection before and around its plane's own work, in one place for every plane that
-//! uses it (the boot plane; the raft and admin planes keep their own loops for now).
+//! uses it (the boot and admin planes; the raft plane keeps its own loop).
 //!
 //! At quinn's `Incoming`, outermost first, before any handshake crypto:
 //! 1. **address validation**: a client whose address quinn has not validated gets a QUIC Retry
@@ -19,13 +19,16 @@
 //!    (`queue_max` waiters, `queue_wait_max_ms` each), else refused.
 //!
 //! Around an admitted connection: the handshake has its own budget (`handshake_max_ms`), the
-//! plane's work runs under a lifetime bound (`lifetime_max_ms`), and [`Admitted::accept_bi`]
-//! closes a connection that has had no stream open for `streamless_max_ms`.
+//! plane's work runs under a lifetime bound (`lifetime_max_ms`, if the plane sets one), and
+//! [`Admitted::accept_bi`] closes a connection that has had no stream open for
+//! `streamless_max_ms`.
 //!
 //! Invariants: no permit, queue slot, per-source entry or task is ever held for an
 //! unvalidated address; the per-source map holds only addresses with a connection admitted or
 //! queued, so it is bounded by `connections_max + queue_max` entries; every admitted
-//! connection ends within `handshake_max_ms + lifetime_max_ms` (+ the plane's drain).
+//! connection ends within `handshake_max_ms + lifetime_max_ms` (+ the plane's drain) when the
+//! plane sets a lifetime; without one, an idle connection still ends after
+//! `streamless_max_ms`, and at shutdown every connection within `shutdown_drain_ms`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -64,8 +67,9 @@ pub struct AdmissionLimits {
     pub handshake_max_ms: u64,
     /// Longest time an admitted connection may have no stream open.
     pub streamless_max_ms: u64,
-    /// Longest an admitted connection may be served after its handshake.
-    pub lifetime_max_ms: u64,
+    /// Longest an admitted connection may be served after its handshake; `None`: no lifetime
+    /// bound (a plane whose clients legitimately hold a connection for long, see its limits).
+    pub lifetime_max_ms: Option<u64>,
     /// How long `serve` waits at shutdown for the endpoint to drain.
     pub shutdown_drain_ms: u64,
 }
@@ -321,7 +325,8 @@ async fn connection<H, F>(
             return; // dropping `Connecting` abandons the handshake
         }
     };
-    let lifetime = Duration::from_millis(admission.limits.lifetime_max_ms);
+    let lifetime = admission.limits.lifetime_max_ms.map(Duration::from_millis);
+    let drain = Duration::from_millis(admission.limits.shutdown_drain_ms);
     let admitted = Admitted {
         conn: conn.clone(),
         streamless: Duration::from_millis(admission.limits.streamless_max_ms),
@@ -331,11 +336,19 @@ async fn connection<H, F>(
     };
     tokio::select! {
         _ = handler(admitted) => {}
-        _ = tokio::time::sleep(lifetime) => {
+        _ = sleep_or_never(lifetime) => {
             (admission.on_event)(Event::ClosedLifetime);
             conn.close(close_code::LIFETIME.into(), b"connection lifetime reached; open a new one");
         }
         // The handler sees the shutdown itself; this only bounds it.
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(lifetime).await } => {}
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(lifetime.unwrap_or(drain)).await } => {}
+    }
+}
+
+/// Sleeps for `duration`, or forever when there is none.
+async fn sleep_or_never(duration: Option<Duration>) {
+    match duration {
+        Some(duration) => tokio::time::sleep(duration).await,
+        None => std::future::pending().await,
     }
 }
