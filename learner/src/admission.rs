@@ -1,6 +1,6 @@
 //! The admission shell of a QUIC plane: the accept loop and everything decided about a
 //! connection before and around its plane's own work, in one place for every plane that
-//! uses it (the boot and admin planes; the raft plane keeps its own loop).
+//! uses it (the boot, admin and raft planes).
 //!
 //! At quinn's `Incoming`, outermost first, before any handshake crypto:
 //! 1. **address validation**: a client whose address quinn has not validated gets a QUIC Retry
@@ -21,14 +21,15 @@
 //! Around an admitted connection: the handshake has its own budget (`handshake_max_ms`), the
 //! plane's work runs under a lifetime bound (`lifetime_max_ms`, if the plane sets one), and
 //! [`Admitted::accept_bi`] closes a connection that has had no stream open for
-//! `streamless_max_ms`.
+//! `streamless_max_ms` (if the plane sets one: raft peers hold connections between bursts).
 //!
 //! Invariants: no permit, queue slot, per-source entry or task is ever held for an
 //! unvalidated address; the per-source map holds only addresses with a connection admitted or
 //! queued, so it is bounded by `connections_max + queue_max` entries; every admitted
 //! connection ends within `handshake_max_ms + lifetime_max_ms` (+ the plane's drain) when the
 //! plane sets a lifetime; without one, an idle connection still ends after
-//! `streamless_max_ms`, and at shutdown every connection within `shutdown_drain_ms`.
+//! `streamless_max_ms` if set (else at the transport's idle timeout once its peer is gone),
+//! and at shutdown every connection within `shutdown_drain_ms`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -65,8 +66,9 @@ pub struct AdmissionLimits {
     pub per_source_max: usize,
     /// From an accepted `Incoming` to a finished handshake.
     pub handshake_max_ms: u64,
-    /// Longest time an admitted connection may have no stream open.
-    pub streamless_max_ms: u64,
+    /// Longest time an admitted connection may have no stream open; `None`: no bound (a plane
+    /// whose authenticated peers hold connections between bursts of streams).
+    pub streamless_max_ms: Option<u64>,
     /// Longest an admitted connection may be served after its handshake; `None`: no lifetime
     /// bound (a plane whose clients legitimately hold a connection for long, see its limits).
     pub lifetime_max_ms: Option<u64>,
@@ -127,7 +129,7 @@ impl Drop for SourceClaim {
 /// the per-source claim until the handler returns.
 pub struct Admitted {
     pub conn: Connection,
-    streamless: Duration,
+    streamless: Option<Duration>,
     admission: Arc<Admission>,
     _permit: OwnedSemaphorePermit,
     _claim: SourceClaim,
@@ -135,13 +137,13 @@ pub struct Admitted {
 
 impl Admitted {
     /// The next stream the client opens, or `None` when the connection ended — including when
-    /// `idle` (no stream of the connection is open) lasted `streamless_max_ms`, in which case
-    /// the connection is closed here.
+    /// `idle` (no stream of the connection is open) lasted `streamless_max_ms` (if set), in
+    /// which case the connection is closed here.
     pub async fn accept_bi(&self, idle: bool) -> Option<(SendStream, RecvStream)> {
-        if !idle {
+        let Some(streamless) = self.streamless.filter(|_| idle) else {
             return self.conn.accept_bi().await.ok();
-        }
-        match tokio::time::timeout(self.streamless, self.conn.accept_bi()).await {
+        };
+        match tokio::time::timeout(streamless, self.conn.accept_bi()).await {
             Ok(accepted) => accepted.ok(),
             Err(_) => {
                 (self.admission.on_event)(Event::ClosedStreamless);
@@ -329,7 +331,10 @@ async fn connection<H, F>(
     let drain = Duration::from_millis(admission.limits.shutdown_drain_ms);
     let admitted = Admitted {
         conn: conn.clone(),
-        streamless: Duration::from_millis(admission.limits.streamless_max_ms),
+        streamless: admission
+            .limits
+            .streamless_max_ms
+            .map(Duration::from_millis),
         admission: admission.clone(),
         _permit: permit,
         _claim: claim,

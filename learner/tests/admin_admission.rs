@@ -136,7 +136,7 @@ const STREAMLESS_MS: u64 = 400;
 async fn cluster_with_short_streamless_bound() -> TestCluster {
     let mut cluster = TestCluster::empty();
     let limits = AdmissionLimits {
-        streamless_max_ms: STREAMLESS_MS,
+        streamless_max_ms: Some(STREAMLESS_MS),
         ..bootstorm::admin::admission_limits()
     };
     let node = cluster.start_node_with(1, conf::Role::Voter, limits).await;

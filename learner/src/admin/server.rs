@@ -90,7 +90,7 @@ pub fn admission_limits() -> AdmissionLimits {
         queue_wait_max_ms: 0,
         per_source_max: ADMIN_CONNECTIONS_PER_SOURCE_MAX,
         handshake_max_ms: ADMIN_HANDSHAKE_TIMEOUT_MS,
-        streamless_max_ms: ADMIN_CONNECTION_STREAMLESS_MAX_MS,
+        streamless_max_ms: Some(ADMIN_CONNECTION_STREAMLESS_MAX_MS),
         lifetime_max_ms: ADMIN_CONNECTION_LIFETIME_MAX_MS,
         shutdown_drain_ms: ADMIN_SHUTDOWN_DRAIN_MS,
     }
