@@ -1,16 +1,19 @@
 //! The admin plane's admission (`bootstorm::admission`, shared with the boot plane) against a
 //! real admin server on loopback: one source is capped at `ADMIN_CONNECTIONS_PER_SOURCE_MAX`
 //! while an admin from another source commits, and a connection with no stream open is closed
-//! past the streamless bound while an admin's normal pauses between requests are not.
+//! past the streamless bound while an admin's normal pauses between requests are not, and
+//! spoofed admin Initials get a Retry and hold nothing while an admin commits.
 
 mod admin_support;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use admin_support::{wait_leader, TestCluster, ADMIN, WAIT};
 use bootstorm::admin::limits::ADMIN_CONNECTIONS_PER_SOURCE_MAX;
 use bootstorm::admission::{close_code, AdmissionLimits};
+use bootstorm_loadtest::flood;
 use client::admin::{AdminClient, Target};
 use client::commands::{self, PolicyAction, PolicyArgs};
 use net::certs::Role as CertRole;
@@ -125,6 +128,51 @@ async fn a_thousand_handshakes_from_one_source_are_capped_and_an_admin_from_anot
         "one past the cap is refused again"
     );
     drop(held);
+    cluster.stop().await;
+}
+
+/// Creates vCluster `name` through the CLI command function; the time it took.
+async fn create_vcluster(cluster: &TestCluster, name: &str) -> Duration {
+    let cluster_file = cluster.cluster_file(&format!("{name}.toml"), &[&cluster.nodes[0]]);
+    let args = PolicyArgs {
+        action: PolicyAction::Set {
+            cluster: cluster_file,
+            vcluster: name.into(),
+            description: format!("the {name} vcluster"),
+            auto_converge: false,
+            settings: vec!["partition=batch".into()],
+            json: true,
+        },
+    };
+    let started = Instant::now();
+    let committed = commands::run_policy(&args)
+        .await
+        .expect("the admin commits");
+    assert!(committed.seq.is_some());
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spoofed_admin_initials_get_a_retry_and_an_admin_commits_during_the_flood() {
+    // Every slot of the admin plane could be taken by 64 spoofed Initials, each for the
+    // handshake budget, if they were admitted before address validation.
+    let cluster = TestCluster::single().await;
+    let addr = cluster.nodes[0].admin_addr;
+    let initials =
+        flood::craft_initials_with(256, addr, "replica-1", admin_quic_config(&cluster)).unwrap();
+    let until = Instant::now() + Duration::from_millis(3_000);
+    let spoofer = tokio::spawn(flood::spoofed_initials(
+        addr,
+        Arc::new(initials),
+        2_000,
+        256,
+        until,
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await; // ~1,000 Initials in already
+    let took = create_vcluster(&cluster, "compute").await;
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let (sent, _dropped) = spoofer.await.unwrap().unwrap();
+    assert!(sent >= 4_000, "the flood ran: {sent}");
     cluster.stop().await;
 }
 
