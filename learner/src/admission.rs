@@ -1,6 +1,6 @@
 //! The admission shell of a QUIC plane: the accept loop and everything decided about a
 //! connection before and around its plane's own work, in one place for every plane that
-//! uses it (the boot plane; the raft and admin planes keep their own loops for now).
+//! uses it (the boot, admin and raft planes).
 //!
 //! At quinn's `Incoming`, outermost first, before any handshake crypto:
 //! 1. **address validation**: a client whose address quinn has not validated gets a QUIC Retry
@@ -19,13 +19,17 @@
 //!    (`queue_max` waiters, `queue_wait_max_ms` each), else refused.
 //!
 //! Around an admitted connection: the handshake has its own budget (`handshake_max_ms`), the
-//! plane's work runs under a lifetime bound (`lifetime_max_ms`), and [`Admitted::accept_bi`]
-//! closes a connection that has had no stream open for `streamless_max_ms`.
+//! plane's work runs under a lifetime bound (`lifetime_max_ms`, if the plane sets one), and
+//! [`Admitted::accept_bi`] closes a connection that has had no stream open for
+//! `streamless_max_ms` (if the plane sets one: raft peers hold connections between bursts).
 //!
 //! Invariants: no permit, queue slot, per-source entry or task is ever held for an
 //! unvalidated address; the per-source map holds only addresses with a connection admitted or
 //! queued, so it is bounded by `connections_max + queue_max` entries; every admitted
-//! connection ends within `handshake_max_ms + lifetime_max_ms` (+ the plane's drain).
+//! connection ends within `handshake_max_ms + lifetime_max_ms` (+ the plane's drain) when the
+//! plane sets a lifetime; without one, an idle connection still ends after
+//! `streamless_max_ms` if set (else at the transport's idle timeout once its peer is gone),
+//! and at shutdown every connection within `shutdown_drain_ms`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -62,10 +66,12 @@ pub struct AdmissionLimits {
     pub per_source_max: usize,
     /// From an accepted `Incoming` to a finished handshake.
     pub handshake_max_ms: u64,
-    /// Longest time an admitted connection may have no stream open.
-    pub streamless_max_ms: u64,
-    /// Longest an admitted connection may be served after its handshake.
-    pub lifetime_max_ms: u64,
+    /// Longest time an admitted connection may have no stream open; `None`: no bound (a plane
+    /// whose authenticated peers hold connections between bursts of streams).
+    pub streamless_max_ms: Option<u64>,
+    /// Longest an admitted connection may be served after its handshake; `None`: no lifetime
+    /// bound (a plane whose clients legitimately hold a connection for long, see its limits).
+    pub lifetime_max_ms: Option<u64>,
     /// How long `serve` waits at shutdown for the endpoint to drain.
     pub shutdown_drain_ms: u64,
 }
@@ -123,7 +129,7 @@ impl Drop for SourceClaim {
 /// the per-source claim until the handler returns.
 pub struct Admitted {
     pub conn: Connection,
-    streamless: Duration,
+    streamless: Option<Duration>,
     admission: Arc<Admission>,
     _permit: OwnedSemaphorePermit,
     _claim: SourceClaim,
@@ -131,13 +137,13 @@ pub struct Admitted {
 
 impl Admitted {
     /// The next stream the client opens, or `None` when the connection ended — including when
-    /// `idle` (no stream of the connection is open) lasted `streamless_max_ms`, in which case
-    /// the connection is closed here.
+    /// `idle` (no stream of the connection is open) lasted `streamless_max_ms` (if set), in
+    /// which case the connection is closed here.
     pub async fn accept_bi(&self, idle: bool) -> Option<(SendStream, RecvStream)> {
-        if !idle {
+        let Some(streamless) = self.streamless.filter(|_| idle) else {
             return self.conn.accept_bi().await.ok();
-        }
-        match tokio::time::timeout(self.streamless, self.conn.accept_bi()).await {
+        };
+        match tokio::time::timeout(streamless, self.conn.accept_bi()).await {
             Ok(accepted) => accepted.ok(),
             Err(_) => {
                 (self.admission.on_event)(Event::ClosedStreamless);
@@ -321,21 +327,33 @@ async fn connection<H, F>(
             return; // dropping `Connecting` abandons the handshake
         }
     };
-    let lifetime = Duration::from_millis(admission.limits.lifetime_max_ms);
+    let lifetime = admission.limits.lifetime_max_ms.map(Duration::from_millis);
+    let drain = Duration::from_millis(admission.limits.shutdown_drain_ms);
     let admitted = Admitted {
         conn: conn.clone(),
-        streamless: Duration::from_millis(admission.limits.streamless_max_ms),
+        streamless: admission
+            .limits
+            .streamless_max_ms
+            .map(Duration::from_millis),
         admission: admission.clone(),
         _permit: permit,
         _claim: claim,
     };
     tokio::select! {
         _ = handler(admitted) => {}
-        _ = tokio::time::sleep(lifetime) => {
+        _ = sleep_or_never(lifetime) => {
             (admission.on_event)(Event::ClosedLifetime);
             conn.close(close_code::LIFETIME.into(), b"connection lifetime reached; open a new one");
         }
         // The handler sees the shutdown itself; this only bounds it.
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(lifetime).await } => {}
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(lifetime.unwrap_or(drain)).await } => {}
+    }
+}
+
+/// Sleeps for `duration`, or forever when there is none.
+async fn sleep_or_never(duration: Option<Duration>) {
+    match duration {
+        Some(duration) => tokio::time::sleep(duration).await,
+        None => std::future::pending().await,
     }
 }

@@ -236,23 +236,112 @@ async fn a_bound_node_certificate_cannot_fetch_another_nodes_delta() {
         .fetch("node-0001", None, None)
         .await
         .unwrap();
-    // The base overlay stays shareable: phase 1 for another node is answered.
+    // Both phases are refused (the agent may ask for them at once); the delta by itself too:
     let conn = h.raw_connection(Some("node-0001")).await;
-    let base = Harness::exchange(
-        &conn,
-        &BootRequest::FetchBase {
-            node: "node-0002".into(),
-            have_hash: None,
-            min_seq: None,
-        },
-    )
-    .await;
+    let delta = BootRequest::FetchDelta {
+        node: "node-0002".into(),
+        min_seq: None,
+    };
+    let refused = Harness::exchange(&conn, &delta).await.header;
+    assert_not_bound(&refused, "node-0001", "node-0002");
+    assert!(h.ctx.stats.errors(ErrorCode::NodeNotBound) >= 2);
+}
+
+/// A request for `node`'s base overlay on `conn`.
+async fn fetch_base(conn: &quinn::Connection, node: &str) -> BootResponse {
+    let request = BootRequest::FetchBase {
+        node: node.into(),
+        have_hash: None,
+        min_seq: None,
+    };
+    Harness::exchange(conn, &request).await.header
+}
+
+fn assert_not_bound(answer: &BootResponse, bound: &str, asked: &str) {
+    let BootResponse::Error { code, message } = answer else {
+        panic!("expected a refusal, got {answer:?}")
+    };
+    assert_eq!(*code, ErrorCode::NodeNotBound, "{message}");
     assert!(
-        matches!(base.header, BootResponse::Base { .. }),
-        "{:?}",
-        base.header
+        message.contains(bound) && message.contains(asked),
+        "the refusal names both node ids: {message}"
     );
-    assert_eq!(h.ctx.stats.errors(ErrorCode::NodeNotBound), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_node_certificate_fetches_only_its_own_base_overlay() {
+    let h = Harness::start(Options::default()).await;
+    let state = h.journal.state();
+    let vcluster = |node: &str| state.node_states[node].vcluster.clone();
+    assert_ne!(
+        vcluster("node-0001"),
+        vcluster("node-0002"),
+        "another vCluster"
+    );
+    assert_eq!(
+        vcluster("node-0001"),
+        vcluster("node-0003"),
+        "the same vCluster"
+    );
+    let conn = h.raw_connection(Some("node-0001")).await;
+    // Another vCluster's base through another node's id: refused, naming both.
+    assert_not_bound(
+        &fetch_base(&conn, "node-0002").await,
+        "node-0001",
+        "node-0002",
+    );
+    // The same vCluster through another node's id: refused too (the strict rule: a node names
+    // only itself; see `boot::answer::not_bound`).
+    assert_not_bound(
+        &fetch_base(&conn, "node-0003").await,
+        "node-0001",
+        "node-0003",
+    );
+    // An id no node has: the binding answers first, before existence is looked up.
+    assert_not_bound(
+        &fetch_base(&conn, "node-9999").await,
+        "node-0001",
+        "node-9999",
+    );
+    // Its own: served, on the same connection (a refusal does not end it).
+    let own = fetch_base(&conn, "node-0001").await;
+    assert!(
+        matches!(&own, BootResponse::Base { vcluster: vc, .. } if *vc == vcluster("node-0001")),
+        "{own:?}"
+    );
+    assert_eq!(h.ctx.stats.errors(ErrorCode::NodeNotBound), 3);
+    // Without a certificate (require_client_cert off): any registered node, as before; an
+    // unknown one is refused as before.
+    let anonymous = h.raw_connection(None).await;
+    for node in ["node-0002", "node-0003"] {
+        let answer = fetch_base(&anonymous, node).await;
+        assert!(matches!(answer, BootResponse::Base { .. }), "{answer:?}");
+    }
+    let unknown = fetch_base(&anonymous, "node-9999").await;
+    assert!(
+        matches!(
+            &unknown,
+            BootResponse::Error {
+                code: ErrorCode::UnknownNode,
+                ..
+            }
+        ),
+        "{unknown:?}"
+    );
+    // The agent's whole fetch with the other node's certificate fails as a refusal, no retry.
+    let error = h
+        .client(Some("node-0002"))
+        .fetch("node-0001", None, None)
+        .await
+        .unwrap_err();
+    let FetchError::Refused { code, message, .. } = &error else {
+        panic!("expected a refusal, got {error}")
+    };
+    assert_eq!(*code, ErrorCode::NodeNotBound);
+    assert!(
+        message.contains("node-0002") && message.contains("node-0001"),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

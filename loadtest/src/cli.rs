@@ -12,8 +12,9 @@ pub use crate::args::{OutputArgs, TargetArgs, TargetPlan};
 use crate::boots::BootsArgs;
 pub use crate::commits::args::{BaselinePeer, CommitsArgs, CommitsPlan};
 pub use crate::limits::{
-    ADMIN_BIDI_STREAMS_CONCURRENT_MAX, ADMIN_CONNECTIONS_CONCURRENT_MAX, CLIENTS_MAX, COUNT_MAX,
-    MAX_SECONDS_DEFAULT, MAX_SECONDS_MAX, TARGET_NODES_DEFAULT_EXISTING,
+    ADMIN_BIDI_STREAMS_CONCURRENT_MAX, ADMIN_CONNECTIONS_CONCURRENT_MAX, CLIENTS_MAX,
+    COMMITS_CONNECTIONS_MAX, COUNT_MAX, MAX_SECONDS_DEFAULT, MAX_SECONDS_MAX,
+    TARGET_NODES_DEFAULT_EXISTING,
 };
 use crate::propagation::PropagationArgs;
 

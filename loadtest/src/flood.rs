@@ -55,6 +55,17 @@ pub fn craft_initials(
 ) -> Result<Vec<Vec<u8>>> {
     let config = quinn_client_config(tls, &ClientTransport::default())
         .map_err(|e| anyhow::anyhow!("the flood's client config: {e}"))?;
+    craft_initials_with(count, server, server_name, config)
+}
+
+/// [`craft_initials`] for any plane: Initials made with `config` (its ALPN and transport), so
+/// a flood looks like that plane's clients (the admin plane's tests).
+pub fn craft_initials_with(
+    count: usize,
+    server: SocketAddr,
+    server_name: &str,
+    config: quinn_proto::ClientConfig,
+) -> Result<Vec<Vec<u8>>> {
     let mut initials = Vec::with_capacity(count);
     let mut endpoint = None;
     for i in 0..count.min(FLOOD_INITIALS_CRAFTED) {

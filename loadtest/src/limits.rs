@@ -7,6 +7,17 @@
 pub use net::quic::ADMIN_BIDI_STREAMS_CONCURRENT_MAX;
 /// The server's limits a `commits` plan must fit in (defined by the admin plane, not here).
 pub use proto::limits::ADMIN_CONNECTIONS_CONCURRENT_MAX;
+pub use proto::limits::ADMIN_CONNECTIONS_PER_SOURCE_MAX;
+
+/// Admin connections a `commits` run opens: half the admin plane's per-source cap
+/// (`ADMIN_CONNECTIONS_PER_SOURCE_MAX`), because the load tester runs from one host (one
+/// source address) and with `--spawn` shares it (loopback) with the replicas' own admin
+/// clients (joins, rebuild requests), which the other half leaves room for.
+pub const COMMITS_CONNECTIONS_MAX: u32 = (ADMIN_CONNECTIONS_PER_SOURCE_MAX / 2) as u32;
+const _: () = assert!(
+    COMMITS_CONNECTIONS_MAX >= 1
+        && (COMMITS_CONNECTIONS_MAX as usize) < ADMIN_CONNECTIONS_CONCURRENT_MAX
+);
 
 // ---- Every workload ----
 

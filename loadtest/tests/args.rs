@@ -4,7 +4,7 @@
 
 use bootstorm_loadtest::cli::{
     BaselinePeer, Cli, Command, CommitsPlan, TargetPlan, ADMIN_BIDI_STREAMS_CONCURRENT_MAX,
-    ADMIN_CONNECTIONS_CONCURRENT_MAX, MAX_SECONDS_DEFAULT,
+    COMMITS_CONNECTIONS_MAX, MAX_SECONDS_DEFAULT,
 };
 use clap::Parser as _;
 
@@ -66,7 +66,10 @@ fn full_command_line_parses() {
     ])
     .unwrap();
     assert_eq!(plan.clients, 64);
-    assert_eq!(plan.connections, 64, "one connection per client by default");
+    assert_eq!(
+        plan.connections, COMMITS_CONNECTIONS_MAX,
+        "one connection per client by default, up to the limit"
+    );
     assert_eq!(plan.baseline, Some(BaselinePeer::Etcd));
     assert_eq!(
         plan.json.as_deref(),
@@ -107,9 +110,10 @@ fn fewer_commits_than_clients_is_fine() {
 
 #[test]
 fn connections_fit_the_admin_plane() {
-    let max = ADMIN_CONNECTIONS_CONCURRENT_MAX as u32;
-    // Many clients share at most the replica's connection limit by default.
-    let plan = plan(&["commits", "--spawn", "--clients", "256"]).unwrap();
+    let max = COMMITS_CONNECTIONS_MAX;
+    // Many clients share at most the load tester's connection limit by default.
+    let clients = (max * ADMIN_BIDI_STREAMS_CONCURRENT_MAX).to_string();
+    let plan = plan(&["commits", "--spawn", "--clients", &clients]).unwrap();
     assert_eq!(plan.connections, max);
     // One shared client carries up to its stream limit.
     let streams = ADMIN_BIDI_STREAMS_CONCURRENT_MAX.to_string();
@@ -144,7 +148,7 @@ fn connections_fit_the_admin_plane() {
         "--connections",
         &over
     ])
-    .contains("ADMIN_CONNECTIONS_CONCURRENT_MAX"));
+    .contains("COMMITS_CONNECTIONS_MAX"));
     assert!(error(&["commits", "--spawn", "--connections", "0"]).contains("at least 1"));
 }
 

@@ -198,6 +198,13 @@ pub const LOG_ENTRIES_PER_RESPONSE_MAX: u32 = 1_000;
 /// rather than queued, so a misbehaving script cannot exhaust the replica.
 pub const ADMIN_CONNECTIONS_CONCURRENT_MAX: usize = 64;
 
+/// Admin connections admitted at once from one source IP address, so one host (a runaway
+/// script, a stolen key, a handshake flood) cannot take every admin slot of a replica: a
+/// quarter of `ADMIN_CONNECTIONS_CONCURRENT_MAX`. Legit hosts need a few (a CLI holds one per
+/// replica, a replica's join and rebuild clients one per peer); the load tester, which runs
+/// beside its spawned replicas on one loopback address, keeps to half of it.
+pub const ADMIN_CONNECTIONS_PER_SOURCE_MAX: usize = 16;
+
 /// Concurrent bidirectional streams an admin connection may open. Admin tools run one request
 /// at a time; a few more allow a status poll next to a commit.
 pub const ADMIN_STREAMS_CONCURRENT_MAX: u32 = 8;

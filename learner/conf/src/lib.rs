@@ -149,7 +149,7 @@ pub struct ReplicaConf {
 #[serde(deny_unknown_fields, default)]
 pub struct BootConf {
     /// Refuse agents without a node certificate. With a certificate, an agent may fetch only
-    /// its own node delta either way; phase 1 stays shareable across the vCluster.
+    /// for its own node id either way: its own delta and its own vCluster's base overlay.
     pub require_client_cert: bool,
     /// Admission and timeout limits (`[boot.limits]`); defaults measured on this machine.
     pub limits: crate::boot_limits::BootLimits,

@@ -29,7 +29,7 @@ use raftstore::{ReplicaReader, TypeConfig};
 
 pub use client::{AdminClient, ClientError};
 pub use join::join_as_learner;
-pub use server::serve;
+pub use server::{admission_limits, serve, serve_with};
 
 /// What the admin server needs from the running replica. Built once by `bootstorm serve`.
 pub struct AdminContext {

@@ -1,5 +1,7 @@
-//! The admin plane server: an accept loop bounded by a connection semaphore, one task per
-//! connection, one request per bidirectional stream (`rpc::read_frame`/`write_frame` with
+//! The admin plane server: the shared admission shell (`crate::admission`: a Retry for every
+//! unvalidated address, a per-source cap, a connection permit, a handshake budget, a
+//! streamless bound; numbers in [`admission_limits`]), one task per connection, one request
+//! per bidirectional stream (`rpc::read_frame`/`write_frame` with
 //! timeouts), and the handlers that turn admin requests into journal commands, membership
 //! changes, status reports and log pages.
 //!
@@ -19,8 +21,8 @@
 //!   replica certificate's `notAfter`) only; they never enter Raft;
 //! - `RebuildOverlay` never enters Raft either: the leader answers at once (`RebuildQueued`)
 //!   and its overlay task proposes the `SetOverlay` (a follower answers `NotLeader`);
-//! - every wait is bounded: handshakes, request reads, response writes (`limits.rs`), Raft
-//!   writes (`ADMIN_WRITE_TIMEOUT_MS`, answered as `Timeout`: outcome unknown).
+//! - every wait is bounded: handshakes, streamless time, request reads, response writes
+//!   (`limits.rs`; no lifetime bound, see `ADMIN_CONNECTION_LIFETIME_MAX_MS`), Raft writes (`ADMIN_WRITE_TIMEOUT_MS`, answered as `Timeout`: outcome unknown).
 //!
 //! Membership changes in openraft 0.9 restart the leader's replication streams (every
 //! `change_membership`, including `add_learner`, rebuilds the replication set). They are cheap
@@ -39,17 +41,19 @@ use proto::{
     AdminRequest, AdminRequestKind, AdminResponse, ErrorCode, ReplicaRole, ReplicaStatus,
     StatusReport,
 };
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::{Batcher, WriteFailure};
 use super::limits::{
-    ADMIN_CONNECTIONS_CONCURRENT_MAX, ADMIN_HANDSHAKE_TIMEOUT_MS, ADMIN_REQUEST_READ_TIMEOUT_MS,
-    ADMIN_RESPONSE_WRITE_TIMEOUT_MS, ADMIN_WRITE_TIMEOUT_MS, LOG_RESPONSE_SLACK_BYTES,
-    STATUS_RAFT_QUERY_TIMEOUT_MS,
+    ADMIN_CONNECTIONS_CONCURRENT_MAX, ADMIN_CONNECTIONS_PER_SOURCE_MAX,
+    ADMIN_CONNECTION_LIFETIME_MAX_MS, ADMIN_CONNECTION_QUEUE_MAX,
+    ADMIN_CONNECTION_STREAMLESS_MAX_MS, ADMIN_HANDSHAKE_TIMEOUT_MS, ADMIN_REQUEST_READ_TIMEOUT_MS,
+    ADMIN_RESPONSE_WRITE_TIMEOUT_MS, ADMIN_SHUTDOWN_DRAIN_MS, ADMIN_WRITE_TIMEOUT_MS,
+    LOG_RESPONSE_SLACK_BYTES, STATUS_RAFT_QUERY_TIMEOUT_MS,
 };
 use super::AdminContext;
+use crate::admission::{self, Admission, AdmissionLimits, Admitted};
 use net::rpc;
 use net::{peer_identity, PeerIdentity};
 use raftstore::ReplicaNode;
@@ -69,69 +73,61 @@ struct Server {
     digest: Mutex<Option<(Option<u64>, String)>>,
 }
 
-/// Serves the admin plane on `endpoint` until `shutdown` is cancelled, then closes the endpoint
-/// and waits for the connection tasks to end (each is cancelled with the same token).
-///
-/// Beyond `ADMIN_CONNECTIONS_CONCURRENT_MAX` open connections a new one is refused at once
-/// (the client sees "connection refused" and may retry) rather than queued.
+/// Serves the admin plane on `endpoint` until `shutdown` is cancelled, with the admission of
+/// [`admission_limits`], then closes the endpoint and waits (bounded) for it to drain.
 pub async fn serve(endpoint: quinn::Endpoint, ctx: Arc<AdminContext>, shutdown: CancellationToken) {
+    serve_with(endpoint, ctx, shutdown, admission_limits()).await;
+}
+
+/// The admin plane's admission (`crate::admission`), from `limits.rs`: a Retry for every
+/// unvalidated address, `ADMIN_CONNECTIONS_PER_SOURCE_MAX` per source IP, then one of
+/// `ADMIN_CONNECTIONS_CONCURRENT_MAX` permits or a refusal at once (no queue); the handshake
+/// within `ADMIN_HANDSHAKE_TIMEOUT_MS`; closed after `ADMIN_CONNECTION_STREAMLESS_MAX_MS`
+/// without a stream; no lifetime bound (`ADMIN_CONNECTION_LIFETIME_MAX_MS` says why).
+pub fn admission_limits() -> AdmissionLimits {
+    AdmissionLimits {
+        connections_max: ADMIN_CONNECTIONS_CONCURRENT_MAX,
+        queue_max: ADMIN_CONNECTION_QUEUE_MAX,
+        queue_wait_max_ms: 0,
+        per_source_max: ADMIN_CONNECTIONS_PER_SOURCE_MAX,
+        handshake_max_ms: ADMIN_HANDSHAKE_TIMEOUT_MS,
+        streamless_max_ms: Some(ADMIN_CONNECTION_STREAMLESS_MAX_MS),
+        lifetime_max_ms: ADMIN_CONNECTION_LIFETIME_MAX_MS,
+        shutdown_drain_ms: ADMIN_SHUTDOWN_DRAIN_MS,
+    }
+}
+
+/// [`serve`] with other admission numbers (tests and drills: a short streamless bound).
+pub async fn serve_with(
+    endpoint: quinn::Endpoint,
+    ctx: Arc<AdminContext>,
+    shutdown: CancellationToken,
+    limits: AdmissionLimits,
+) {
     let batcher = Batcher::start(ctx.raft.clone(), shutdown.child_token());
     let server = Arc::new(Server {
         ctx,
         batcher,
         digest: Mutex::new(None),
     });
-    let permits = Arc::new(Semaphore::new(ADMIN_CONNECTIONS_CONCURRENT_MAX));
-    // Connection tasks stop on the caller's shutdown, or when this loop ends on its own (the
-    // endpoint closed): a child token, so ending here never cancels the caller's token.
-    let connections_stop = shutdown.child_token();
-    let mut tasks = JoinSet::new();
-    loop {
-        let incoming = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            incoming = endpoint.accept() => incoming,
-            // Reap finished connection tasks so the set does not grow with history.
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-        };
-        let Some(incoming) = incoming else { break };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(
-                remote = %incoming.remote_address(),
-                limit = ADMIN_CONNECTIONS_CONCURRENT_MAX,
-                "admin plane at its connection limit; refusing a connection"
-            );
-            incoming.refuse();
-            continue;
-        };
-        let server = server.clone();
-        let stop = connections_stop.clone();
-        tasks.spawn(async move {
-            let _permit = permit;
-            let remote = incoming.remote_address();
-            let handshake =
-                tokio::time::timeout(Duration::from_millis(ADMIN_HANDSHAKE_TIMEOUT_MS), incoming);
-            let conn = match handshake.await {
-                Ok(Ok(conn)) => conn,
-                Ok(Err(error)) => {
-                    tracing::debug!(%remote, %error, "admin handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%remote, "admin handshake timed out");
-                    return;
-                }
-            };
-            server.connection(conn, stop).await;
-        });
-    }
-    endpoint.close(CLOSE_SHUTDOWN.into(), b"replica shutting down");
-    connections_stop.cancel();
-    while tasks.join_next().await.is_some() {}
+    let admission = Admission::new(limits, |event| {
+        // Counted nowhere yet (the admin plane has no admission metrics); traced only, at
+        // debug so a flood does not flood the log.
+        tracing::debug!(?event, "admin plane admission");
+    });
+    // Connection tasks stop on the caller's shutdown: a child token, so nothing here ever
+    // cancels the caller's.
+    let stop = shutdown.child_token();
+    let handler = move |admitted: Admitted| server.clone().connection(admitted, stop.clone());
+    admission::serve(endpoint, admission, shutdown, handler).await;
 }
 
 impl Server {
-    /// Serves one authenticated connection: every bidirectional stream is one request.
-    async fn connection(self: Arc<Self>, conn: quinn::Connection, shutdown: CancellationToken) {
+    /// Serves one admitted, authenticated connection: every bidirectional stream is one
+    /// request; closed by the admission shell when no stream has been open for its streamless
+    /// bound.
+    async fn connection(self: Arc<Self>, admitted: Admitted, shutdown: CancellationToken) {
+        let conn = admitted.conn.clone();
         let identity = match peer_identity(&conn) {
             Ok(Some(identity)) => identity,
             Ok(None) => {
@@ -152,12 +148,16 @@ impl Server {
         // Streams per connection are bounded by the transport (max concurrent bidi streams).
         let mut streams = JoinSet::new();
         loop {
+            // Reap ended stream tasks: "no stream open" is what the streamless bound measures.
+            while streams.try_join_next().is_some() {}
+            let idle = streams.is_empty();
             let (send, recv) = tokio::select! {
                 _ = shutdown.cancelled() => break,
+                // A stream ending may make the connection idle: look again.
                 Some(_) = streams.join_next(), if !streams.is_empty() => continue,
-                stream = conn.accept_bi() => match stream {
-                    Ok(stream) => stream,
-                    Err(_) => break,
+                stream = admitted.accept_bi(idle) => match stream {
+                    Some(stream) => stream,
+                    None => break, // closed by the client, streamless, or lost
                 },
             };
             let server = self.clone();

@@ -1,6 +1,7 @@
 //! One boot request → one answer, from local state only.
 //!
-//! Order of checks for a request: node id sane → certificate binding (phase 2 only) →
+//! Order of checks for a request: node id sane → certificate binding (both phases: a node
+//! certificate names the only node it may fetch for, see `not_bound`) →
 //! `min_seq` (bounded wait, else `NotYet`) → node → vCluster (else `UnknownNode`) → for phase 1
 //! the overlay (stored if current; else cache, or — single-flight per (vCluster, seq) — one
 //! rebuild request to the leader, a bounded wait for its `SetOverlay`, a local build) →
@@ -73,16 +74,9 @@ async fn answer_inner(
             "the node id is empty; send the node's registered id".into(),
         ));
     }
-    if let (BootRequest::FetchDelta { .. }, Some(bound)) = (&request, bound) {
+    if let Some(bound) = bound {
         if bound != node {
-            return Err((
-                ErrorCode::NodeNotBound,
-                format!(
-                    "this connection's client certificate is bound to node {bound:?}, not \
-                     {node:?}; a node may fetch only its own delta (use node {node:?}'s \
-                     certificate)"
-                ),
-            ));
+            return Err(not_bound(&request, bound, &node));
         }
     }
     if let Some(min_seq) = request.min_seq() {
@@ -102,6 +96,25 @@ async fn answer_inner(
         BootRequest::FetchDelta { .. } => delta(ctx, &node),
         BootRequest::FetchBase { have_hash, .. } => base(ctx, &node, have_hash).await,
     }
+}
+
+/// The refusal of a request for `node` on a connection whose certificate names `bound`.
+/// Both phases are bound: a node certificate fetches only its own node's delta and its own
+/// vCluster's base, through its own node id. The stricter rule (not "any node of the same
+/// vCluster") because no legit flow needs more: an agent always names itself, and the loose
+/// rule would still let a certificate probe which node ids exist in its vCluster.
+fn not_bound(request: &BootRequest, bound: &str, node: &str) -> Refusal {
+    let what = match request {
+        BootRequest::FetchDelta { .. } => "delta",
+        BootRequest::FetchBase { .. } => "base overlay",
+    };
+    (
+        ErrorCode::NodeNotBound,
+        format!(
+            "this connection's client certificate is bound to node {bound:?}, not {node:?}; a \
+             node may fetch only its own {what} (use node {node:?}'s certificate)"
+        ),
+    )
 }
 
 fn unknown_node(node: &str, applied_seq: Seq) -> Refusal {

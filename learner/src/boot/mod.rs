@@ -354,8 +354,8 @@ fn admission_limits(limits: &BootLimits) -> AdmissionLimits {
         queue_wait_max_ms: limits.connection_queue_wait_max_ms,
         per_source_max: limits.connections_per_source_max,
         handshake_max_ms: limits.handshake_timeout_ms,
-        streamless_max_ms: limits.connection_streamless_max_ms,
-        lifetime_max_ms: limits.connection_lifetime_max_ms,
+        streamless_max_ms: Some(limits.connection_streamless_max_ms),
+        lifetime_max_ms: Some(limits.connection_lifetime_max_ms),
         shutdown_drain_ms: conf::boot_limits::BOOT_SHUTDOWN_DRAIN_MS,
     }
 }

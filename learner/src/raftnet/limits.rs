@@ -30,6 +30,12 @@ pub const RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 30_000;
 /// this a new connection is refused rather than queued.
 pub const RAFT_CONNECTIONS_CONCURRENT_MAX: usize = 64;
 
+/// Raft connections admitted at once from one source IP address (`crate::admission`), so one
+/// host cannot take every raft slot. A replica dials each peer over one connection (plus, for
+/// a moment, the one it replaced until the transport's idle timeout ends it); 16 leaves room
+/// for that and for a dev or test cluster whose replicas all share one loopback address.
+pub const RAFT_CONNECTIONS_PER_SOURCE_MAX: usize = 16;
+
 /// Largest snapshot the raft server lets a peer send: an InstallSnapshot chunk whose
 /// `offset + len` goes past it is refused before openraft writes it into the in-memory receive
 /// buffer (`raftnet::authorize::check_snapshot_chunk`). A snapshot is the image of one snapshot
@@ -62,6 +68,11 @@ const _: () = assert!(RAFT_UNREACHABLE_BACKOFF_INITIAL_MS > 0);
 const _: () = assert!(RAFT_UNREACHABLE_BACKOFF_INITIAL_MS <= RAFT_UNREACHABLE_BACKOFF_MAX_MS);
 const _: () = assert!(RAFT_HANDLER_TIMEOUT_MS > RAFT_INSTALL_SNAPSHOT_TIMEOUT_MS);
 const _: () = assert!(RAFT_CONNECTIONS_CONCURRENT_MAX >= 5);
+// Another source always finds a free slot while one source is at its cap.
+const _: () = assert!(
+    RAFT_CONNECTIONS_PER_SOURCE_MAX > 0
+        && RAFT_CONNECTIONS_PER_SOURCE_MAX < RAFT_CONNECTIONS_CONCURRENT_MAX
+);
 // A snapshot holds at least one full chunk.
 const _: () = assert!(
     RAFT_SNAPSHOT_SIZE_MAX_BYTES >= proto::limits::RAFT_SNAPSHOT_CHUNK_SIZE_MAX_BYTES as u64

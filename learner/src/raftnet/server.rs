@@ -1,4 +1,5 @@
-//! The server half of the raft plane: the accept loop, one task per peer connection, one task
+//! The server half of the raft plane: the shared admission shell (`crate::admission`, numbers
+//! in [`admission_limits`]), one task per peer connection, one task
 //! per RPC stream that decodes the request, judges it (`raftnet::authorize`), hands it to
 //! openraft and writes the answer.
 //!
@@ -12,8 +13,10 @@
 //!   and the payload (consecutive log ids, sane terms, snapshot chunks in order and under
 //!   `RAFT_SNAPSHOT_SIZE_MAX_BYTES`: `BadRequest` / `TooLarge`); each refusal is counted
 //!   (`rpcs_unauthorized` / `rpcs_malformed`, and `rpcs_refused`);
-//! - connections are bounded by a semaphore ([`RAFT_CONNECTIONS_CONCURRENT_MAX`]), streams per
-//!   connection by the QUIC transport, every read, handler call and write by a timeout;
+//! - connections are admitted by `crate::admission`: a Retry for every unvalidated address,
+//!   [`RAFT_CONNECTIONS_PER_SOURCE_MAX`] per source IP, [`RAFT_CONNECTIONS_CONCURRENT_MAX`] in
+//!   all, the handshake within [`RAFT_HANDSHAKE_TIMEOUT_MS`]; streams per connection are
+//!   bounded by the QUIC transport, every read, handler call and write by a timeout;
 //! - an RPC handler runs to completion even if the caller gave up on it: openraft's
 //!   AppendEntries deadline is one heartbeat interval, and a follower whose fsync took longer
 //!   keeps the entries, so the leader's retry finds them there instead of starting over.
@@ -31,7 +34,6 @@ use proto::raft::{RaftRequest, RaftResponse, RaftRpcKind};
 use proto::ErrorCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -40,9 +42,11 @@ use super::authorize::{
     MembershipView, PlainLogId, Refusal, SnapshotChunk, SnapshotReceipt,
 };
 use super::limits::{
-    RAFT_CONNECTIONS_CONCURRENT_MAX, RAFT_HANDLER_TIMEOUT_MS, RAFT_HANDSHAKE_TIMEOUT_MS,
-    RAFT_REQUEST_READ_TIMEOUT_MS, RAFT_RESPONSE_WRITE_TIMEOUT_MS, RAFT_SHUTDOWN_DRAIN_TIMEOUT_MS,
+    RAFT_CONNECTIONS_CONCURRENT_MAX, RAFT_CONNECTIONS_PER_SOURCE_MAX, RAFT_HANDLER_TIMEOUT_MS,
+    RAFT_HANDSHAKE_TIMEOUT_MS, RAFT_REQUEST_READ_TIMEOUT_MS, RAFT_RESPONSE_WRITE_TIMEOUT_MS,
+    RAFT_SHUTDOWN_DRAIN_TIMEOUT_MS,
 };
+use crate::admission::{self, Admission, AdmissionLimits, Admitted};
 use crate::metrics::ReplicaMetrics;
 use net::peer_identity;
 use net::rpc::{read_frame, write_frame};
@@ -140,60 +144,42 @@ pub async fn serve(
         view: Mutex::new((None, Arc::new(empty))),
         snapshot: Mutex::new(None),
     });
-    let permits = Arc::new(Semaphore::new(RAFT_CONNECTIONS_CONCURRENT_MAX));
-    let mut connections = JoinSet::new();
-    loop {
-        let incoming = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            incoming = endpoint.accept() => match incoming {
-                Some(incoming) => incoming,
-                None => break,
-            },
-        };
-        while connections.try_join_next().is_some() {}
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::warn!(
-                remote = %incoming.remote_address(),
-                limit = RAFT_CONNECTIONS_CONCURRENT_MAX,
-                "refusing a raft connection: too many open; raise RAFT_CONNECTIONS_CONCURRENT_MAX \
-                 if the cluster really has this many leaders and candidates"
-            );
-            incoming.refuse();
-            continue;
-        };
-        let ctx = ctx.clone();
+    let admission = Admission::new(admission_limits(), |event| {
+        // Traced only (the raft plane has no admission metrics yet), at debug: a flood must
+        // not flood the log.
+        tracing::debug!(?event, "raft plane admission");
+    });
+    let handler = {
         let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            serve_connection(incoming, ctx, shutdown).await;
-            drop(permit);
-        });
-    }
-    endpoint.close(0u32.into(), b"replica shutting down");
-    let drain = Duration::from_millis(RAFT_SHUTDOWN_DRAIN_TIMEOUT_MS);
-    if tokio::time::timeout(drain, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        connections.shutdown().await;
+        move |admitted: Admitted| serve_connection(admitted, ctx.clone(), shutdown.clone())
+    };
+    admission::serve(endpoint, admission, shutdown, handler).await;
+}
+
+/// The raft plane's admission (`crate::admission`), from `limits.rs`: a Retry for every
+/// unvalidated address, `RAFT_CONNECTIONS_PER_SOURCE_MAX` per source IP, then one of
+/// `RAFT_CONNECTIONS_CONCURRENT_MAX` permits or a refusal at once; the handshake within
+/// `RAFT_HANDSHAKE_TIMEOUT_MS`. No streamless and no lifetime bound: a peer's connection
+/// carries heartbeats and replication for as long as it leads, idles between bursts, and is
+/// mutually authenticated (replica certificates only); the transport's idle timeout ends it
+/// once the peer is gone.
+pub fn admission_limits() -> AdmissionLimits {
+    AdmissionLimits {
+        connections_max: RAFT_CONNECTIONS_CONCURRENT_MAX,
+        queue_max: 0,
+        queue_wait_max_ms: 0,
+        per_source_max: RAFT_CONNECTIONS_PER_SOURCE_MAX,
+        handshake_max_ms: RAFT_HANDSHAKE_TIMEOUT_MS,
+        streamless_max_ms: None,
+        lifetime_max_ms: None,
+        shutdown_drain_ms: RAFT_SHUTDOWN_DRAIN_TIMEOUT_MS,
     }
 }
 
-async fn serve_connection(incoming: quinn::Incoming, ctx: Arc<Ctx>, shutdown: CancellationToken) {
-    let remote = incoming.remote_address();
-    let handshake = Duration::from_millis(RAFT_HANDSHAKE_TIMEOUT_MS);
-    let conn = match tokio::time::timeout(handshake, incoming).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(error)) => {
-            tracing::debug!(%remote, %error, "raft handshake failed");
-            return;
-        }
-        Err(_) => {
-            tracing::debug!(%remote, "raft handshake timed out");
-            return;
-        }
-    };
+/// One admitted, handshaken peer connection: its identity, then its streams.
+async fn serve_connection(admitted: Admitted, ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let conn = admitted.conn.clone();
+    let remote = conn.remote_address();
     let peer = match peer_identity(&conn) {
         Ok(Some(peer)) => peer.name,
         // The raft plane's verifier requires a replica certificate; this cannot happen unless

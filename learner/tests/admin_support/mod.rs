@@ -214,6 +214,17 @@ impl TestCluster {
     /// loopback. Its raft and boot addresses are placeholders: test raft traffic goes through
     /// the router, and no boot plane runs.
     pub async fn start_node(&mut self, id: u64, role: conf::Role) -> TestNode {
+        self.start_node_with(id, role, admin::admission_limits())
+            .await
+    }
+
+    /// [`Self::start_node`] with the admin server's admission numbers given.
+    pub async fn start_node_with(
+        &mut self,
+        id: u64,
+        role: conf::Role,
+        admission: bootstorm::admission::AdmissionLimits,
+    ) -> TestNode {
         let name = format!("replica-{id}");
         let data_dir = self.dir.path().join(&name);
         let storage = raftstore::open(&data_dir, StorageOptions::default()).expect("open storage");
@@ -285,7 +296,12 @@ impl TestCluster {
             cert_not_after_unix_s: own_cert_not_after(&files.cert),
         });
         let shutdown = CancellationToken::new();
-        let server = tokio::spawn(admin::serve(endpoint, ctx, shutdown.clone()));
+        let server = tokio::spawn(admin::serve_with(
+            endpoint,
+            ctx,
+            shutdown.clone(),
+            admission,
+        ));
         TestNode {
             id,
             name,

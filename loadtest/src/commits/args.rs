@@ -2,8 +2,9 @@
 //! connections and counts checked against each other and against the admin plane's limits.
 //!
 //! Invariants: a plan has a count bound and a wall-clock bound; its clients fit in its
-//! connections × the admin plane's streams per connection, and its connections in the admin
-//! plane's connections per replica, so no commit queues in the client for a stream.
+//! connections × the admin plane's streams per connection, and its connections in half the
+//! admin plane's per-source cap, so no commit queues in the client for a stream and no
+//! connection is refused.
 
 use std::path::PathBuf;
 
@@ -12,7 +13,7 @@ use clap::{Args, ValueEnum};
 
 use crate::args::{check_max_seconds, target_nodes, OutputArgs, TargetArgs, TargetPlan};
 use crate::limits::{
-    ADMIN_BIDI_STREAMS_CONCURRENT_MAX, ADMIN_CONNECTIONS_CONCURRENT_MAX, CLIENTS_MAX, COUNT_MAX,
+    ADMIN_BIDI_STREAMS_CONCURRENT_MAX, CLIENTS_MAX, COMMITS_CONNECTIONS_MAX, COUNT_MAX,
     MAX_SECONDS_DEFAULT,
 };
 use crate::rounds::check_rounds;
@@ -35,8 +36,8 @@ pub struct CommitsArgs {
     #[arg(long, default_value_t = 2_000)]
     pub count: u64,
     /// QUIC connections the clients share (one `AdminClient` each). Default: one per client
-    /// (independent admins) up to the admin plane's connection limit per replica; beyond it
-    /// clients share connections, each commit on its own stream.
+    /// (independent admins) up to `COMMITS_CONNECTIONS_MAX` (half the admin plane's
+    /// per-source cap); beyond it clients share connections, each commit on its own stream.
     #[arg(long)]
     pub connections: Option<u32>,
     /// Wall-clock bound of the measured phase; commits still in flight when it ends get a
@@ -105,7 +106,7 @@ impl CommitsArgs {
             bail!("--count {} is above the limit of {COUNT_MAX}", self.count);
         }
         let max_seconds = check_max_seconds(self.max_seconds)?;
-        let connections_max = ADMIN_CONNECTIONS_CONCURRENT_MAX as u32;
+        let connections_max = COMMITS_CONNECTIONS_MAX;
         let connections = match self.connections {
             None => self.clients.min(connections_max),
             Some(0) => bail!("--connections must be at least 1"),
@@ -113,7 +114,7 @@ impl CommitsArgs {
                 bail!("--connections {c} is more than --clients {}: a connection without a client would sit idle", self.clients)
             }
             Some(c) if c > connections_max => bail!(
-                "--connections {c} is above the admin plane's limit of {connections_max} connections per replica (ADMIN_CONNECTIONS_CONCURRENT_MAX): the replica would refuse the rest"
+                "--connections {c} is above {connections_max} (COMMITS_CONNECTIONS_MAX, half the admin plane's per-source cap ADMIN_CONNECTIONS_PER_SOURCE_MAX): the replica would refuse the rest"
             ),
             Some(c) => c,
         };

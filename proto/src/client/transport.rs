@@ -114,7 +114,7 @@ pub struct ClientTls {
     /// The cluster CA: replicas must present a certificate chaining to it.
     pub roots: Arc<RootCertStore>,
     /// A node certificate (chain, key). When present the replica binds the connection to its
-    /// CN: the agent may then fetch only that node's delta.
+    /// CN: the agent may then fetch only for that node (its delta and its vCluster's base).
     pub identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 }
 
