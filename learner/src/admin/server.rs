@@ -639,6 +639,16 @@ fn authored(
             operation.timestamp_ms = now_ms;
             Ok(JournalCommand::RecordOperation(operation))
         }
+        JournalCommand::RevokeCertificate {
+            certificate,
+            reason,
+            ..
+        } => Ok(JournalCommand::RevokeCertificate {
+            certificate,
+            reason,
+            author,
+            timestamp_ms: now_ms,
+        }),
         JournalCommand::SetOverlay { .. } | JournalCommand::ExpireTtl { .. } => {
             Err(AdminResponse::error(
                 ErrorCode::Unauthorized,
