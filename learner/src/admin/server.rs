@@ -105,12 +105,13 @@ pub async fn serve_with(
     limits: AdmissionLimits,
 ) {
     let batcher = Batcher::start(ctx.raft.clone(), shutdown.child_token());
+    let revocations = ctx.revocations.clone();
     let server = Arc::new(Server {
         ctx,
         batcher,
         digest: Mutex::new(None),
     });
-    let admission = Admission::new(limits, |event| {
+    let admission = Admission::new_revocable(limits, revocations, |event| {
         // Counted nowhere yet (the admin plane has no admission metrics); traced only, at
         // debug so a flood does not flood the log.
         tracing::debug!(?event, "admin plane admission");
