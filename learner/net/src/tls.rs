@@ -29,7 +29,8 @@ pub use crate::error::TlsError;
 use crate::identity::{Plane, Role};
 pub use crate::material::{
     cert_identity, cert_serial_hex, crypto_provider, load_ca_roots, load_cert_chain, load_identity,
-    load_private_key, peer_identity, peer_leaf, roots_from_der, Identity, PeerIdentity, TlsFiles, TlsMaterial,
+    load_private_key, peer_identity, peer_leaf, roots_from_der, Identity, PeerIdentity, TlsFiles,
+    TlsMaterial,
 };
 pub use crate::revocation::{Revocations, RevokedSet};
 

@@ -309,16 +309,17 @@ impl BootContext {
         limits.validate()?;
         let stats = Arc::new(BootStats::new(replica));
         let counted = stats.clone();
-        let admission = Admission::new_revocable(admission_limits(&limits), revocations, move |event| {
-            counted.add(match event {
-                Event::Retried => Stat::ConnectionsRetried,
-                Event::RefusedPerSource => Stat::ConnectionsRefusedPerSource,
-                Event::RefusedFull => Stat::ConnectionsRefused,
-                Event::HandshakeTimedOut => Stat::HandshakeTimeouts,
-                Event::ClosedStreamless => Stat::ConnectionsStreamless,
-                Event::ClosedLifetime => Stat::ConnectionsLifetime,
-            })
-        });
+        let admission =
+            Admission::new_revocable(admission_limits(&limits), revocations, move |event| {
+                counted.add(match event {
+                    Event::Retried => Stat::ConnectionsRetried,
+                    Event::RefusedPerSource => Stat::ConnectionsRefusedPerSource,
+                    Event::RefusedFull => Stat::ConnectionsRefused,
+                    Event::HandshakeTimedOut => Stat::HandshakeTimeouts,
+                    Event::ClosedStreamless => Stat::ConnectionsStreamless,
+                    Event::ClosedLifetime => Stat::ConnectionsLifetime,
+                })
+            });
         Ok(Arc::new(BootContext {
             reader,
             cache: BootOverlayCache::default(),
