@@ -903,4 +903,31 @@ async fn revoked_certificates_are_refused_by_serial_or_by_name_at_the_next_hands
     );
     boot_connects(addr, &certs.roots, &other).await;
     drop(held.try_recv());
+
+    // The raft plane's verifier is the same: a revoked replica certificate cannot dial in.
+    let raft = tls::server_tls_revocable(
+        Plane::Raft,
+        &certs.roots,
+        &server_id,
+        false,
+        revoked.clone(),
+    )
+    .unwrap();
+    let (raft_addr, _raft_accepted) = serve(Plane::Raft, raft, localhost_v4());
+    revoked.replace(tls::RevokedSet::new(
+        [],
+        [(Role::Replica, "replica-2".into())],
+    ));
+    let peer = certs.identity(Role::Replica, "replica-2");
+    let config = client_config(
+        Plane::Raft,
+        tls::raft_client_tls(&certs.roots, &peer).unwrap(),
+    );
+    let err = expect_refused(&client(localhost_v4()), Plane::Raft, config, raft_addr).await;
+    assert!(
+        err.to_string().contains(
+            "every replica certificate named \"replica-2\" is revoked (on the raft plane)"
+        ),
+        "{err}"
+    );
 }
