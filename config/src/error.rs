@@ -80,6 +80,21 @@ pub enum Rejected {
         bit: &'static str,
         needs: &'static str,
     },
+    #[error("certificate-revoked entries are written by RevokeCertificate only, never appended directly")]
+    RevocationEntryNotAllowed,
+    #[error("invalid certificate {what} {value:?}: {reason}")]
+    InvalidCertificate {
+        what: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("{certificate} is already revoked (seq {seq})")]
+    AlreadyRevoked {
+        certificate: crate::RevokedCertificate,
+        seq: Seq,
+    },
+    #[error("the journal holds {max} revocations already, the limit; replace the CA instead (re-issue every certificate) to revoke more")]
+    TooManyRevocations { max: usize },
     #[error("symlink {path:?}: {reason}")]
     InvalidSymlink { path: String, reason: &'static str },
 }

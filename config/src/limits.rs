@@ -43,6 +43,15 @@ pub const SYMLINK_MODE: u32 = 0o120777;
 /// Longest symlink target, in bytes (Linux PATH_MAX).
 pub const SYMLINK_TARGET_LEN_MAX_BYTES: usize = 4096;
 
+/// Most revocations the journal holds. Every plane checks a client certificate against the set
+/// on each handshake (a B-tree lookup) and every replica keeps it in memory (~100 bytes each),
+/// so it is bounded; revocations are rare (a leaked key, a departed admin), and at this many
+/// the CA should be replaced instead, which revokes everything it signed at once.
+pub const REVOKED_CERTIFICATES_MAX: usize = 16 * 1024;
+
+/// Longest certificate serial in canonical hex (RFC 5280: at most 20 octets).
+pub const CERTIFICATE_SERIAL_HEX_LEN_MAX: usize = 40;
+
 const _: () = assert!(NODE_CONFIG_SIZE_MAX_BYTES < ENTRY_DELTA_SIZE_MAX_BYTES);
 const _: () = assert!(ENTRY_DELTA_SIZE_MAX_BYTES <= VCLUSTER_CONFIG_SIZE_MAX_BYTES);
 const _: () = assert!(OVERLAY_SIZE_MAX_BYTES <= VCLUSTER_CONFIG_SIZE_MAX_BYTES);

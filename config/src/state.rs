@@ -18,8 +18,8 @@ use crate::limits::{
 use crate::validate;
 use crate::{
     AdminOperation, BootOverlay, ConfigEntry, EntryType, JournalCommand, NewEntry, NodeId,
-    NodeState, NodeStatus, OperationKind, Rejected, Scope, Seq, StateDelta, VClusterId,
-    VClusterPolicy,
+    NodeState, NodeStatus, OperationKind, Rejected, RevokedCertificate, Scope, Seq, StateDelta,
+    VClusterId, VClusterPolicy,
 };
 
 /// Everything the journal knows. Replicated byte-for-byte by Raft: two replicas that applied
@@ -51,6 +51,11 @@ pub struct JournalState {
     pub expired: BTreeSet<Seq>,
     /// Active emergencies: scope → seq of the `EmergencyStart`.
     pub emergencies: BTreeMap<Scope, Seq>,
+    /// Revoked certificates → seq of their `CertificateRevoked` entry; at most
+    /// `REVOKED_CERTIFICATES_MAX`. Never shrinks (a revocation is not undone: issue a new
+    /// certificate). Must stay the last field: snapshots of format 01, written before it
+    /// existed, decode as the same bytes plus an empty map (`raftstore::snapshot`).
+    pub revoked: BTreeMap<RevokedCertificate, Seq>,
 }
 
 /// What an applied command changed, so the caller can rebuild derived data.
@@ -87,6 +92,12 @@ pub fn apply(state: &mut JournalState, command: JournalCommand) -> Result<Applie
         } => state.set_overlay(vcluster_id, overlay),
         JournalCommand::RecordOperation(operation) => state.record_operation(operation),
         JournalCommand::ExpireTtl { now_ms, author } => state.expire_ttl(now_ms, author),
+        JournalCommand::RevokeCertificate {
+            certificate,
+            reason,
+            author,
+            timestamp_ms,
+        } => state.revoke_certificate(certificate, reason, author, timestamp_ms),
     };
     debug_assert!(state.last_seq >= last_seq_before, "seq never goes back");
     debug_assert_eq!(state.entries.len() as u64, state.last_seq, "seqs are dense");
@@ -261,6 +272,9 @@ impl JournalState {
             validate::text("policy ref", policy_ref)?;
         }
         let entry_type = new.entry_type;
+        if entry_type == EntryType::CertificateRevoked {
+            return Err(Rejected::RevocationEntryNotAllowed);
+        }
         if !entry_type.changes_config() && !new.delta.is_empty() {
             return Err(Rejected::DeltaNotAllowed { entry_type });
         }
@@ -575,6 +589,89 @@ impl JournalState {
             self.mark_config_changed(&scope, seq, &mut applied);
         }
         Ok(applied)
+    }
+
+    /// The seq that revoked a certificate with this serial, or of this role and CN: `None`
+    /// when it is not revoked. `serial` in canonical hex (`RevokedCertificate::serial_from_hex`).
+    pub fn revocation_of(
+        &self,
+        role: crate::CertificateRole,
+        name: &str,
+        serial: &str,
+    ) -> Option<Seq> {
+        let by_serial = RevokedCertificate::Serial(serial.to_owned());
+        let by_name = RevokedCertificate::Name {
+            role,
+            name: name.to_owned(),
+        };
+        self.revoked
+            .get(&by_serial)
+            .or_else(|| self.revoked.get(&by_name))
+            .copied()
+    }
+
+    fn revoke_certificate(
+        &mut self,
+        certificate: RevokedCertificate,
+        reason: String,
+        author: String,
+        timestamp_ms: u64,
+    ) -> Result<Applied, Rejected> {
+        Self::check_author(&author)?;
+        validate::text("revocation reason", &reason)?;
+        match &certificate {
+            RevokedCertificate::Serial(serial) => {
+                let canonical = RevokedCertificate::serial_from_hex(serial).map_err(|reason| {
+                    Rejected::InvalidCertificate {
+                        what: "serial",
+                        value: serial.clone(),
+                        reason,
+                    }
+                })?;
+                if canonical != certificate {
+                    return Err(Rejected::InvalidCertificate {
+                        what: "serial",
+                        value: serial.clone(),
+                        reason: "is not canonical (lower-case hex without leading zeros)",
+                    });
+                }
+            }
+            RevokedCertificate::Name { name, .. } => {
+                if name.is_empty() {
+                    return Err(Rejected::InvalidCertificate {
+                        what: "name",
+                        value: name.clone(),
+                        reason: "is empty",
+                    });
+                }
+                validate::text("certificate name", name)?;
+            }
+        }
+        if let Some(seq) = self.revoked.get(&certificate) {
+            return Err(Rejected::AlreadyRevoked {
+                certificate,
+                seq: *seq,
+            });
+        }
+        let max = crate::limits::REVOKED_CERTIFICATES_MAX;
+        if self.revoked.len() >= max {
+            return Err(Rejected::TooManyRevocations { max });
+        }
+        let mut entry = system_entry(
+            self.last_seq + 1,
+            EntryType::CertificateRevoked,
+            Scope::Global,
+            author,
+            timestamp_ms,
+        );
+        entry.policy_ref = Some(certificate.to_string());
+        entry.emergency_reason = Some(reason);
+        let seq = self.push_entry(entry);
+        self.revoked.insert(certificate, seq);
+        Ok(Applied {
+            seq: Some(seq),
+            ..Applied::default()
+        })
     }
 
     /// Appends an entry at `last_seq + 1` and moves the scope head; returns its seq.

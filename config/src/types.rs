@@ -71,7 +71,8 @@ impl FromStr for Scope {
     }
 }
 
-/// The twelve entry types of the journal (seed 001).
+/// The entry types of the journal: the twelve of seed 001, then `CertificateRevoked` (appended
+/// last so the postcard tags of the others, in logs and snapshots, are unchanged).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum EntryType {
     Commit,
@@ -86,11 +87,16 @@ pub enum EntryType {
     ExecLog,
     ShellSession,
     ServiceLifecycle,
+    /// A certificate revoked by `JournalCommand::RevokeCertificate` (the only way to write one):
+    /// `policy_ref` names the certificate (`RevokedCertificate`'s display form) and
+    /// `emergency_reason` holds the operator's reason. Reusing those two fields keeps
+    /// `ConfigEntry`'s encoding (raft log, snapshots, admin wire) unchanged.
+    CertificateRevoked,
 }
 
 impl EntryType {
     /// Every entry type, in declaration order.
-    pub const ALL: [EntryType; 12] = [
+    pub const ALL: [EntryType; 13] = [
         EntryType::Commit,
         EntryType::Rollback,
         EntryType::AutoConverge,
@@ -103,6 +109,7 @@ impl EntryType {
         EntryType::ExecLog,
         EntryType::ShellSession,
         EntryType::ServiceLifecycle,
+        EntryType::CertificateRevoked,
     ];
 
     /// Whether entries of this type may carry a state delta that changes declared config.
@@ -134,6 +141,7 @@ impl EntryType {
             EntryType::ExecLog => "exec-log",
             EntryType::ShellSession => "shell-session",
             EntryType::ServiceLifecycle => "service-lifecycle",
+            EntryType::CertificateRevoked => "certificate-revoked",
         }
     }
 }
@@ -146,7 +154,7 @@ impl fmt::Display for EntryType {
 
 /// Why an entry type string could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown entry type {input:?}: expected one of commit, rollback, auto-converge, drift-detected, capability-change, policy-update, boot-config, emergency-start, emergency-end, exec-log, shell-session, service-lifecycle")]
+#[error("unknown entry type {input:?}: expected one of commit, rollback, auto-converge, drift-detected, capability-change, policy-update, boot-config, emergency-start, emergency-end, exec-log, shell-session, service-lifecycle, certificate-revoked")]
 pub struct EntryTypeParseError {
     pub input: String,
 }
@@ -403,4 +411,122 @@ pub enum JournalCommand {
     /// Expire every entry whose TTL has passed at `now_ms`. The leader proposes this with its
     /// clock reading; apply never reads a clock.
     ExpireTtl { now_ms: u64, author: String },
+    /// Revoke a certificate (or every certificate of one role and CN): appends a
+    /// `CertificateRevoked` entry and adds it to `JournalState::revoked`, which every replica's
+    /// planes refuse at the handshake. Appended last: older log records keep their tags.
+    RevokeCertificate {
+        certificate: RevokedCertificate,
+        /// Why (a leaked key, a decommissioned node); may be empty.
+        reason: String,
+        author: String,
+        timestamp_ms: u64,
+    },
+}
+
+/// The role a certificate carries in its subject OU, as the journal names it (the `net` crate's
+/// `Role`, which this crate cannot depend on; the daemon maps one onto the other).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum CertificateRole {
+    Replica,
+    Admin,
+    Node,
+    Monitor,
+}
+
+impl CertificateRole {
+    /// Every role, in declaration order.
+    pub const ALL: [CertificateRole; 4] = [
+        CertificateRole::Replica,
+        CertificateRole::Admin,
+        CertificateRole::Node,
+        CertificateRole::Monitor,
+    ];
+
+    /// The lower-case name used on the command line and in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertificateRole::Replica => "replica",
+            CertificateRole::Admin => "admin",
+            CertificateRole::Node => "node",
+            CertificateRole::Monitor => "monitor",
+        }
+    }
+}
+
+impl fmt::Display for CertificateRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a role string could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown certificate role {input:?}: expected one of replica, admin, monitor, node")]
+pub struct CertificateRoleParseError {
+    pub input: String,
+}
+
+impl FromStr for CertificateRole {
+    type Err = CertificateRoleParseError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        CertificateRole::ALL
+            .into_iter()
+            .find(|r| r.as_str() == input)
+            .ok_or_else(|| CertificateRoleParseError {
+                input: input.to_owned(),
+            })
+    }
+}
+
+/// What a revocation names.
+///
+/// By serial: the one certificate, so a renewed certificate (same CN, new serial) stays valid
+/// — the usual case after a key leak, followed by `certs renew`. By name: every certificate of
+/// that role and CN, past and future renewals included — for an identity that must go (a
+/// departed admin, a decommissioned node). Both are needed; neither implies the other.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RevokedCertificate {
+    /// The x509 serial number as canonical hex: lower case, no leading zeros (`0` for zero).
+    Serial(String),
+    /// Every certificate of `role` whose subject CN is `name`.
+    Name { role: CertificateRole, name: String },
+}
+
+impl RevokedCertificate {
+    /// `serial` (hex, any case, optional `0x`, `:` separators as `openssl x509 -serial` or
+    /// browsers print them) in canonical form, or why it is not a serial.
+    pub fn serial_from_hex(serial: &str) -> Result<RevokedCertificate, &'static str> {
+        let digits: String = serial
+            .strip_prefix("0x")
+            .unwrap_or(serial)
+            .chars()
+            .filter(|c| *c != ':')
+            .collect();
+        if digits.is_empty() {
+            return Err("is empty");
+        }
+        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("is not hexadecimal");
+        }
+        let canonical = digits.trim_start_matches('0').to_ascii_lowercase();
+        let canonical = if canonical.is_empty() {
+            "0".to_owned()
+        } else {
+            canonical
+        };
+        if canonical.len() > crate::limits::CERTIFICATE_SERIAL_HEX_LEN_MAX {
+            return Err("is longer than 20 bytes (RFC 5280 caps serials at 20 octets)");
+        }
+        Ok(RevokedCertificate::Serial(canonical))
+    }
+}
+
+impl fmt::Display for RevokedCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RevokedCertificate::Serial(serial) => write!(f, "serial {serial}"),
+            RevokedCertificate::Name { role, name } => write!(f, "{role} {name}"),
+        }
+    }
 }

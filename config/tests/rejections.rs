@@ -76,10 +76,14 @@ fn variant(rejected: &Rejected) -> &'static str {
         Rejected::NothingExpired { .. } => "NothingExpired",
         Rejected::SetIdWithoutOwner { .. } => "SetIdWithoutOwner",
         Rejected::InvalidSymlink { .. } => "InvalidSymlink",
+        Rejected::RevocationEntryNotAllowed => "RevocationEntryNotAllowed",
+        Rejected::InvalidCertificate { .. } => "InvalidCertificate",
+        Rejected::AlreadyRevoked { .. } => "AlreadyRevoked",
+        Rejected::TooManyRevocations { .. } => "TooManyRevocations",
     }
 }
 
-const ALL_VARIANTS: [&str; 24] = [
+const ALL_VARIANTS: [&str; 28] = [
     "WrongParent",
     "UnknownVCluster",
     "UnknownNode",
@@ -104,11 +108,18 @@ const ALL_VARIANTS: [&str; 24] = [
     "NothingExpired",
     "SetIdWithoutOwner",
     "InvalidSymlink",
+    "RevocationEntryNotAllowed",
+    "InvalidCertificate",
+    "AlreadyRevoked",
+    "TooManyRevocations",
 ];
 
 /// One small case per variant (the edge cases have their own tests below).
 fn one_case_per_variant() -> Vec<(Vec<JournalCommand>, JournalCommand)> {
     vec![
+        (site(), entry(EntryType::CertificateRevoked, global())),
+        (site(), revoke_serial("xyz", "")),
+        (vec![revoke_serial("a1b", "")], revoke_serial("a1b", "")),
         (site(), commit(global(), d().set("a", "1")).parent(7)),
         (site(), commit(vc("gpu"), d().set("a", "1"))),
         (site(), commit(node("n2"), d().set("a", "1"))),
@@ -172,6 +183,8 @@ fn every_variant_is_covered() {
     for (setup, command) in one_case_per_variant() {
         seen.insert(variant(&rejection(setup, command)));
     }
+    // Its setup is `REVOKED_CERTIFICATES_MAX` commands: too many for the checked helpers.
+    seen.insert(variant(&too_many_revocations()));
     let all: BTreeSet<&str> = ALL_VARIANTS.into_iter().collect();
     assert_eq!(seen, all);
 }
@@ -635,8 +648,11 @@ fn delta_not_allowed_on_record_types() {
         .into_iter()
         .filter(|t| !t.changes_config())
         .collect();
-    assert_eq!(records.len(), 7);
+    assert_eq!(records.len(), 8);
     for entry_type in records {
+        if entry_type == EntryType::CertificateRevoked {
+            continue; // refused whatever it carries: `revocation_entries_only_through_the_command`
+        }
         let command = entry(entry_type, node("n1"))
             .reason("why")
             .delta(d().set("a", "1"));
@@ -869,4 +885,109 @@ fn symlink_targets_and_owners() {
             d().link("/bin", "usr/bin").link("/l", &at_limit),
         )],
     ));
+}
+
+#[test]
+fn revocation_entries_only_through_the_command() {
+    assert_eq!(
+        rejection(site(), entry(EntryType::CertificateRevoked, global())),
+        Rejected::RevocationEntryNotAllowed
+    );
+}
+
+#[test]
+fn revoking_twice_names_the_first_revocation() {
+    use config::CertificateRole::Node;
+    assert_eq!(
+        rejection(
+            vec![revoke_serial("0A1B", "")],
+            revoke_serial("a1b", "again")
+        ),
+        Rejected::AlreadyRevoked {
+            certificate: config::RevokedCertificate::Serial("a1b".into()),
+            seq: 1
+        }
+    );
+    let name = || revoke_name(Node, "node-0001", "");
+    assert!(matches!(
+        rejection(vec![name()], name()),
+        Rejected::AlreadyRevoked { seq: 1, .. }
+    ));
+}
+
+#[test]
+fn revocations_of_malformed_certificates() {
+    use config::RevokedCertificate::{Name, Serial};
+    for (serial, reason) in [
+        ("", "is empty"),
+        ("xyz", "is not hexadecimal"),
+        (
+            "0A1B",
+            "is not canonical (lower-case hex without leading zeros)",
+        ),
+        (
+            "00a1b",
+            "is not canonical (lower-case hex without leading zeros)",
+        ),
+    ] {
+        assert_eq!(
+            rejection(vec![], revoke(Serial(serial.into()), "")),
+            Rejected::InvalidCertificate {
+                what: "serial",
+                value: serial.into(),
+                reason
+            },
+            "{serial:?}"
+        );
+    }
+    let long = "1".repeat(41);
+    assert!(matches!(
+        rejection(vec![], revoke(Serial(long), "")),
+        Rejected::InvalidCertificate { what: "serial", .. }
+    ));
+    assert!(matches!(
+        rejection(
+            vec![],
+            revoke(
+                Name {
+                    role: config::CertificateRole::Admin,
+                    name: String::new()
+                },
+                ""
+            )
+        ),
+        Rejected::InvalidCertificate { what: "name", .. }
+    ));
+    assert!(matches!(
+        rejection(
+            vec![],
+            revoke_serial("a1b", &"x".repeat(TEXT_LEN_MAX_BYTES + 1))
+        ),
+        Rejected::TextTooLong {
+            what: "revocation reason",
+            ..
+        }
+    ));
+}
+
+/// Fills the revoked set to its limit, then revokes one more: the rejection.
+fn too_many_revocations() -> Rejected {
+    let max = config::limits::REVOKED_CERTIFICATES_MAX;
+    // Plain `apply`: the checked helpers serialize the state around every command.
+    let mut state = config::JournalState::new();
+    for serial in 1..=max as u64 {
+        config::apply(&mut state, revoke_serial(&format!("{serial:x}"), "")).unwrap();
+    }
+    assert_eq!(state.revoked.len(), max);
+    let last_seq = state.last_seq;
+    let next = revoke_serial(&format!("{:x}", max + 1), "");
+    let rejected = config::apply(&mut state, next).unwrap_err();
+    assert_eq!((state.revoked.len(), state.last_seq), (max, last_seq));
+    rejected
+}
+
+#[test]
+fn revocations_are_bounded() {
+    let max = config::limits::REVOKED_CERTIFICATES_MAX;
+    assert_eq!(too_many_revocations(), Rejected::TooManyRevocations { max });
 }

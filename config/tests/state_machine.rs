@@ -760,6 +760,8 @@ fn records_of_every_type_append_an_entry() {
     let mut commands = vec![policy("compute"), register("n1", "compute")];
     for entry_type in EntryType::ALL {
         let command = match entry_type {
+            // Written by `RevokeCertificate` only (tested in `revocations_*`).
+            EntryType::CertificateRevoked => continue,
             EntryType::Rollback => rollback(node("n1"), 2),
             EntryType::EmergencyStart => emergency_start(node("n1"), "why"),
             _ => entry(entry_type, node("n1")),
@@ -868,4 +870,66 @@ fn apply_without_checks_matches_apply_checked() {
         assert_eq!(a, b);
     }
     assert_eq!(plain, checked);
+}
+
+#[test]
+fn revocations_by_serial_and_by_name_are_entries_and_a_set() {
+    use config::CertificateRole::{Admin, Node};
+    let actual = run(vec![
+        policy("compute"),
+        revoke_serial("00:0A:1B", "key of node-0007 leaked"),
+        revoke_name(Node, "node-0009", "decommissioned"),
+        revoke_name(Admin, "bob", ""),
+        // Another serial and the same name under another role are other certificates.
+        revoke_serial("0x0a1c", ""),
+        revoke_name(Admin, "node-0009", ""),
+    ]);
+    expect![[r#"
+        results:
+          #0 ok seq=1 stale=compute
+          #1 ok seq=2
+          #2 ok seq=3
+          #3 ok seq=4
+          #4 ok seq=5
+          #5 ok seq=6
+        last_seq: 6
+        entries:
+          1 policy-update vcluster:compute alice parent=- target=- policy=compute
+          2 certificate-revoked global alice parent=- target=- reason="key of node-0007 leaked" policy=serial a1b
+          3 certificate-revoked global alice parent=- target=- reason="decommissioned" policy=node node-0009
+          4 certificate-revoked global alice parent=- target=- reason="" policy=admin bob
+          5 certificate-revoked global alice parent=- target=- reason="" policy=serial a1c
+          6 certificate-revoked global alice parent=- target=- reason="" policy=admin node-0009
+        scopes:
+          global head=6 config_seq=0 folds=[]
+          vcluster:compute head=1 config_seq=1 folds=[]
+        vcluster_config compute (latest_seq_affecting=1):
+        nodes:
+        policies:
+          compute auto_converge=false description="" settings={}
+        overlays:
+        emergencies: []
+        expired: {}
+        revoked:
+          serial a1b @2
+          serial a1c @5
+          admin bob @4
+          admin node-0009 @6
+          node node-0009 @3
+        audit:
+    "#]]
+    .assert_eq(&actual);
+}
+
+#[test]
+fn a_revocation_is_looked_up_by_serial_or_by_role_and_name() {
+    use config::CertificateRole::{Admin, Node};
+    let state = state_after(vec![
+        revoke_serial("a1b", "leak"),
+        revoke_name(Node, "node-0009", "gone"),
+    ]);
+    assert_eq!(state.revocation_of(Node, "node-0001", "a1b"), Some(1));
+    assert_eq!(state.revocation_of(Node, "node-0009", "ffff"), Some(2));
+    assert_eq!(state.revocation_of(Admin, "node-0009", "ffff"), None);
+    assert_eq!(state.revocation_of(Node, "node-0001", "a1c"), None);
 }

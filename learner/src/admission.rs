@@ -21,7 +21,9 @@
 //! Around an admitted connection: the handshake has its own budget (`handshake_max_ms`), the
 //! plane's work runs under a lifetime bound (`lifetime_max_ms`, if the plane sets one), and
 //! [`Admitted::accept_bi`] closes a connection that has had no stream open for
-//! `streamless_max_ms` (if the plane sets one: raft peers hold connections between bursts).
+//! `streamless_max_ms` (if the plane sets one: raft peers hold connections between bursts),
+//! and a connection whose client certificate becomes revoked (`net::Revocations`, if the
+//! plane passes them) is closed as soon as the replica applies the revocation.
 //!
 //! Invariants: no permit, queue slot, per-source entry or task is ever held for an
 //! unvalidated address; the per-source map holds only addresses with a connection admitted or
@@ -51,6 +53,8 @@ pub mod close_code {
     pub const STREAMLESS: u32 = 16;
     /// The connection reached `lifetime_max_ms`.
     pub const LIFETIME: u32 = 17;
+    /// The client's certificate was revoked.
+    pub const REVOKED: u32 = 18;
 }
 
 /// The numbers of one plane's admission.
@@ -105,6 +109,8 @@ pub struct Admission {
     per_source: Mutex<HashMap<IpAddr, usize>>,
     /// Where events go (the plane's counters).
     on_event: Box<dyn Fn(Event) + Send + Sync>,
+    /// Revoked certificates: a connection whose client certificate they come to name is closed.
+    revocations: Option<net::Revocations>,
 }
 
 /// A connection's claim on its source's count; given back on drop.
@@ -162,6 +168,16 @@ impl Admission {
         limits: AdmissionLimits,
         on_event: impl Fn(Event) + Send + Sync + 'static,
     ) -> Arc<Self> {
+        Admission::new_revocable(limits, None, on_event)
+    }
+
+    /// [`Admission::new`] that also closes every connection whose client certificate
+    /// `revocations` comes to name.
+    pub fn new_revocable(
+        limits: AdmissionLimits,
+        revocations: Option<net::Revocations>,
+        on_event: impl Fn(Event) + Send + Sync + 'static,
+    ) -> Arc<Self> {
         assert!(
             limits.connections_max > 0 && limits.per_source_max > 0,
             "validated limits"
@@ -172,6 +188,7 @@ impl Admission {
             per_source: Mutex::new(HashMap::new()),
             limits,
             on_event: Box::new(on_event),
+            revocations,
         })
     }
 
@@ -345,8 +362,39 @@ async fn connection<H, F>(
             (admission.on_event)(Event::ClosedLifetime);
             conn.close(close_code::LIFETIME.into(), b"connection lifetime reached; open a new one");
         }
+        reason = until_revoked(&conn, admission.revocations.as_ref()) => {
+            tracing::info!(%remote, %reason, "closing a connection: its certificate was revoked");
+            conn.close(close_code::REVOKED.into(), reason.as_bytes());
+        }
         // The handler sees the shutdown itself; this only bounds it.
         _ = async { shutdown.cancelled().await; tokio::time::sleep(lifetime.unwrap_or(drain)).await } => {}
+    }
+}
+
+/// Resolves, with why, once `revocations` name the client certificate of `conn`; never for
+/// a connection without one (a certless boot client) or without revocations to follow.
+async fn until_revoked(conn: &Connection, revocations: Option<&net::Revocations>) -> String {
+    let Some(revocations) = revocations else {
+        return std::future::pending().await;
+    };
+    let Some(leaf) = net::tls::peer_leaf(conn) else {
+        return std::future::pending().await;
+    };
+    // Both parsed in the handshake already; a failure here cannot happen for an admitted peer.
+    let (Ok(identity), Ok(serial)) = (
+        net::tls::cert_identity(&leaf),
+        net::tls::cert_serial_hex(&leaf),
+    ) else {
+        return std::future::pending().await;
+    };
+    let mut current = revocations.subscribe();
+    loop {
+        if let Some(reason) = current.borrow_and_update().refusal(&identity, &serial) {
+            return reason;
+        }
+        if current.changed().await.is_err() {
+            return std::future::pending().await;
+        }
     }
 }
 

@@ -463,8 +463,14 @@ fn start_admin(
 ) -> Result<AdminPlane> {
     let addr = conf.listen.admin;
     let limits = ServerLimits::for_plane(Plane::Admin);
-    let tls = tls::admin_server_tls(&replica.tls.roots, &replica.tls.identity)
-        .context("building the admin plane TLS config")?;
+    let tls = tls::server_tls_revocable(
+        Plane::Admin,
+        &replica.tls.roots,
+        &replica.tls.identity,
+        false,
+        replica.revocations.clone(),
+    )
+    .context("building the admin plane TLS config")?;
     let server_config = quic::server_config(Plane::Admin, tls, &limits)
         .context("building the admin plane QUIC config")?;
     let endpoint = quic::server_endpoint(addr, server_config, &limits.socket)
@@ -485,6 +491,7 @@ fn start_admin(
             .cert_expiries
             .first()
             .and_then(|own| u64::try_from(own.not_after_unix_s).ok()),
+        revocations: Some(replica.revocations.clone()),
     });
     let task = tokio::spawn(admin::serve(endpoint, ctx, shutdown));
     Ok(AdminPlane { addr: bound, task })
@@ -509,10 +516,12 @@ fn start_boot(
 ) -> Result<BootPlane> {
     let addr = conf.listen.boot;
     let limits = ServerLimits::for_plane(Plane::Boot);
-    let tls = tls::boot_server_tls(
+    let tls = tls::server_tls_revocable(
+        Plane::Boot,
         &replica.tls.roots,
         &replica.tls.identity,
-        conf.boot.require_client_cert,
+        !conf.boot.require_client_cert,
+        replica.revocations.clone(),
     )
     .context("building the boot plane TLS config")?;
     let server_config = quic::server_config(Plane::Boot, tls, &limits)
@@ -540,11 +549,12 @@ fn start_boot(
         peers,
     )
     .context("setting up the admin client for overlay rebuild requests")?;
-    let ctx = crate::boot::BootContext::new(
+    let ctx = crate::boot::BootContext::new_revocable(
         &replica.name,
         replica.reader.clone(),
         conf.boot.limits.clone(),
         Some(Arc::new(rebuild)),
+        Some(replica.revocations.clone()),
     )
     .context("invalid [boot] limits in the config")?;
     let task = tokio::spawn(crate::boot::serve(endpoint, ctx.clone(), shutdown));

@@ -15,3 +15,4 @@ pub mod daemon;
 pub mod metrics;
 pub mod raftnet;
 pub mod replica;
+pub mod revocation;

@@ -1,8 +1,8 @@
 //! Roles on the admin plane, black box: the real admin server in front of a single-voter
 //! cluster, clients with real certificates of each role. A monitor certificate reads status
 //! and the log; every write, membership change or rebuild it tries is refused `Unauthorized`
-//! with a message naming its role, its CN and the operation, and nothing reaches the journal
-//! or the membership. (A node certificate never gets past the handshake:
+//! with a message naming its role, its CN and the operation (a certificate revocation too), and
+//! nothing reaches the journal or the membership. (A node certificate never gets past the handshake:
 //! `admin_plane::clients_without_an_admin_certificate_are_refused_with_a_clear_message`.)
 
 mod admin_support;
@@ -132,6 +132,18 @@ async fn a_monitor_may_not_write_or_change_membership_and_nothing_is_committed()
                 timestamp_ms: 0,
             }),
             "set a vCluster policy",
+        ),
+        (
+            AdminRequest::Propose(JournalCommand::RevokeCertificate {
+                certificate: config::RevokedCertificate::Name {
+                    role: config::CertificateRole::Admin,
+                    name: "admin".into(),
+                },
+                reason: "a monitor tries".into(),
+                author: String::new(),
+                timestamp_ms: 0,
+            }),
+            "revoke a certificate",
         ),
         (
             AdminRequest::AddLearner {

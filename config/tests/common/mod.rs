@@ -148,6 +148,33 @@ pub fn expire(now_ms: u64) -> JournalCommand {
     }
 }
 
+/// `RevokeCertificate` of one serial (given as an operator would type it).
+pub fn revoke_serial(serial: &str, reason: &str) -> JournalCommand {
+    let certificate = config::RevokedCertificate::serial_from_hex(serial)
+        .unwrap_or_else(|_| config::RevokedCertificate::Serial(serial.to_owned()));
+    revoke(certificate, reason)
+}
+
+/// `RevokeCertificate` of every certificate of `role` named `name`.
+pub fn revoke_name(role: config::CertificateRole, name: &str, reason: &str) -> JournalCommand {
+    revoke(
+        config::RevokedCertificate::Name {
+            role,
+            name: name.to_owned(),
+        },
+        reason,
+    )
+}
+
+pub fn revoke(certificate: config::RevokedCertificate, reason: &str) -> JournalCommand {
+    JournalCommand::RevokeCertificate {
+        certificate,
+        reason: reason.to_owned(),
+        author: ADMIN.to_owned(),
+        timestamp_ms: 0,
+    }
+}
+
 pub fn operation(kind: OperationKind, node: &str, detail: &str) -> JournalCommand {
     JournalCommand::RecordOperation(AdminOperation {
         timestamp_ms: 0,
@@ -440,6 +467,13 @@ pub fn render(state: &JournalState) -> String {
         .collect();
     let _ = writeln!(out, "emergencies: {emergencies:?}");
     let _ = writeln!(out, "expired: {:?}", state.expired);
+    // Only when there are any, so renderings of the journal before revocations stay as written.
+    if !state.revoked.is_empty() {
+        out.push_str("revoked:\n");
+        for (certificate, seq) in &state.revoked {
+            let _ = writeln!(out, "  {certificate} @{seq}");
+        }
+    }
     out.push_str("audit:\n");
     for op in &state.audit_log {
         let _ = writeln!(

@@ -196,6 +196,36 @@ pub enum CertsAction {
         #[command(flatten)]
         targets: IssueTargets,
     },
+    /// Revoke a certificate through the journal (admin certificates only): every replica
+    /// refuses it at the handshake and closes its open connections once it applies the entry.
+    /// `--serial` revokes one certificate (its renewal stays valid); `--name` with `--role`
+    /// revokes every certificate of that role and CN, renewals included.
+    Revoke(RevokeArgs),
+}
+
+/// `bootstorm certs revoke`.
+#[derive(Args, Debug, Clone)]
+#[command(after_help = EXIT_CODES_HELP)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["serial", "name"])))]
+pub struct RevokeArgs {
+    #[arg(long, value_name = "FILE")]
+    pub cluster: PathBuf,
+    /// The certificate's x509 serial in hex (`openssl x509 -noout -serial`; colons and a `0x`
+    /// prefix are accepted).
+    #[arg(long, value_name = "HEX", conflicts_with_all = ["name", "role"])]
+    pub serial: Option<String>,
+    /// The certificate's subject CN: every certificate of `--role` with this CN is revoked.
+    #[arg(long, value_name = "NAME", requires = "role")]
+    pub name: Option<String>,
+    /// The role of the certificates named by `--name`: replica, admin, monitor or node.
+    #[arg(long, value_name = "ROLE", requires = "name")]
+    pub role: Option<config::CertificateRole>,
+    /// Why (recorded in the journal entry).
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub reason: String,
+    /// Print one JSON object (`{"seq":..,"log_index":..}`) instead of a sentence.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `bootstorm policy`.
@@ -509,6 +539,11 @@ pub fn log(args: LogArgs) -> Result<()> {
         if let Some(ttl) = e.ttl_s {
             details.push(format!("ttl {ttl}s"));
         }
+        if e.entry_type == EntryType::CertificateRevoked.as_str() {
+            if let Some(certificate) = &e.policy_ref {
+                details.push(format!("certificate {certificate}"));
+            }
+        }
         if let Some(reason) = &e.emergency_reason {
             details.push(format!("reason {reason:?}"));
         }
@@ -735,8 +770,41 @@ pub fn run_certs_init(dir: &Path, names: &InitNames) -> Result<CertsReport> {
     })
 }
 
+/// What `certs revoke` names, checked locally: a malformed serial or an empty name is refused
+/// before anything is sent.
+pub fn revoked_certificate(args: &RevokeArgs) -> Result<config::RevokedCertificate> {
+    match (&args.serial, &args.name, args.role) {
+        (Some(serial), None, None) => config::RevokedCertificate::serial_from_hex(serial)
+            .map_err(|reason| anyhow!("invalid --serial {serial:?}: {reason}")),
+        (None, Some(name), Some(role)) if !name.is_empty() => {
+            Ok(config::RevokedCertificate::Name {
+                role,
+                name: name.clone(),
+            })
+        }
+        (None, Some(_), Some(_)) => bail!("--name is empty"),
+        _ => bail!("give either --serial HEX, or --name NAME with --role ROLE"),
+    }
+}
+
+pub async fn run_certs_revoke(args: &RevokeArgs) -> Result<Committed> {
+    let certificate = revoked_certificate(args)?;
+    let client = connect(&args.cluster).await?;
+    let command = JournalCommand::RevokeCertificate {
+        certificate,
+        reason: args.reason.clone(),
+        author: String::new(),
+        timestamp_ms: 0,
+    };
+    write(&client, "revocation", AdminRequest::Propose(command)).await
+}
+
 pub fn certs(args: CertsArgs) -> Result<()> {
     let (targets, existing) = match args.action {
+        CertsAction::Revoke(revoke) => {
+            let committed = block_on(run_certs_revoke(&revoke))?;
+            return print_committed(&committed, revoke.json, "revoked");
+        }
         CertsAction::Init {
             dir,
             replicas,

@@ -7,7 +7,7 @@
 //! live in the daemon), link consensus code, or use a crypto provider other than `ring`.
 //!
 //! Layers, bottom up: `identity` (roles, planes, file names) → `error` → `expiry` (a
-//! certificate's `notAfter`, pure) → `material` (PEM files, peer identity) → `tls`, `certs`, `quic` → `rpc`. Nothing points up.
+//! certificate's `notAfter`, pure) → `material` (PEM files, peer identity) → `revocation` → `tls`, `certs`, `quic` → `rpc`. Nothing points up.
 //!
 //! Invariants:
 //! - a plane's TLS config always advertises exactly that plane's ALPN, so a client dialling the
@@ -21,6 +21,7 @@ pub mod expiry;
 pub mod identity;
 pub mod material;
 pub mod quic;
+pub mod revocation;
 pub mod rpc;
 pub mod tls;
 
@@ -33,6 +34,7 @@ pub use expiry::{CertExpiry, CertRole, ExpiryState, CERT_EXPIRY_WARNING_DAYS};
 pub use identity::{CertKeyPaths, Plane, Role};
 pub use material::{peer_identity, Identity, PeerIdentity, TlsFiles, TlsMaterial};
 pub use quic::{QuicError, ServerLimits, SocketConfig, TransportLimits};
+pub use revocation::{Revocations, RevokedSet};
 
 // ALPN ids of the planes: one definition, in the wire protocol crate.
 pub use proto::alpn::{ALPN_ADMIN, ALPN_BOOT, ALPN_RAFT};

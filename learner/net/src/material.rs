@@ -282,6 +282,34 @@ pub fn cert_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, TlsError
     Ok(PeerIdentity { name, role })
 }
 
+/// The x509 serial number of a DER certificate as canonical hex: lower case, no leading
+/// zeros (`0` for zero) — the form revocations name it by (`revocation::RevokedSet`).
+pub fn cert_serial_hex(cert: &CertificateDer<'_>) -> Result<String, TlsError> {
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert).map_err(|e| TlsError::PeerCert {
+            reason: format!("cannot parse the certificate: {e}"),
+        })?;
+    Ok(canonical_serial_hex(parsed.tbs_certificate.raw_serial()))
+}
+
+/// Big-endian serial bytes as canonical hex (see [`cert_serial_hex`]).
+pub fn canonical_serial_hex(serial: &[u8]) -> String {
+    let hex = hex::encode(serial);
+    match hex.trim_start_matches('0') {
+        "" => "0".to_owned(),
+        digits => digits.to_owned(),
+    }
+}
+
+/// The leaf certificate the peer of `conn` presented, if any.
+pub fn peer_leaf(conn: &quinn::Connection) -> Option<CertificateDer<'static>> {
+    let chain = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    chain.first().cloned()
+}
+
 fn read_file(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(bytes),

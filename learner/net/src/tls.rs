@@ -8,6 +8,8 @@
 //!   `require_client_cert`, when it is refused);
 //! - raft accepts only replica certificates, admin only admin (or replica) certificates, both
 //!   chained to the cluster CA, in both directions;
+//! - every plane's verifier refuses a revoked certificate ([`Revocations`]) when its server
+//!   config was built with [`server_tls_revocable`];
 //! - servers send no session tickets and keep no session cache: boots are cold by design and
 //!   every ticket is ~0.1 ms of server CPU and a packet nobody uses (see docs/perf.md).
 
@@ -26,9 +28,11 @@ use rustls_pki_types::{CertificateDer, UnixTime};
 pub use crate::error::TlsError;
 use crate::identity::{Plane, Role};
 pub use crate::material::{
-    cert_identity, crypto_provider, load_ca_roots, load_cert_chain, load_identity,
-    load_private_key, peer_identity, roots_from_der, Identity, PeerIdentity, TlsFiles, TlsMaterial,
+    cert_identity, cert_serial_hex, crypto_provider, load_ca_roots, load_cert_chain, load_identity,
+    load_private_key, peer_identity, peer_leaf, roots_from_der, Identity, PeerIdentity, TlsFiles,
+    TlsMaterial,
 };
+pub use crate::revocation::{Revocations, RevokedSet};
 
 /// Boot plane server: server-authenticated. A client certificate is requested but optional
 /// (mandatory with `require_client_cert`); when presented it must chain to `roots` and carry
@@ -58,12 +62,31 @@ pub fn admin_server_tls(
     server_tls(Plane::Admin, roots, identity, false)
 }
 
-/// Server config for `plane`; see the per-plane wrappers.
+/// Server config for `plane`; see the per-plane wrappers. Revokes nothing: the daemon builds
+/// its planes with [`server_tls_revocable`].
 pub fn server_tls(
     plane: Plane,
     roots: &Arc<RootCertStore>,
     identity: &Identity,
     client_cert_optional: bool,
+) -> Result<rustls::ServerConfig, TlsError> {
+    server_tls_revocable(
+        plane,
+        roots,
+        identity,
+        client_cert_optional,
+        Revocations::default(),
+    )
+}
+
+/// Server config for `plane` whose client-certificate verifier also refuses every certificate
+/// `revoked` names at the time of the handshake.
+pub fn server_tls_revocable(
+    plane: Plane,
+    roots: &Arc<RootCertStore>,
+    identity: &Identity,
+    client_cert_optional: bool,
+    revoked: Revocations,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let provider = crypto_provider();
     let mut builder = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
@@ -73,7 +96,11 @@ pub fn server_tls(
     let inner = builder
         .build()
         .map_err(|source| TlsError::Verifier { plane, source })?;
-    let verifier = Arc::new(RoleCheckingVerifier { inner, plane });
+    let verifier = Arc::new(RoleCheckingVerifier {
+        inner,
+        plane,
+        revoked,
+    });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .and_then(|b| {
@@ -162,11 +189,14 @@ impl std::fmt::Display for Refusal {
 impl std::error::Error for Refusal {}
 
 /// The webpki client verifier plus the role check: one CA signs every role, so the chain alone
-/// does not say whether a client is a node, an admin or a replica.
+/// does not say whether a client is a node, an admin or a replica. Then the revocation check:
+/// a chain the CA signed may have been revoked through the journal since.
 #[derive(Debug)]
 struct RoleCheckingVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     plane: Plane,
+    /// Read at every handshake, so a revocation applies to the next one.
+    revoked: Revocations,
 }
 
 impl ClientCertVerifier for RoleCheckingVerifier {
@@ -206,6 +236,9 @@ impl ClientCertVerifier for RoleCheckingVerifier {
                 self.plane,
                 allowed.join(" or ")
             )));
+        }
+        if let Some(reason) = self.revoked.current().refusal_of_cert(end_entity) {
+            return Err(refuse(format!("{reason} (on the {} plane)", self.plane)));
         }
         Ok(verified)
     }

@@ -808,3 +808,126 @@ fn tls_prefers_aes_128_and_sends_no_tickets() {
         );
     }
 }
+
+/// Connects with `identity` on the boot plane and expects the handshake to finish.
+async fn boot_connects(addr: SocketAddr, roots: &Arc<RootCertStore>, identity: &Identity) {
+    let config = client_config(
+        Plane::Boot,
+        tls::boot_client_tls(roots, Some(identity)).unwrap(),
+    );
+    let conn = timeout(
+        WAIT,
+        quic::connect(
+            &client(localhost_v4()),
+            Plane::Boot,
+            config,
+            addr,
+            "localhost",
+        ),
+    )
+    .await
+    .unwrap()
+    .expect("the boot handshake succeeds");
+    // A refused client certificate can arrive just after the client thinks it is connected:
+    // one round trip on a stream proves the server accepted it.
+    let (mut send, mut recv) = conn.open_bi().await.expect("a stream");
+    send.write_all(b"ping").await.unwrap();
+    send.finish().unwrap();
+    let reply = timeout(WAIT, recv.read_to_end(16))
+        .await
+        .expect("a reply in time");
+    assert_eq!(reply.expect("the server answers").as_slice(), b"pong");
+}
+
+#[tokio::test]
+async fn revoked_certificates_are_refused_by_serial_or_by_name_at_the_next_handshake() {
+    let certs = Certs::new();
+    let ca = ClusterCa::load(certs.path()).unwrap();
+    let first = ca.issue(Role::Node, "node-0007", &[]).unwrap().identity();
+    let renewed = ca.issue(Role::Node, "node-0007", &[]).unwrap().identity();
+    let other = certs.identity(Role::Node, "node-0001");
+    let serial = tls::cert_serial_hex(&first.cert_chain[0]).unwrap();
+    assert_ne!(
+        serial,
+        tls::cert_serial_hex(&renewed.cert_chain[0]).unwrap()
+    );
+    assert!(!serial.starts_with('0'), "canonical: {serial}");
+
+    let revoked = tls::Revocations::default();
+    let server_id = certs.identity(Role::Replica, "replica-1");
+    let server =
+        tls::server_tls_revocable(Plane::Boot, &certs.roots, &server_id, true, revoked.clone())
+            .unwrap();
+    let (addr, mut accepted) = serve(Plane::Boot, server, localhost_v4());
+    let (tx, mut held) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(handshake) = accepted.recv().await {
+            let Ok(conn) = handshake else { continue };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    let _ = recv.read_to_end(16).await;
+                    let _ = send.write_all(b"pong").await;
+                    let _ = send.finish();
+                }
+                let _ = tx.send(conn);
+            });
+        }
+    });
+    boot_connects(addr, &certs.roots, &first).await;
+
+    // By serial: that certificate only; the renewal under the same name still connects.
+    revoked.replace(tls::RevokedSet::new([serial.clone()], []));
+    let config = |id: &Identity| {
+        client_config(
+            Plane::Boot,
+            tls::boot_client_tls(&certs.roots, Some(id)).unwrap(),
+        )
+    };
+    let err = expect_refused(&client(localhost_v4()), Plane::Boot, config(&first), addr).await;
+    assert!(
+        err.to_string().contains(&format!(
+            "the node node-0007 certificate with serial {serial} is revoked"
+        )),
+        "{err}"
+    );
+    boot_connects(addr, &certs.roots, &renewed).await;
+
+    // By name: every certificate of that role and CN; other nodes still connect.
+    revoked.replace(tls::RevokedSet::new([], [(Role::Node, "node-0007".into())]));
+    let err = expect_refused(&client(localhost_v4()), Plane::Boot, config(&renewed), addr).await;
+    assert!(
+        err.to_string()
+            .contains("every node certificate named \"node-0007\" is revoked"),
+        "{err}"
+    );
+    boot_connects(addr, &certs.roots, &other).await;
+    drop(held.try_recv());
+
+    // The raft plane's verifier is the same: a revoked replica certificate cannot dial in.
+    let raft = tls::server_tls_revocable(
+        Plane::Raft,
+        &certs.roots,
+        &server_id,
+        false,
+        revoked.clone(),
+    )
+    .unwrap();
+    let (raft_addr, _raft_accepted) = serve(Plane::Raft, raft, localhost_v4());
+    revoked.replace(tls::RevokedSet::new(
+        [],
+        [(Role::Replica, "replica-2".into())],
+    ));
+    let peer = certs.identity(Role::Replica, "replica-2");
+    let config = client_config(
+        Plane::Raft,
+        tls::raft_client_tls(&certs.roots, &peer).unwrap(),
+    );
+    let err = expect_refused(&client(localhost_v4()), Plane::Raft, config, raft_addr).await;
+    assert!(
+        err.to_string().contains(
+            "every replica certificate named \"replica-2\" is revoked (on the raft plane)"
+        ),
+        "{err}"
+    );
+}

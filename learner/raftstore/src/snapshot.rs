@@ -1,10 +1,11 @@
 //! Snapshot files: the journal state, postcard-encoded, zstd-compressed, in a checksummed
 //! container, written atomically into `<data>/raft/snapshots/snap-{term}-{index}.bin`.
 //!
-//! File layout: magic `BSSNAP01` (8 bytes, last two = format version) · header length (u32 LE)
+//! File layout: magic `BSSNAP02` (8 bytes, last two = format version) · header length (u32 LE)
 //! · header (postcard `SnapshotHeader`: snapshot meta incl. last log id and membership, state
 //! and body lengths, blake3 of the body) · blake3 of the header (32 bytes) · body (zstd of
-//! postcard `JournalState`).
+//! postcard `JournalState`). Format 01 (before `JournalState::revoked`) is still read: its
+//! body is format 02's with the trailing field missing, which decodes as an empty set.
 //!
 //! Invariants:
 //! - a snapshot file is visible under its final name only once complete and fsynced (temp +
@@ -33,7 +34,11 @@ use crate::limits::{
 use crate::types::{LogId, SnapshotMeta, StoredMembership};
 
 /// First bytes of a snapshot file; the last two digits are the format version.
-const SNAPSHOT_MAGIC: [u8; 8] = *b"BSSNAP01";
+const SNAPSHOT_MAGIC: [u8; 8] = *b"BSSNAP02";
+/// Format 01: `JournalState` without its last field, `revoked` (still read, never written).
+const SNAPSHOT_MAGIC_V01: [u8; 8] = *b"BSSNAP01";
+/// The postcard encoding of an empty map: what a format-01 body lacks at its end.
+const EMPTY_REVOKED_V01: [u8; 1] = [0];
 const CORRUPT_SUFFIX: &str = ".corrupt";
 
 /// What precedes the body, checksummed on its own so a damaged header is caught before its
@@ -87,7 +92,17 @@ pub(crate) fn encode_image(
         what: "journal state",
         source,
     })?;
-    let body = zstd::encode_all(&raw[..], SNAPSHOT_ZSTD_LEVEL).map_err(|e| StoreError::Io {
+    encode_raw(SNAPSHOT_MAGIC, &raw, last_log_id, last_membership)
+}
+
+/// A snapshot file image of `magic`'s format around the postcard-encoded state `raw`.
+fn encode_raw(
+    magic: [u8; 8],
+    raw: &[u8],
+    last_log_id: Option<LogId>,
+    last_membership: StoredMembership,
+) -> Result<Image, StoreError> {
+    let body = zstd::encode_all(raw, SNAPSHOT_ZSTD_LEVEL).map_err(|e| StoreError::Io {
         action: "zstd-compress",
         path: PathBuf::from("<snapshot in memory>"),
         source: e,
@@ -109,7 +124,7 @@ pub(crate) fn encode_image(
         source,
     })?;
     let mut bytes = Vec::with_capacity(8 + 4 + header.len() + 32 + body.len());
-    bytes.extend_from_slice(&SNAPSHOT_MAGIC);
+    bytes.extend_from_slice(&magic);
     bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&header);
     bytes.extend_from_slice(blake3::hash(&header).as_bytes());
@@ -126,7 +141,7 @@ fn verify_image(bytes: &[u8]) -> Result<(SnapshotHeader, &[u8]), String> {
             bytes.len()
         ));
     }
-    if bytes.len() < 12 || bytes[..8] != SNAPSHOT_MAGIC {
+    if bytes.len() < 12 || (bytes[..8] != SNAPSHOT_MAGIC && bytes[..8] != SNAPSHOT_MAGIC_V01) {
         return Err("bad magic or too short (not a bootstorm snapshot, or a newer format)".into());
     }
     let header_len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
@@ -175,6 +190,10 @@ pub(crate) fn decode_image(bytes: &[u8]) -> Result<(SnapshotMeta, JournalState),
             raw.len(),
             header.state_bytes
         ));
+    }
+    if bytes[..8] == SNAPSHOT_MAGIC_V01 {
+        // postcard is positional: the state as format 01 wrote it, plus an empty last field.
+        raw.extend_from_slice(&EMPTY_REVOKED_V01);
     }
     let state = postcard::from_bytes(&raw)
         .map_err(|e| format!("state checksum ok but undecodable: {e}"))?;
@@ -351,5 +370,51 @@ impl SnapshotStore {
     /// The snapshot directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_with_revocation() -> JournalState {
+        let mut state = config::demo::demo_state(&config::demo::DemoSpec {
+            nodes: 4,
+            ..Default::default()
+        });
+        let revoke = config::JournalCommand::RevokeCertificate {
+            certificate: config::RevokedCertificate::Serial("a1b".into()),
+            reason: "leak".into(),
+            author: "alice".into(),
+            timestamp_ms: 1,
+        };
+        config::apply(&mut state, revoke).unwrap();
+        state
+    }
+
+    #[test]
+    fn the_revoked_set_survives_a_snapshot() {
+        let state = state_with_revocation();
+        let image = encode_image(&state, None, StoredMembership::default()).unwrap();
+        let (_, decoded) = decode_image(&image.bytes).unwrap();
+        assert_eq!(decoded, state);
+        assert_eq!(decoded.revoked.len(), 1);
+    }
+
+    /// A format-01 file (written before `revoked` existed) is the same state, no revocations.
+    #[test]
+    fn a_format_01_snapshot_decodes_with_nothing_revoked() {
+        let mut state = state_with_revocation();
+        state.revoked.clear();
+        let mut raw = postcard::to_stdvec(&state).unwrap();
+        assert_eq!(
+            raw.pop(),
+            Some(EMPTY_REVOKED_V01[0]),
+            "revoked is the last field"
+        );
+        let image =
+            encode_raw(SNAPSHOT_MAGIC_V01, &raw, None, StoredMembership::default()).unwrap();
+        let (_, decoded) = decode_image(&image.bytes).unwrap();
+        assert_eq!(decoded, state);
     }
 }

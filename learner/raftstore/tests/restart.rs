@@ -459,7 +459,7 @@ fn a_snapshot_is_a_checksummed_file_and_restores_the_state() {
     let name = format!("snap-{}-{}.bin", last.leader_id.term, last.index);
     assert_eq!(snapshot_files(dir.path()), vec![name.clone()]);
     let bytes = fs::read(dir.path().join("raft/snapshots").join(&name)).unwrap();
-    assert_eq!(&bytes[..8], b"BSSNAP01");
+    assert_eq!(&bytes[..8], b"BSSNAP02");
 
     // No committed id was saved, so the state comes from the snapshot alone.
     let storage = open(dir.path());

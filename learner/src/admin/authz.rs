@@ -33,6 +33,8 @@ pub enum Operation {
     SetPolicy,
     RegisterNode,
     RecordOperation,
+    /// Revoke a certificate (`RevokeCertificate`): every plane refuses it from then on.
+    RevokeCertificate,
     /// `SetOverlay`/`ExpireTtl`: derived by the leader; the server refuses them even to admins.
     ProposeDerived,
     Status,
@@ -45,12 +47,13 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, for the table test.
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 13] = [
         Operation::Commit,
         Operation::Rollback,
         Operation::SetPolicy,
         Operation::RegisterNode,
         Operation::RecordOperation,
+        Operation::RevokeCertificate,
         Operation::ProposeDerived,
         Operation::Status,
         Operation::Log,
@@ -70,6 +73,7 @@ impl Operation {
                 JournalCommand::SetPolicy { .. } => Operation::SetPolicy,
                 JournalCommand::UpdateNodeState { .. } => Operation::RegisterNode,
                 JournalCommand::RecordOperation(_) => Operation::RecordOperation,
+                JournalCommand::RevokeCertificate { .. } => Operation::RevokeCertificate,
                 JournalCommand::SetOverlay { .. } | JournalCommand::ExpireTtl { .. } => {
                     Operation::ProposeDerived
                 }
@@ -91,6 +95,7 @@ impl Operation {
             Operation::SetPolicy => "set a vCluster policy",
             Operation::RegisterNode => "register a node",
             Operation::RecordOperation => "record an operation",
+            Operation::RevokeCertificate => "revoke a certificate",
             Operation::ProposeDerived => "propose a leader-derived command",
             Operation::Status => "read status",
             Operation::Log => "read the log",
@@ -123,6 +128,7 @@ pub const PERMISSIONS: &[(Operation, &[Grant])] = &[
     (Operation::SetPolicy, &[ADMIN]),
     (Operation::RegisterNode, &[ADMIN]),
     (Operation::RecordOperation, &[ADMIN]),
+    (Operation::RevokeCertificate, &[ADMIN]),
     // Let through so that the server's own refusal (`authored`) explains why.
     (Operation::ProposeDerived, &[ADMIN]),
     (Operation::Status, &[ADMIN, REPLICA, MONITOR]),
@@ -218,6 +224,14 @@ mod tests {
                     exit_code: None,
                 }))
             }
+            Operation::RevokeCertificate => {
+                AdminRequest::Propose(JournalCommand::RevokeCertificate {
+                    certificate: config::RevokedCertificate::Serial("a1b".into()),
+                    reason: String::new(),
+                    author: String::new(),
+                    timestamp_ms: 0,
+                })
+            }
             Operation::ProposeDerived => AdminRequest::Propose(JournalCommand::ExpireTtl {
                 now_ms: 0,
                 author: String::new(),
@@ -262,13 +276,14 @@ mod tests {
     fn the_table_grants_admins_everything_replicas_joining_and_monitors_reading() {
         use Operation::*;
         #[rustfmt::skip]
-        let expected: [(Operation, [bool; 5]); 12] = [
+        let expected: [(Operation, [bool; 5]); 13] = [
             //                 admin  repl.self repl.other monitor node
             (Commit,          [true,  false,    false,     false,  false]),
             (Rollback,        [true,  false,    false,     false,  false]),
             (SetPolicy,       [true,  false,    false,     false,  false]),
             (RegisterNode,    [true,  false,    false,     false,  false]),
             (RecordOperation, [true,  false,    false,     false,  false]),
+            (RevokeCertificate, [true, false,   false,     false,  false]),
             (ProposeDerived,  [true,  false,    false,     false,  false]),
             (Status,          [true,  true,     true,      true,   false]),
             (Log,             [true,  false,    false,     true,   false]),

@@ -50,4 +50,7 @@ pub struct AdminContext {
     pub overlay_nudger: Option<crate::replica::leader::OverlayNudger>,
     /// `notAfter` (Unix seconds) of this replica's own certificate, for its row in `status`.
     pub cert_not_after_unix_s: Option<u64>,
+    /// The revoked certificates: open admin connections of one are closed when it is revoked
+    /// (the handshake refuses it through the TLS config). `None`: nothing is closed.
+    pub revocations: Option<net::Revocations>,
 }

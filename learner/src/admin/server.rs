@@ -105,12 +105,13 @@ pub async fn serve_with(
     limits: AdmissionLimits,
 ) {
     let batcher = Batcher::start(ctx.raft.clone(), shutdown.child_token());
+    let revocations = ctx.revocations.clone();
     let server = Arc::new(Server {
         ctx,
         batcher,
         digest: Mutex::new(None),
     });
-    let admission = Admission::new(limits, |event| {
+    let admission = Admission::new_revocable(limits, revocations, |event| {
         // Counted nowhere yet (the admin plane has no admission metrics); traced only, at
         // debug so a flood does not flood the log.
         tracing::debug!(?event, "admin plane admission");
@@ -639,6 +640,16 @@ fn authored(
             operation.timestamp_ms = now_ms;
             Ok(JournalCommand::RecordOperation(operation))
         }
+        JournalCommand::RevokeCertificate {
+            certificate,
+            reason,
+            ..
+        } => Ok(JournalCommand::RevokeCertificate {
+            certificate,
+            reason,
+            author,
+            timestamp_ms: now_ms,
+        }),
         JournalCommand::SetOverlay { .. } | JournalCommand::ExpireTtl { .. } => {
             Err(AdminResponse::error(
                 ErrorCode::Unauthorized,

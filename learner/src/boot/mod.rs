@@ -294,19 +294,32 @@ impl BootContext {
         limits: BootLimits,
         rebuild: Option<Arc<dyn OverlayRebuilder>>,
     ) -> Result<Arc<Self>, InvalidBootLimit> {
+        BootContext::new_revocable(replica, reader, limits, rebuild, None)
+    }
+
+    /// [`BootContext::new`] whose admission closes the open connections of a certificate when
+    /// `revocations` comes to name it (the handshake refuses it through the TLS config).
+    pub fn new_revocable(
+        replica: &str,
+        reader: ReplicaReader,
+        limits: BootLimits,
+        rebuild: Option<Arc<dyn OverlayRebuilder>>,
+        revocations: Option<net::Revocations>,
+    ) -> Result<Arc<Self>, InvalidBootLimit> {
         limits.validate()?;
         let stats = Arc::new(BootStats::new(replica));
         let counted = stats.clone();
-        let admission = Admission::new(admission_limits(&limits), move |event| {
-            counted.add(match event {
-                Event::Retried => Stat::ConnectionsRetried,
-                Event::RefusedPerSource => Stat::ConnectionsRefusedPerSource,
-                Event::RefusedFull => Stat::ConnectionsRefused,
-                Event::HandshakeTimedOut => Stat::HandshakeTimeouts,
-                Event::ClosedStreamless => Stat::ConnectionsStreamless,
-                Event::ClosedLifetime => Stat::ConnectionsLifetime,
-            })
-        });
+        let admission =
+            Admission::new_revocable(admission_limits(&limits), revocations, move |event| {
+                counted.add(match event {
+                    Event::Retried => Stat::ConnectionsRetried,
+                    Event::RefusedPerSource => Stat::ConnectionsRefusedPerSource,
+                    Event::RefusedFull => Stat::ConnectionsRefused,
+                    Event::HandshakeTimedOut => Stat::HandshakeTimeouts,
+                    Event::ClosedStreamless => Stat::ConnectionsStreamless,
+                    Event::ClosedLifetime => Stat::ConnectionsLifetime,
+                })
+            });
         Ok(Arc::new(BootContext {
             reader,
             cache: BootOverlayCache::default(),

@@ -132,6 +132,7 @@ pub async fn serve(
     node_id: RaftNodeId,
     configured_peers: BTreeMap<RaftNodeId, String>,
     metrics: Arc<ReplicaMetrics>,
+    revocations: net::Revocations,
     shutdown: CancellationToken,
 ) {
     let empty =
@@ -144,7 +145,7 @@ pub async fn serve(
         view: Mutex::new((None, Arc::new(empty))),
         snapshot: Mutex::new(None),
     });
-    let admission = Admission::new(admission_limits(), |event| {
+    let admission = Admission::new_revocable(admission_limits(), Some(revocations), |event| {
         // Traced only (the raft plane has no admission metrics yet), at debug: a flood must
         // not flood the log.
         tracing::debug!(?event, "raft plane admission");

@@ -188,6 +188,9 @@ pub struct Replica {
     /// A handle on the raft log, for fsync statistics.
     pub log: LogStore,
     pub metrics: Arc<ReplicaMetrics>,
+    /// The certificates the journal revoked, as this replica applied them: every plane's
+    /// handshake refuses them and their open connections are closed (`crate::revocation`).
+    pub revocations: net::Revocations,
     /// Asks this replica's overlay task to rebuild a vCluster now (it acts only while this
     /// replica leads): the admin plane's `RebuildOverlay` and the local boot plane use it.
     pub overlay_nudger: leader::OverlayNudger,
@@ -274,6 +277,7 @@ fn bind_raft_plane(
     conf: &ReplicaConf,
     tls: &TlsMaterial,
     metrics: &Arc<ReplicaMetrics>,
+    revocations: &net::Revocations,
 ) -> Result<RaftPlane, ReplicaError> {
     let quic_err = |addr| {
         move |source| ReplicaError::Quic {
@@ -286,7 +290,14 @@ fn bind_raft_plane(
         source: Box::new(source),
     };
     let limits = ServerLimits::for_plane(Plane::Raft);
-    let server_tls = tls::raft_server_tls(&tls.roots, &tls.identity).map_err(tls_err)?;
+    let server_tls = tls::server_tls_revocable(
+        Plane::Raft,
+        &tls.roots,
+        &tls.identity,
+        false,
+        revocations.clone(),
+    )
+    .map_err(tls_err)?;
     let server_config = quic::server_config(Plane::Raft, server_tls, &limits)
         .map_err(quic_err(conf.listen.raft))?;
     let endpoint = quic::server_endpoint(conf.listen.raft, server_config, &limits.socket)
@@ -371,7 +382,10 @@ impl Replica {
         let storage = open_storage(&conf).await?;
         let config = Arc::new(raft_config(&conf, &options)?);
         let metrics = ReplicaMetrics::new(&conf.name, &cert_expiries);
-        let plane = bind_raft_plane(&conf, &tls, &metrics)?;
+        // Filled from the recovered journal before any plane accepts a handshake.
+        let revocations = net::Revocations::default();
+        crate::revocation::seed(&storage.reader, &revocations);
+        let plane = bind_raft_plane(&conf, &tls, &metrics, &revocations)?;
 
         let log = storage.log.clone();
         let reader = storage.reader.clone();
@@ -396,6 +410,12 @@ impl Replica {
                 .map(|p| (p.node_id, p.name.clone()))
                 .collect(),
             metrics.clone(),
+            revocations.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(crate::revocation::follow(
+            reader.clone(),
+            revocations.clone(),
             stop.clone(),
         ));
         let overlay_nudger = spawn_leader_tasks_and_sampler(
@@ -413,6 +433,7 @@ impl Replica {
             recovery: storage.recovery,
             log,
             metrics,
+            revocations,
             overlay_nudger,
             stop,
             tasks,

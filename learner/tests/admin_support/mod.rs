@@ -294,6 +294,8 @@ impl TestCluster {
             // No overlay task here: `RebuildOverlay` is tested with real daemons.
             overlay_nudger: None,
             cert_not_after_unix_s: own_cert_not_after(&files.cert),
+            // Revocation is tested with real daemons (`learner/tests/revocation.rs`).
+            revocations: None,
         });
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(admin::serve_with(

@@ -766,7 +766,14 @@ async fn exchange(
     let bytes = recv
         .read_to_end(BOOT_RESPONSE_FRAME_SIZE_MAX_BYTES)
         .await
-        .map_err(|e| retry(format!("reading the answer failed: {e}")))?;
+        .map_err(|e| match e {
+            // With TLS 1.3 a refused client certificate (another CA, a revoked one) arrives
+            // after the client considers itself connected: say why, as for the handshake.
+            quinn::ReadToEndError::Read(quinn::ReadError::ConnectionLost(lost)) => {
+                connection_failure(lost)
+            }
+            e => retry(format!("reading the answer failed: {e}")),
+        })?;
     BootResponse::decode(Bytes::from(bytes))
         .map_err(|e| retry(format!("sent a malformed answer: {e}")))
 }
