@@ -47,7 +47,8 @@ fn stderr(output: &Output) -> String {
 
 /// `bootstorm fetch` for `node` with its own certificate (from `certs/nodes/`), from `replica`
 /// only when given (verify only: no root, no held overlay, so no check datagram), giving up
-/// after `timeout_ms` (the agent retries a refused handshake like any failure).
+/// after `timeout_ms` (a handshake refused by every replica it may ask ends the fetch at once
+/// with exit 1; the bound is for anything else).
 fn fetch_as(cluster_dir: &Path, node: &str, replica: Option<&str>, timeout_ms: u64) -> Output {
     let nodes = cluster_dir.join("certs").join("nodes");
     let cluster = cluster_dir.join("cluster.toml");
@@ -102,6 +103,26 @@ async fn wait_applied(client: &AdminClient, seq: u64) {
             .all(|r| r.reachable && r.applied_seq >= seq)
     })
     .await;
+}
+
+/// Waits until the replica whose data dir is `data` has persisted a committed log id at or
+/// past `index` (what a restart replays up to; saved in the background).
+async fn wait_committed_persisted(data: &Path, index: u64) {
+    let deadline = Instant::now() + WAIT_TIMEOUT;
+    loop {
+        let persisted = raftstore::read_persisted_committed(data)
+            .expect("a readable committed-id file")
+            .map_or(0, |id| id.index);
+        if persisted >= index {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} persisted committed index {persisted}, not {index}",
+            data.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn last_seq(client: &AdminClient) -> u64 {
@@ -197,6 +218,11 @@ async fn revoked_certificates_are_refused_on_every_plane_and_after_a_restart() {
     for replica in ["voter-1", "learner-1"] {
         let out = fetch_as(&cluster_dir, "node-0001", Some(replica), REFUSED_MS);
         assert!(!out.status.success(), "{replica} let a revoked node fetch");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "a certificate every replica refuses is a refusal (exit 1), not an exhausted retry"
+        );
         assert!(
             stderr(&out).contains("every node certificate named")
                 && stderr(&out).contains("node-0001")
@@ -315,7 +341,14 @@ async fn revoked_certificates_are_refused_on_every_plane_and_after_a_restart() {
     assert_eq!(last, seq, "bob committed nothing after his revocation");
 
     // Restart: stop both replicas, start only the learner: from its own disk (snapshot and
-    // log), it refuses the revoked node before anything replicates to it.
+    // log), it refuses the revoked node before anything replicates to it. A restarted replica
+    // replays its log up to its persisted committed id, which is saved in the background
+    // (once a second, `COMMITTED_SAVE_INTERVAL_MS`): wait until the learner has persisted
+    // everything applied so far, or it would restart knowing nothing to replay.
+    let status = admin.status_all().await;
+    let learner = status.replicas.iter().find(|r| r.name == "learner-1");
+    let applied_index = learner.expect("learner-1 in status").applied_index;
+    wait_committed_persisted(&cluster_dir.join("learner-1"), applied_index).await;
     cluster.kill("voter-1").await.unwrap();
     cluster.kill("learner-1").await.unwrap();
     cluster.restart("learner-1").await.unwrap();

@@ -103,6 +103,16 @@ pub fn raft_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("raft")
 }
 
+/// The committed log id a replica with data dir `data_dir` has persisted (what a restart
+/// replays up to), read without opening the store: for tools and tests that must know what
+/// survives a restart. `None` before the first save.
+pub fn read_persisted_committed(data_dir: &Path) -> Result<Option<types::LogId>, StoreError> {
+    // The file holds what `save_committed` was given: an `Option<LogId>`.
+    let saved: Option<Option<types::LogId>> =
+        fsutil::read_meta(&raft_dir(data_dir).join(log_store::COMMITTED_FILE))?;
+    Ok(saved.flatten())
+}
+
 /// Opens (creating) the raft storage under `data_dir` and recovers it: log segments (torn tail
 /// cut off), newest valid snapshot, then the committed entries after it. Blocking; call it
 /// before starting raft (or from `spawn_blocking`).

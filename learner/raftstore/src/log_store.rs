@@ -75,7 +75,7 @@ const SEGMENT_HEADER_BYTES: u64 = 16;
 const RECORD_HEADER_BYTES: usize = 4 + 32;
 const SEGMENT_SUFFIX: &str = ".seg";
 /// File under `<data>/raft` holding the last saved committed log id.
-const COMMITTED_FILE: &str = "committed";
+pub(crate) const COMMITTED_FILE: &str = "committed";
 
 /// Tuning of the log store; `Default` is what the daemon uses (plus the faults its
 /// environment arms, see `fault`).

@@ -330,6 +330,11 @@ enum Failure {
     },
     /// Stop: every replica would answer the same.
     Fatal { code: ErrorCode, message: String },
+    /// The replica refused the TLS handshake (an alert: a revoked, expired or foreign
+    /// certificate, the wrong plane). Another replica may still accept (a revocation or a
+    /// renewal not yet everywhere), so the fetch fails over; once every replica has refused,
+    /// more attempts cannot help and the fetch stops with a refusal.
+    CertificateRefused { answer: String },
 }
 
 fn retry(answer: impl Into<String>) -> Failure {
@@ -516,6 +521,8 @@ impl BootClient {
         );
         // Earliest time each replica may be asked again (an `Overloaded` hint).
         let mut not_before: Vec<Instant> = vec![started; replicas.len()];
+        // Which replicas refused this node's TLS handshake; all of them ends the fetch.
+        let mut refused_tls: Vec<bool> = vec![false; replicas.len()];
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut backoff_ms = self.config.retry.backoff_initial_ms;
         let mut index = 0usize;
@@ -555,6 +562,25 @@ impl BootClient {
                         code,
                         message,
                     })
+                }
+                Err(Failure::CertificateRefused { answer }) => {
+                    refused_tls[index] = true;
+                    if refused_tls.iter().all(|refused| *refused) {
+                        return Err(FetchError::Refused {
+                            node: node.to_owned(),
+                            replica: replica.name.clone(),
+                            code: ErrorCode::Unauthorized,
+                            message: format!(
+                                "every replica refused the TLS handshake; the last {answer}"
+                            ),
+                        });
+                    }
+                    attempts.push(Attempt {
+                        replica: replica.name.clone(),
+                        addr: replica.addr,
+                        answer,
+                        elapsed_ms,
+                    });
                 }
                 Err(Failure::Retry {
                     answer,
@@ -793,10 +819,12 @@ fn connection_failure(error: quinn::ConnectionError) -> Failure {
         }
         E::ConnectionClosed(close) if (0x100..0x200).contains(&u64::from(close.error_code)) => {
             // A TLS alert from the replica: wrong CA, a certificate it refuses, wrong plane.
-            retry(format!(
-                "refused the TLS handshake ({error}); check the CA, the node certificate and \
-                 that this is the boot port"
-            ))
+            Failure::CertificateRefused {
+                answer: format!(
+                    "refused the TLS handshake ({error}); check the CA, the node certificate \
+                     and that this is the boot port"
+                ),
+            }
         }
         E::TransportError(e) if (0x100..0x200).contains(&u64::from(e.code)) => retry(format!(
             "failed TLS verification ({error}); check the CA file and the replica's server name"
