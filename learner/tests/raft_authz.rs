@@ -256,6 +256,16 @@ async fn forged_raft_rpcs_are_refused_and_the_cluster_keeps_serving() {
     let mut everyone: Vec<&Replica> = voters.iter().collect();
     everyone.push(&learner);
     let converged = wait_converged(&everyone).await;
+    // The state machines have applied `converged`; openraft's metrics report it a moment
+    // later. Snapshot the raft state only once they do, or catch-up looks like an attack.
+    for replica in &everyone {
+        replica
+            .raft
+            .wait(Some(WAIT))
+            .applied_index_at_least(Some(converged), "metrics report the converged index")
+            .await
+            .expect("raft metrics catch up with the applied state");
+    }
     let before = observe(&everyone);
     let term = leader.raft.metrics().borrow().current_term;
     let last = leader.raft.metrics().borrow().last_applied;
