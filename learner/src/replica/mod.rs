@@ -29,6 +29,7 @@
 
 pub mod core_watch;
 pub mod leader;
+pub mod ttl;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -343,7 +344,7 @@ fn spawn_leader_tasks_and_sampler(
         options.overlay_task,
         stop.clone(),
     ));
-    tasks.spawn(leader::run_ttl_task(
+    tasks.spawn(ttl::run_ttl_task(
         raft.clone(),
         reader.clone(),
         metrics.clone(),
